@@ -1,0 +1,44 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Dependencies point inward: executables -> PianoIO (files, audio, network) -> DDSPPiano (pure engine).
+let package = Package(
+    name: "ddsp-piano",
+    products: [
+        .executable(name: "ddsp-piano", targets: ["ddsp-piano"]),
+        .library(name: "DDSPPiano", targets: ["DDSPPiano"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries enter only through these small system-library targets.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CKissFFT", path: "Sources/CKissFFT"),
+        .systemLibrary(name: "CSndFile", path: "Sources/CSndFile"),
+
+        // The engine: model, synthesis, MIDI conditioning, weight formats. No I/O, no threads.
+        .target(
+            name: "DDSPPiano",
+            dependencies: ["CBLAS", "CKissFFT"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        // Files, WAV (libsndfile), HTTP download: everything the engine must not do.
+        .target(
+            name: "PianoIO",
+            dependencies: ["DDSPPiano", "CSndFile"]
+        ),
+        .executableTarget(
+            name: "ddsp-piano",
+            dependencies: [
+                "DDSPPiano", "PianoIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "DDSPPianoTests",
+            dependencies: ["DDSPPiano", "PianoIO"]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

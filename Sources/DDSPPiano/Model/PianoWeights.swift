@@ -1,0 +1,300 @@
+import Foundation
+
+/// Every trainable or stored value of the DDSP-Piano model, under readable names.
+///
+/// Layouts follow Keras: a dense kernel is `[in, out]` (y = x·K + b), GRU kernels are
+/// `[in, 3·units]` with the gate columns ordered (update z, reset r, candidate h).
+/// The mapping from upstream TensorFlow checkpoint keys, and every layout change, is in
+/// `upstreamKeys` / `init(upstreamCheckpoint:)` below and nowhere else.
+public struct PianoWeights: Sendable {
+    public struct Hyper: Sendable, Equatable {
+        public var sampleRate = 16_000
+        public var frameRate = 250
+        public var voices = 16
+        public var zDim = 16
+        public var contextUnits = 32      // context dense_in and dense_out width
+        public var contextGRUUnits = 64
+        public var monoDenseUnits = 128
+        public var monoGRUUnits = 192
+        public var monoHiddenUnits = 192
+        public var harmonics = 96
+        public var noiseBands = 64
+        public var substrings = 2
+        public var reverbLength = 24_000
+        public init() {}
+        public var samplesPerFrame: Int { sampleRate / frameRate }
+        public var contextInputs: Int { 2 * voices + 4 + zDim }      // 52
+        public var monoInputs: Int { 3 + contextUnits }             // 35
+        public var monoOutputs: Int { 1 + harmonics + noiseBands }  // 161
+    }
+
+    public var hyper: Hyper
+    public var instruments: [String]
+    /// Free-form provenance written into the file's metadata (source, training steps, ...).
+    public var provenance: [String: String]
+
+    public var zEmbedding: Tensor            // [instruments, zDim]
+    public var inharmonicityEmbedding: Tensor // [instruments, 1]
+    public var detuningEmbedding: Tensor      // [instruments, 1]
+
+    public var contextDenseKernel: Tensor     // [52, 32]
+    public var contextDenseBias: Tensor       // [32]
+    public var contextGRUKernel: Tensor       // [32, 3·64]
+    public var contextGRURecurrentKernel: Tensor // [64, 3·64]
+    public var contextGRUInputBias: Tensor    // [3·64]
+    public var contextGRURecurrentBias: Tensor // [3·64]
+    public var contextNormScale: Tensor       // [64]
+    public var contextNormShift: Tensor       // [64]
+    public var contextOutKernel: Tensor       // [64, 32]
+    public var contextOutBias: Tensor         // [32]
+
+    public var releaseDuration: Tensor        // [1], seconds
+
+    public var inharmSlopes: Tensor           // [2] (treble, bass), fixed (Rigaud et al.)
+    public var inharmSlopesModifier: Tensor   // [2]
+    public var inharmOffsets: Tensor          // [2], fixed
+    public var inharmOffsetsModifier: Tensor  // [2]
+    public var inharmModelSpecificWeight: Tensor // [1]
+
+    public var detunerKernel: Tensor          // [1, substrings]
+    public var detunerBias: Tensor            // [substrings]
+
+    public var monoDenseKernel: Tensor        // [35, 128]
+    public var monoDenseBias: Tensor          // [128]
+    public var monoGRUKernel: Tensor          // [128, 3·192]
+    public var monoGRURecurrentKernel: Tensor // [192, 3·192]
+    public var monoGRUInputBias: Tensor       // [3·192]
+    public var monoGRURecurrentBias: Tensor   // [3·192]
+    public var monoHiddenKernel: Tensor       // [192, 192]
+    public var monoHiddenBias: Tensor         // [192]
+    public var monoNormScale: Tensor          // [192]
+    public var monoNormShift: Tensor          // [192]
+    public var monoOutKernel: Tensor          // [192, 161]
+    public var monoOutBias: Tensor            // [161]
+
+    public var reverbImpulseResponses: Tensor // [instruments, 24000]
+
+    public static let dafx22Instruments = ["2004", "2006", "2008", "2009", "2011", "2013", "2014", "2015", "2017", "2018"]
+
+    /// The readable tensor names of our weight files, with a key path and expected shape.
+    static func layout(_ h: Hyper, instruments n: Int) -> [(name: String, path: WritableKeyPath<PianoWeights, Tensor>, shape: [Int])] {
+        [
+            ("z_encoder.embedding", \.zEmbedding, [n, h.zDim]),
+            ("z_encoder.inharmonicity", \.inharmonicityEmbedding, [n, 1]),
+            ("z_encoder.detuning", \.detuningEmbedding, [n, 1]),
+            ("context.dense_in.kernel", \.contextDenseKernel, [h.contextInputs, h.contextUnits]),
+            ("context.dense_in.bias", \.contextDenseBias, [h.contextUnits]),
+            ("context.gru.kernel", \.contextGRUKernel, [h.contextUnits, 3 * h.contextGRUUnits]),
+            ("context.gru.recurrent_kernel", \.contextGRURecurrentKernel, [h.contextGRUUnits, 3 * h.contextGRUUnits]),
+            ("context.gru.input_bias", \.contextGRUInputBias, [3 * h.contextGRUUnits]),
+            ("context.gru.recurrent_bias", \.contextGRURecurrentBias, [3 * h.contextGRUUnits]),
+            ("context.norm.scale", \.contextNormScale, [h.contextGRUUnits]),
+            ("context.norm.shift", \.contextNormShift, [h.contextGRUUnits]),
+            ("context.dense_out.kernel", \.contextOutKernel, [h.contextGRUUnits, h.contextUnits]),
+            ("context.dense_out.bias", \.contextOutBias, [h.contextUnits]),
+            ("note_release.duration", \.releaseDuration, [1]),
+            ("inharmonicity.slopes", \.inharmSlopes, [2]),
+            ("inharmonicity.slopes_modifier", \.inharmSlopesModifier, [2]),
+            ("inharmonicity.offsets", \.inharmOffsets, [2]),
+            ("inharmonicity.offsets_modifier", \.inharmOffsetsModifier, [2]),
+            ("inharmonicity.model_specific_weight", \.inharmModelSpecificWeight, [1]),
+            ("detuner.kernel", \.detunerKernel, [1, h.substrings]),
+            ("detuner.bias", \.detunerBias, [h.substrings]),
+            ("mono.dense_in.kernel", \.monoDenseKernel, [h.monoInputs, h.monoDenseUnits]),
+            ("mono.dense_in.bias", \.monoDenseBias, [h.monoDenseUnits]),
+            ("mono.gru.kernel", \.monoGRUKernel, [h.monoDenseUnits, 3 * h.monoGRUUnits]),
+            ("mono.gru.recurrent_kernel", \.monoGRURecurrentKernel, [h.monoGRUUnits, 3 * h.monoGRUUnits]),
+            ("mono.gru.input_bias", \.monoGRUInputBias, [3 * h.monoGRUUnits]),
+            ("mono.gru.recurrent_bias", \.monoGRURecurrentBias, [3 * h.monoGRUUnits]),
+            ("mono.dense_hidden.kernel", \.monoHiddenKernel, [h.monoGRUUnits, h.monoHiddenUnits]),
+            ("mono.dense_hidden.bias", \.monoHiddenBias, [h.monoHiddenUnits]),
+            ("mono.norm.scale", \.monoNormScale, [h.monoHiddenUnits]),
+            ("mono.norm.shift", \.monoNormShift, [h.monoHiddenUnits]),
+            ("mono.dense_out.kernel", \.monoOutKernel, [h.monoHiddenUnits, h.monoOutputs]),
+            ("mono.dense_out.bias", \.monoOutBias, [h.monoOutputs]),
+            ("reverb.impulse_responses", \.reverbImpulseResponses, [n, h.reverbLength]),
+        ]
+    }
+
+    /// All names in file order, for `weights info` and tests.
+    public static var tensorNames: [String] { layout(Hyper(), instruments: 1).map(\.name) }
+
+    public var parameterCount: Int {
+        Self.layout(hyper, instruments: instruments.count).reduce(0) { $0 + self[keyPath: $1.path].count }
+    }
+
+    /// Zero-filled weights of the right shapes (for building and training from scratch).
+    public init(hyper: Hyper = Hyper(), instruments: [String]) {
+        self.hyper = hyper
+        self.instruments = instruments
+        self.provenance = [:]
+        let empty = Tensor(shape: [0], values: [])
+        zEmbedding = empty; inharmonicityEmbedding = empty; detuningEmbedding = empty
+        contextDenseKernel = empty; contextDenseBias = empty; contextGRUKernel = empty
+        contextGRURecurrentKernel = empty; contextGRUInputBias = empty; contextGRURecurrentBias = empty
+        contextNormScale = empty; contextNormShift = empty; contextOutKernel = empty; contextOutBias = empty
+        releaseDuration = empty
+        inharmSlopes = empty; inharmSlopesModifier = empty; inharmOffsets = empty; inharmOffsetsModifier = empty
+        inharmModelSpecificWeight = empty
+        detunerKernel = empty; detunerBias = empty
+        monoDenseKernel = empty; monoDenseBias = empty; monoGRUKernel = empty; monoGRURecurrentKernel = empty
+        monoGRUInputBias = empty; monoGRURecurrentBias = empty; monoHiddenKernel = empty; monoHiddenBias = empty
+        monoNormScale = empty; monoNormShift = empty; monoOutKernel = empty; monoOutBias = empty
+        reverbImpulseResponses = empty
+        for entry in Self.layout(hyper, instruments: instruments.count) {
+            self[keyPath: entry.path] = Tensor(shape: entry.shape)
+        }
+    }
+
+    // MARK: - Our file format
+
+    public static let formatName = "ddsp-piano"
+    public static let formatVersion = "1"
+
+    /// Reads weights from a safetensors container with our readable names.
+    /// Every tensor must be present, of the expected shape, and finite.
+    public init(safetensors file: Safetensors) throws {
+        let meta = file.metadata
+        if let format = meta["format"], format != Self.formatName {
+            throw WeightsError("not a ddsp-piano weight file (format '\(format)')")
+        }
+        var hyper = Hyper()
+        func intMeta(_ key: String, _ target: inout Int) throws {
+            guard let s = meta[key] else { return }
+            guard let v = Int(s), v > 0, v < 10_000_000 else { throw WeightsError("metadata '\(key)' is not a positive integer: '\(s)'") }
+            target = v
+        }
+        try intMeta("sample_rate", &hyper.sampleRate)
+        try intMeta("frame_rate", &hyper.frameRate)
+        try intMeta("n_synths", &hyper.voices)
+        try intMeta("reverb_length", &hyper.reverbLength)
+        guard hyper == Hyper() || (hyper.sampleRate == 16_000 && hyper.frameRate == 250) else {
+            throw WeightsError("unsupported rates \(hyper.sampleRate) Hz / \(hyper.frameRate) fps (this engine runs the 16 kHz / 250 fps dafx22 architecture)")
+        }
+        guard hyper.voices == 16 else { throw WeightsError("unsupported n_synths \(hyper.voices) (expected 16)") }
+        var instruments: [String]
+        if let list = meta["instruments"] {
+            instruments = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        } else if let z = file.tensors["z_encoder.embedding"], z.shape.count == 2 {
+            instruments = (0..<z.shape[0]).map { String($0) }
+        } else {
+            throw WeightsError("missing tensor 'z_encoder.embedding'")
+        }
+        guard !instruments.isEmpty, instruments.allSatisfy({ !$0.isEmpty }) else { throw WeightsError("metadata 'instruments' is empty or has an empty name") }
+        self.init(hyper: hyper, instruments: instruments)
+        for entry in Self.layout(hyper, instruments: instruments.count) {
+            guard let t = file.tensors[entry.name] else { throw WeightsError("missing tensor '\(entry.name)'") }
+            guard t.shape == entry.shape else {
+                throw WeightsError("tensor '\(entry.name)' has shape \(t.shape), expected \(entry.shape)")
+            }
+            if let bad = t.values.firstIndex(where: { !$0.isFinite }) {
+                throw WeightsError("tensor '\(entry.name)' has a non-finite value (\(t.values[bad])) at index \(bad)")
+            }
+            self[keyPath: entry.path] = t
+        }
+        provenance = meta.filter { !Self.reservedMetadata.contains($0.key) }
+        guard releaseDuration.values[0] > 0, releaseDuration.values[0] < 60 else {
+            throw WeightsError("note_release.duration \(releaseDuration.values[0]) s is out of range (0, 60)")
+        }
+    }
+
+    static let reservedMetadata: Set<String> = ["format", "format_version", "architecture", "sample_rate", "frame_rate", "n_synths", "reverb_length", "instruments"]
+
+    public func safetensors() -> Safetensors {
+        var file = Safetensors()
+        for entry in Self.layout(hyper, instruments: instruments.count) {
+            file.tensors[entry.name] = self[keyPath: entry.path]
+        }
+        file.metadata = provenance
+        file.metadata["format"] = Self.formatName
+        file.metadata["format_version"] = Self.formatVersion
+        file.metadata["architecture"] = "dafx22"
+        file.metadata["sample_rate"] = String(hyper.sampleRate)
+        file.metadata["frame_rate"] = String(hyper.frameRate)
+        file.metadata["n_synths"] = String(hyper.voices)
+        file.metadata["reverb_length"] = String(hyper.reverbLength)
+        file.metadata["instruments"] = instruments.joined(separator: ",")
+        return file
+    }
+
+    /// Resolves `--piano` text: an index ("9") or an instrument name ("2018").
+    public func instrumentIndex(_ text: String) -> Int? {
+        if let i = instruments.firstIndex(of: text) { return i }
+        if let i = Int(text), i >= 0, i < instruments.count { return i }
+        return nil
+    }
+
+    // MARK: - Upstream TensorFlow checkpoint (the only place that knows its keys)
+
+    /// Upstream key (without the `/.ATTRIBUTES/VARIABLE_VALUE` suffix) for each readable name.
+    /// Layout changes: GRU `bias` [2, 3u] is split into its rows (row 0 input bias, row 1
+    /// recurrent bias); Normalize `scale`/`shift` [1,1,1,C] are flattened to [C]; the scalar
+    /// `release_duration` becomes [1]. Kernels keep Keras' [in, out] layout.
+    public static let upstreamKeys: [String: String] = [
+        "z_encoder.embedding": "model/z_encoder/embedding/embeddings",
+        "z_encoder.inharmonicity": "model/z_encoder/inharm_embedding/embeddings",
+        "z_encoder.detuning": "model/z_encoder/detune_embedding/embeddings",
+        "context.dense_in.kernel": "model/context_network/model/layer_with_weights-0/kernel",
+        "context.dense_in.bias": "model/context_network/model/layer_with_weights-0/bias",
+        "context.gru.kernel": "model/context_network/model/layer_with_weights-1/cell/kernel",
+        "context.gru.recurrent_kernel": "model/context_network/model/layer_with_weights-1/cell/recurrent_kernel",
+        "context.gru.input_bias": "model/context_network/model/layer_with_weights-1/cell/bias#0",
+        "context.gru.recurrent_bias": "model/context_network/model/layer_with_weights-1/cell/bias#1",
+        "context.norm.scale": "model/context_network/model/layer_with_weights-2/scale",
+        "context.norm.shift": "model/context_network/model/layer_with_weights-2/shift",
+        "context.dense_out.kernel": "model/context_network/dense_out/kernel",
+        "context.dense_out.bias": "model/context_network/dense_out/bias",
+        "note_release.duration": "model/note_release/layer/cell/release_duration",
+        "inharmonicity.slopes": "model/inharm_model/slopes",
+        "inharmonicity.slopes_modifier": "model/inharm_model/slopes_modifier",
+        "inharmonicity.offsets": "model/inharm_model/offsets",
+        "inharmonicity.offsets_modifier": "model/inharm_model/offsets_modifier",
+        "inharmonicity.model_specific_weight": "model/inharm_model/model_specific_weight",
+        "detuner.kernel": "model/detuner/layer/kernel",
+        "detuner.bias": "model/detuner/layer/bias",
+        "mono.dense_in.kernel": "model/monophonic_network/model/layer_with_weights-0/kernel",
+        "mono.dense_in.bias": "model/monophonic_network/model/layer_with_weights-0/bias",
+        "mono.gru.kernel": "model/monophonic_network/model/layer_with_weights-1/cell/kernel",
+        "mono.gru.recurrent_kernel": "model/monophonic_network/model/layer_with_weights-1/cell/recurrent_kernel",
+        "mono.gru.input_bias": "model/monophonic_network/model/layer_with_weights-1/cell/bias#0",
+        "mono.gru.recurrent_bias": "model/monophonic_network/model/layer_with_weights-1/cell/bias#1",
+        "mono.dense_hidden.kernel": "model/monophonic_network/model/layer_with_weights-2/kernel",
+        "mono.dense_hidden.bias": "model/monophonic_network/model/layer_with_weights-2/bias",
+        "mono.norm.scale": "model/monophonic_network/model/layer_with_weights-3/scale",
+        "mono.norm.shift": "model/monophonic_network/model/layer_with_weights-3/shift",
+        "mono.dense_out.kernel": "model/monophonic_network/dense_out/kernel",
+        "mono.dense_out.bias": "model/monophonic_network/dense_out/bias",
+        "reverb.impulse_responses": "model/reverb_model/reverb_dict/layer_with_weights-0/embeddings",
+    ]
+
+    public static let upstreamSuffix = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+    /// Builds weights from upstream checkpoint tensors keyed by full TF key
+    /// (`model/.../.ATTRIBUTES/VARIABLE_VALUE`) or by the key without the suffix.
+    public init(upstreamCheckpoint raw: [String: Tensor], instruments: [String] = PianoWeights.dafx22Instruments) throws {
+        func lookup(_ key: String) -> Tensor? { raw[key + Self.upstreamSuffix] ?? raw[key] }
+        var converted: [String: Tensor] = [:]
+        for (name, source) in Self.upstreamKeys {
+            let parts = source.split(separator: "#")
+            let key = String(parts[0])
+            guard var t = lookup(key) else { throw WeightsError("checkpoint has no variable '\(key)' (needed for \(name))") }
+            if parts.count == 2 {
+                // One row of a [2, 3u] GRU bias.
+                guard t.shape.count == 2, t.shape[0] == 2 else { throw WeightsError("checkpoint variable '\(key)' has shape \(t.shape), expected [2, 3·units]") }
+                let row = Int(parts[1])!, width = t.shape[1]
+                t = Tensor(shape: [width], values: Array(t.values[(row * width)..<((row + 1) * width)]))
+            } else if name.hasSuffix("norm.scale") || name.hasSuffix("norm.shift") || name == "note_release.duration" {
+                t = Tensor(shape: [t.count], values: t.values)
+            }
+            converted[name] = t
+        }
+        var file = Safetensors(tensors: converted, metadata: ["instruments": instruments.joined(separator: ",")])
+        file.metadata["format"] = Self.formatName
+        try self.init(safetensors: file)
+    }
+}
+
+public struct WeightsError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
