@@ -1,4 +1,104 @@
+import Foundation
 import ArgumentParser
+import PianoIO
+
 struct RenderCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "render", abstract: "Render a MIDI file to WAV.")
+    static let configuration = CommandConfiguration(
+        commandName: "render",
+        abstract: "Render a MIDI file to WAV with the DDSP-Piano model.",
+        discussion: """
+        Plays every note, velocity and pedal (CC64-67) of IN.mid on one of the model's pianos \
+        and writes mono 16 kHz audio. Like the upstream model, 0.5 s of silence is rendered \
+        first (--warm-up) and cut from the output, and the file lasts until the end of the last \
+        note (after the sustain pedal), rounded up to a whole second, unless --duration is given.
+
+        Without --weights, the default weight file is used (see 'ddsp-piano weights --help'; \
+        'ddsp-piano weights fetch dafx22' downloads the published one).
+
+        The output file appears only when it is complete; an existing file is replaced only by a \
+        finished render. Integer formats clip beyond full scale: the command then warns with the \
+        number of clipped samples; --normalize or --format f32 avoid it.
+
+        Examples:
+          ddsp-piano render song.mid song.wav
+          ddsp-piano render --piano 2011 --format s16 --normalize -1 song.mid song.wav
+          ddsp-piano render --weights my.safetensors --dry-output dry.wav in.mid out.wav
+        """
+    )
+
+    @Argument(help: ArgumentHelp("The Standard MIDI File to play.", valueName: "IN.mid"))
+    var input: String
+
+    @Argument(help: ArgumentHelp("The WAV file to write.", valueName: "OUT.wav"))
+    var output: String
+
+    @Option(help: ArgumentHelp("Weight file (.safetensors). Default: the installed default weights.", valueName: "FILE"))
+    var weights: String?
+
+    @Option(help: ArgumentHelp("Piano: an index into the weight file's instruments or a name (dafx22: 0...9 or 2004...2018).", valueName: "N|YEAR"))
+    var piano: String = "9"
+
+    @Option(name: .customLong("warm-up"), help: ArgumentHelp("Seconds of silence rendered before the music and cut from the output.", valueName: "S"))
+    var warmUp: Double = 0.5
+
+    @Option(help: ArgumentHelp("Seconds of music to render (default: to the end of the last note, rounded up).", valueName: "S"))
+    var duration: Double?
+
+    @Option(name: .customLong("dry-output"), help: ArgumentHelp("Also write the unreverbed sound to this WAV file.", valueName: "FILE"))
+    var dryOutput: String?
+
+    @Option(help: ArgumentHelp("Scale each written file so its peak is at this level (e.g. -1).", valueName: "DBFS"))
+    var normalize: Double?
+
+    @Option(help: ArgumentHelp("Sample format: s16, s24 (PCM) or f32 (float).", valueName: "s16|s24|f32"))
+    var format: String = "f32"
+
+    @Option(help: ArgumentHelp("Seed of the noise generator (same seed, same output).", valueName: "N"))
+    var seed: UInt64 = 0
+
+    @Flag(name: .customLong("no-noise"), help: "Leave out the filtered-noise part of the sound (deterministic output).")
+    var noNoise = false
+
+    @Flag(help: "Reproduce upstream's whole-piece normalisation exactly (two passes over the piece).")
+    var exact = false
+
+    func run() throws {
+        AudioFile.removeTemporaryFilesOnSignals()
+        do {
+            guard let format = AudioFormat(rawValue: format) else {
+                throw RenderError("--format \(self.format)", "unknown format; valid: " + AudioFormat.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            var job = RenderJob(midi: URL(fileURLWithPath: input), output: URL(fileURLWithPath: output))
+            job.weights = weights.map { URL(fileURLWithPath: $0) }
+            job.dryOutput = dryOutput.map { URL(fileURLWithPath: $0) }
+            job.piano = piano
+            job.warmUp = warmUp
+            job.duration = duration
+            job.normalize = normalize
+            job.format = format
+            job.seed = seed
+            job.noise = !noNoise
+            job.exact = exact
+
+            let started = Date()
+            let prepared = try job.prepare()
+            let bar = TerminalProgress(label: "rendering \((input as NSString).lastPathComponent)")
+            let summary: RenderJob.Summary
+            do {
+                defer { bar.finish() }
+                summary = try job.render(prepared, started: started, progress: bar.update)
+            }
+            for w in summary.warnings { printError("ddsp-piano: " + w) }
+            print(summary.line)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            printError("ddsp-piano: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }

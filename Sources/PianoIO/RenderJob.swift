@@ -1,0 +1,209 @@
+import Foundation
+import DDSPPiano
+
+/// A user-facing failure: one line, "FILE: problem" (FILE may be an option such as "--warm-up").
+public struct RenderError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var problem: String
+    public init(_ file: String, _ problem: String) { self.file = file; self.problem = problem }
+    public var description: String { "\(file): \(problem)" }
+}
+
+/// `ddsp-piano render` minus the argument parsing: read MIDI and weights, check the outputs,
+/// run the engine, normalise, write. Everything that can be wrong with the inputs is found
+/// by `prepare()`, before the (long) render starts.
+public struct RenderJob: Sendable {
+    public var midi: URL
+    public var output: URL
+    /// Also write the unreverbed mix here.
+    public var dryOutput: URL?
+    /// nil: the default lookup.
+    public var weights: URL?
+    /// An index or an instrument name of the weight file.
+    public var piano: String = "9"
+    public var warmUp: Double = 0.5
+    public var duration: Double?
+    public var seed: UInt64 = 0
+    public var noise = true
+    public var exact = false
+    /// Peak-normalise each written file to this level (dBFS, <= 0).
+    public var normalize: Double?
+    public var format: AudioFormat = .f32
+
+    public init(midi: URL, output: URL) {
+        self.midi = midi
+        self.output = output
+    }
+
+    /// Everything checked and loaded; ready to render.
+    public struct Prepared: Sendable {
+        public var conditioning: FrameConditioning
+        public var weights: PianoWeights
+        public var weightsURL: URL
+        public var settings: RenderSettings
+        public var instrumentName: String
+    }
+
+    public struct Summary: Sendable {
+        public var output: URL
+        public var format: AudioFormat
+        public var sampleRate: Int
+        public var audioSeconds: Double
+        /// Peak of the written wet signal, after any normalisation (linear).
+        public var peak: Float
+        public var renderSeconds: Double
+        public var wet: AudioWriteReport
+        public var dry: AudioWriteReport?
+        public var instrumentName: String
+        /// One line each, for stderr (clipping, non-finite samples).
+        public var warnings: [String]
+
+        /// "wrote out.wav: 12.00 s of audio (f32, 16000 Hz, piano 2018), peak -3.1 dBFS, rendered in 4.2 s (2.9x real time)"
+        public var line: String {
+            let speed = renderSeconds > 0 ? String(format: "%.1fx", audioSeconds / renderSeconds) : "-"
+            return "wrote \(output.path): " + String(format: "%.2f s of audio", audioSeconds)
+                + " (\(format.rawValue), \(sampleRate) Hz, piano \(instrumentName)), peak \(RenderJob.dBFSText(peak)),"
+                + String(format: " rendered in %.1f s", renderSeconds) + " (\(speed) real time)"
+        }
+    }
+
+    // MARK: Steps
+
+    public func prepare() throws -> Prepared {
+        try checkOptions()
+        // 1. MIDI: exists, parses, gives frames.
+        let midiBytes = try readInput(midi, what: "MIDI file")
+        let conditioning: FrameConditioning
+        do {
+            conditioning = try RenderInputs.conditioning(midiBytes: midiBytes, warmUp: warmUp, duration: duration)
+        } catch {
+            throw RenderError(midi.path, oneLine(error))
+        }
+        // 2. Weights: exist, parse, complete.
+        guard let weightsURL = weights ?? RenderInputs.defaultWeights() else {
+            throw RenderError("weights", RenderInputs.defaultWeightsHelp)
+        }
+        let weightBytes = try readInput(weightsURL, what: "weight file")
+        let loaded: PianoWeights
+        do {
+            loaded = try PianoWeights(safetensors: try Safetensors(bytes: weightBytes))
+        } catch {
+            throw RenderError(weightsURL.path, "not a usable weight file: \(oneLine(error))")
+        }
+        // 3. Piano: an index or a name the weights know.
+        guard let instrument = loaded.instrumentIndex(piano) else {
+            let names = loaded.instruments.joined(separator: ", ")
+            throw RenderError(weightsURL.path, "no piano '\(piano)'; valid: 0...\(loaded.instruments.count - 1) or \(names)")
+        }
+        // 4. Outputs: writable now, so a long render is not lost at the end.
+        try AudioFile.checkWritable(output)
+        if let dryOutput {
+            guard dryOutput.standardizedFileURL.path != output.standardizedFileURL.path else {
+                throw RenderError(dryOutput.path, "--dry-output is the same file as the output")
+            }
+            try AudioFile.checkWritable(dryOutput)
+        }
+        var settings = RenderSettings()
+        settings.instrument = instrument
+        settings.warmUp = warmUp
+        settings.duration = duration
+        settings.seed = seed
+        settings.noise = noise
+        settings.exact = exact
+        return Prepared(conditioning: conditioning, weights: loaded, weightsURL: weightsURL,
+                        settings: settings, instrumentName: loaded.instruments[instrument])
+    }
+
+    public func render(_ prepared: Prepared, started: Date = Date(), progress: ((Double) -> Void)? = nil) throws -> Summary {
+        var out: RenderOutput
+        do {
+            out = try OfflineRenderer.render(conditioning: prepared.conditioning, weights: prepared.weights,
+                                             settings: prepared.settings, progress: progress)
+        } catch {
+            throw RenderError(midi.path, "render failed: \(oneLine(error))")
+        }
+        if let normalize {
+            Self.normalize(&out.wet, to: normalize)
+            Self.normalize(&out.dry, to: normalize)
+        }
+        var warnings: [String] = []
+        // Dry first: the main output appears only when everything else is done.
+        var dryReport: AudioWriteReport?
+        if let dryOutput {
+            let r = try AudioFile.write(out.dry, sampleRate: out.sampleRate, format: format, to: dryOutput)
+            warnings += Self.warnings(r, file: dryOutput, format: format)
+            dryReport = r
+        }
+        let wetReport = try AudioFile.write(out.wet, sampleRate: out.sampleRate, format: format, to: output)
+        warnings += Self.warnings(wetReport, file: output, format: format)
+        return Summary(output: output, format: format, sampleRate: out.sampleRate,
+                       audioSeconds: Double(out.wet.count) / Double(out.sampleRate), peak: wetReport.peak,
+                       renderSeconds: Date().timeIntervalSince(started), wet: wetReport, dry: dryReport,
+                       instrumentName: prepared.instrumentName, warnings: warnings)
+    }
+
+    /// prepare() then render().
+    public func run(progress: ((Double) -> Void)? = nil) throws -> Summary {
+        let started = Date()
+        return try render(try prepare(), started: started, progress: progress)
+    }
+
+    // MARK: Helpers
+
+    func checkOptions() throws {
+        guard warmUp.isFinite, warmUp >= 0, warmUp <= 60 else {
+            throw RenderError("--warm-up \(warmUp)", "must be between 0 and 60 seconds")
+        }
+        if let duration {
+            guard duration.isFinite, duration > 0, duration <= 24 * 3600 else {
+                throw RenderError("--duration \(duration)", "must be a positive number of seconds")
+            }
+        }
+        if let normalize {
+            guard normalize.isFinite, normalize <= 0, normalize >= -120 else {
+                throw RenderError("--normalize \(normalize)", "must be a level in dBFS between -120 and 0")
+            }
+        }
+    }
+
+    private func readInput(_ url: URL, what: String) throws -> [UInt8] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
+            throw RenderError(url.path, "no such file")
+        }
+        guard !isDir.boolValue else { throw RenderError(url.path, "is a directory, not a \(what)") }
+        do {
+            return [UInt8](try Data(contentsOf: url))
+        } catch {
+            throw RenderError(url.path, "cannot read: \((error as NSError).localizedDescription)")
+        }
+    }
+
+    private func oneLine(_ error: Error) -> String {
+        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+
+    /// Scales so the peak is at `dBFS`; silence stays silence.
+    static func normalize(_ x: inout [Float], to dBFS: Double) {
+        var peak: Float = 0
+        for v in x where v.isFinite { peak = max(peak, abs(v)) }
+        guard peak > 0 else { return }
+        let gain = Float(pow(10, dBFS / 20)) / peak
+        for i in x.indices { x[i] *= gain }
+    }
+
+    static func warnings(_ r: AudioWriteReport, file: URL, format: AudioFormat) -> [String] {
+        var w: [String] = []
+        if r.clippedSamples > 0 {
+            w.append("warning: \(file.path): \(r.clippedSamples) samples beyond full scale were clipped in \(format.rawValue) (peak \(dBFSText(r.peak))); use --normalize or --format f32")
+        }
+        if r.nonFiniteSamples > 0 {
+            w.append("warning: \(file.path): \(r.nonFiniteSamples) non-finite samples were written as 0")
+        }
+        return w
+    }
+
+    public static func dBFSText(_ peak: Float) -> String {
+        peak > 0 ? String(format: "%+.1f dBFS", 20 * log10(Double(peak))) : "-inf dBFS"
+    }
+}
