@@ -1,2 +1,6 @@
 // KissFFT, float build (Debian: libkissfft-dev, BSD-3-Clause).
+#include <stdlib.h>
 #include <kissfft/kiss_fftr.h>
+
+// kiss_fftr_free is a macro: Swift needs a function.
+static inline void ckiss_fftr_free(kiss_fftr_cfg cfg) { kiss_fftr_free(cfg); }

@@ -21,13 +21,103 @@ public struct RenderOutput: Sendable {
 }
 
 public enum OfflineRenderer {
-    /// Renders a whole performance. `progress` gets the fraction done (0...1), now and then.
+    /// Renders a whole performance (warm-up frames included in `conditioning`, as
+    /// `UpstreamConditioning.make` builds it). `progress` gets the fraction done, now and then.
     public static func render(conditioning: FrameConditioning, weights: PianoWeights, settings: RenderSettings,
                               progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
-        // Placeholder until the model lands: silence of the right length.
-        let warmUpSamples = Int((settings.warmUp * Double(weights.hyper.frameRate)).rounded()) * weights.hyper.samplesPerFrame
-        let n = max(0, conditioning.frames * weights.hyper.samplesPerFrame - warmUpSamples)
+        guard settings.instrument >= 0 && settings.instrument < weights.instruments.count else {
+            throw WeightsError("instrument \(settings.instrument) is out of range 0..<\(weights.instruments.count)")
+        }
+        let h = weights.hyper
+        let warmUpFrames = Int((settings.warmUp * Double(h.frameRate)).rounded())
+        var network = PianoNetwork(weights: weights, instrument: settings.instrument)
+        let stats = wholeSequenceStatistics(conditioning: conditioning, network: &network) { progress?(0.4 * $0) }
+        let synth = PianoSynth(weights: weights, instrument: settings.instrument, seed: settings.seed, noise: settings.noise)
+        var dryAll = [Float](repeating: 0, count: conditioning.frames * h.samplesPerFrame)
+        var wetAll = dryAll
+        renderFrames(conditioning: conditioning, network: &network, statistics: stats, synth: synth,
+                     dry: &dryAll, wet: &wetAll) { progress?(0.4 + 0.6 * $0) }
+        let crop = min(dryAll.count, warmUpFrames * h.samplesPerFrame)
         progress?(1)
-        return RenderOutput(sampleRate: weights.hyper.sampleRate, wet: [Float](repeating: 0, count: n), dry: [Float](repeating: 0, count: n))
+        return RenderOutput(sampleRate: h.sampleRate, wet: Array(wetAll[crop...]), dry: Array(dryAll[crop...]))
+    }
+
+    /// Upstream's Normalize statistics, measured over the whole sequence: a pass through the
+    /// context network, then one through the monophonic network with the context normalised.
+    public static func wholeSequenceStatistics(conditioning c: FrameConditioning, network: inout PianoNetwork,
+                                               progress: ((Double) -> Void)? = nil) -> NormalizationStatistics {
+        let V = c.voices
+        var stats = NormalizationStatistics(voices: V)
+        var contextMoments = MomentAccumulator()
+        network.reset()
+        c.conditioning.withUnsafeBufferPointer { cond in
+            c.pedal.withUnsafeBufferPointer { ped in
+                for t in 0..<c.frames {
+                    network.stepContextToNorm(conditioning: cond.baseAddress! + t * V * 2, pedal: ped.baseAddress! + t * 4)
+                    network.context.preNorm.withUnsafeBufferPointer { contextMoments.add($0.baseAddress!, count: $0.count) }
+                }
+            }
+        }
+        progress?(0.3)
+        stats.contextMean = contextMoments.mean
+        stats.contextVariance = contextMoments.variance
+        var monoMoments = [MomentAccumulator](repeating: MomentAccumulator(), count: V)
+        network.reset()
+        let width = network.mono.hidden.outputs
+        c.conditioning.withUnsafeBufferPointer { cond in
+            c.pedal.withUnsafeBufferPointer { ped in
+                for t in 0..<c.frames {
+                    network.step(conditioning: cond.baseAddress! + t * V * 2, pedal: ped.baseAddress! + t * 4,
+                                 statistics: stats, stage: .monoToNorm)
+                    network.mono.preNorm.withUnsafeBufferPointer { p in
+                        for v in 0..<V { monoMoments[v].add(p.baseAddress! + v * width, count: width) }
+                    }
+                    if t % 1000 == 0 { progress?(0.3 + 0.7 * Double(t) / Double(c.frames)) }
+                }
+            }
+        }
+        stats.monoMeans = monoMoments.map(\.mean)
+        stats.monoVariances = monoMoments.map(\.variance)
+        network.reset()
+        progress?(1)
+        return stats
+    }
+
+    /// Runs the network and the synthesiser over every frame with fixed statistics.
+    /// `observe` sees each frame's controls (tests compare them with upstream's tensors).
+    public static func renderFrames(conditioning c: FrameConditioning, network: inout PianoNetwork,
+                                    statistics: NormalizationStatistics, synth: PianoSynth,
+                                    dry: inout [Float], wet: inout [Float], additive: UnsafeMutablePointer<Float>? = nil,
+                                    observe: ((Int, PianoNetwork, SynthControls) -> Void)? = nil,
+                                    progress: ((Double) -> Void)? = nil) {
+        let V = c.voices, N = synth.frameSize, h = network.hyper
+        precondition(dry.count >= c.frames * N && wet.count >= c.frames * N)
+        guard c.frames > 0 else { return }
+        network.reset()
+        var current = SynthControls(hyper: h)
+        var next = SynthControls(hyper: h)
+        c.conditioning.withUnsafeBufferPointer { cond in
+        c.pedal.withUnsafeBufferPointer { ped in
+        dry.withUnsafeMutableBufferPointer { d in
+        wet.withUnsafeMutableBufferPointer { w in
+            func compute(_ t: Int, into controls: inout SynthControls) {
+                network.step(conditioning: cond.baseAddress! + t * V * 2, pedal: ped.baseAddress! + t * 4, statistics: statistics)
+                network.mono.raw.withUnsafeBufferPointer { raw in
+                network.f0.withUnsafeBufferPointer { f0 in
+                network.inharmCoefficient.withUnsafeBufferPointer { b in
+                    controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: h.sampleRate)
+                }}}
+                observe?(t, network, controls)
+            }
+            compute(0, into: &current)
+            for t in 0..<c.frames {
+                // The last frame is held: ddsp's resampling repeats the final value.
+                if t + 1 < c.frames { compute(t + 1, into: &next) } else { next = current }
+                synth.render(current: current, next: next, dry: d.baseAddress! + t * N, wet: w.baseAddress! + t * N,
+                             additiveOnly: additive.map { $0 + t * N })
+                swap(&current, &next)
+                if t % 500 == 0 { progress?(Double(t) / Double(c.frames)) }
+            }
+        }}}}
     }
 }

@@ -1,0 +1,137 @@
+import CBLAS
+import Foundation
+
+/// Filtered white noise per voice (ddsp FilteredNoise / frequency_filter, window_size 257),
+/// one frame at a time.
+///
+/// Each frame's 64 magnitudes define a linear-phase FIR by the frequency-sampling method:
+/// a 126-point inverse real FFT (zero phase), a 126-point periodic Hann window (the requested
+/// 257 is capped at the IR size), rotated to causal form. That whole design is linear in the
+/// magnitudes, so it is one precomputed matrix: IR[voices, 126] = M[voices, 64] · D[64, 126].
+/// Each frame of noise is convolved with its own IR, overlap-added, and the output is read
+/// 61 samples late to compensate the filter's group delay (ddsp's `(ir_size − 1) // 2 − 1`).
+/// Output frame F therefore needs noise frame F+1: one frame of look-ahead.
+public struct FilteredNoise: Sendable {
+    public let voices: Int
+    public let bands: Int
+    public let irSize: Int
+    public let frameSize: Int
+    public let delay: Int
+
+    private let design: [Float]       // [bands, irSize]
+    private var impulse: [Float]      // [voices, irSize] scratch
+    private var noise: [Float]        // [frameSize] scratch
+    /// Overlap-add accumulator of filtered noise (all voices summed), in stream samples
+    /// starting at `accStart`; holds the current and upcoming frames.
+    private var acc: [Float]
+    public var generator: NoiseGenerator
+
+    public init(hyper h: PianoWeights.Hyper, seed: UInt64) {
+        voices = h.voices; bands = h.noiseBands; frameSize = h.samplesPerFrame
+        irSize = 2 * (bands - 1)
+        delay = (irSize - 1) / 2 - 1
+        let n = irSize
+        var d = [Float](repeating: 0, count: bands * n)
+        for i in 0..<n {
+            let w = 0.5 - 0.5 * cos(2 * Double.pi * Double(i) / Double(n))
+            let m = (i + n / 2) % n   // causal index i reads zero-phase index i + n/2
+            for k in 0..<bands {
+                let weight = (k == 0 || k == bands - 1) ? 1.0 : 2.0
+                d[k * n + i] = Float(w * weight * cos(2 * Double.pi * Double(k * m) / Double(n)) / Double(n))
+            }
+        }
+        design = d
+        impulse = [Float](repeating: 0, count: voices * n)
+        noise = [Float](repeating: 0, count: frameSize)
+        acc = [Float](repeating: 0, count: 4 * frameSize + n)
+        generator = NoiseGenerator(seed: seed)
+    }
+
+    public mutating func reset(seed: UInt64) {
+        for i in acc.indices { acc[i] = 0 }
+        generator = NoiseGenerator(seed: seed)
+        primed = false
+    }
+
+    private var primed = false
+
+    /// Filters frame F+1's noise with `next`'s magnitudes and adds output frame F to `out`.
+    /// On the first call it also takes in frame 0 (`current`).
+    public mutating func render(current: SynthControls, next: SynthControls, into out: UnsafeMutablePointer<Float>) {
+        if !primed {
+            addFrame(current, at: 0)
+            primed = true
+        }
+        // acc[0..<frameSize] is frame F; the frame F+1 filter output starts at acc[frameSize].
+        addFrame(next, at: frameSize)
+        let N = frameSize, D = delay
+        acc.withUnsafeMutableBufferPointer { a in
+            for r in 0..<N { out[r] += a[D + r] }
+            // Slide by one frame.
+            let keep = a.count - N
+            for i in 0..<keep { a[i] = a[i + N] }
+            for i in keep..<a.count { a[i] = 0 }
+        }
+    }
+
+    /// Designs the frame's filters and adds the filtered noise of every voice at `position`.
+    private mutating func addFrame(_ c: SynthControls, at position: Int) {
+        let n = irSize, N = frameSize
+        c.magnitudes.withUnsafeBufferPointer { m in
+        design.withUnsafeBufferPointer { d in
+        impulse.withUnsafeMutableBufferPointer { h in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(voices), Int32(n), Int32(bands),
+                        1, m.baseAddress, Int32(bands), d.baseAddress, Int32(n), 0, h.baseAddress, Int32(n))
+        }}}
+        noise.withUnsafeMutableBufferPointer { x in
+        impulse.withUnsafeBufferPointer { h in
+        acc.withUnsafeMutableBufferPointer { a in
+            for v in 0..<voices {
+                generator.fill(x.baseAddress!, count: N)
+                let hv = h.baseAddress! + v * n
+                let base = a.baseAddress! + position
+                for i in 0..<N {
+                    let xi = x[i]
+                    let dst = base + i
+                    for j in 0..<n { dst[j] += xi * hv[j] }
+                }
+            }
+        }}}
+    }
+}
+
+/// Uniform white noise in [−1, 1), seeded (xoshiro128+), reproducible across runs.
+public struct NoiseGenerator: Sendable {
+    private var s0, s1, s2, s3: UInt32
+
+    public init(seed: UInt64) {
+        // splitmix64 to spread the seed over the state.
+        var x = seed &+ 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            x = x &+ 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        let a = next(), b = next()
+        s0 = UInt32(truncatingIfNeeded: a); s1 = UInt32(truncatingIfNeeded: a >> 32)
+        s2 = UInt32(truncatingIfNeeded: b); s3 = UInt32(truncatingIfNeeded: b >> 32)
+        if s0 | s1 | s2 | s3 == 0 { s0 = 1 }
+    }
+
+    @inline(__always)
+    public mutating func nextFloat() -> Float {
+        let result = s0 &+ s3
+        let t = s1 << 9
+        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3
+        s2 ^= t
+        s3 = (s3 << 11) | (s3 >> 21)
+        // 24 random bits → [0, 1) → [−1, 1)
+        return Float(result >> 8) * (2.0 / 16_777_216.0) - 1
+    }
+
+    public mutating func fill(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { p[i] = nextFloat() }
+    }
+}

@@ -1,0 +1,49 @@
+/// The synthesis chain of one instrument: 16 voices of additive + filtered noise, summed
+/// (the dry mix), then the instrument's reverb. One 64-sample frame per call.
+public final class PianoSynth: @unchecked Sendable {
+    public let frameSize: Int
+    public var additive: AdditiveSynth
+    public var noise: FilteredNoise
+    public let reverb: Reverb
+    public var noiseEnabled: Bool
+    private let impulseResponses: [Float]   // [instruments, reverbLength]
+    private let reverbLength: Int
+
+    public init(weights w: PianoWeights, instrument: Int, seed: UInt64, noise enabled: Bool = true) {
+        frameSize = w.hyper.samplesPerFrame
+        additive = AdditiveSynth(hyper: w.hyper)
+        noise = FilteredNoise(hyper: w.hyper, seed: seed)
+        noiseEnabled = enabled
+        impulseResponses = w.reverbImpulseResponses.values
+        reverbLength = w.hyper.reverbLength
+        let L = reverbLength
+        reverb = impulseResponses.withUnsafeBufferPointer {
+            Reverb(impulseResponse: UnsafeBufferPointer(rebasing: $0[(instrument * L)..<((instrument + 1) * L)]), blockSize: w.hyper.samplesPerFrame)
+        }
+    }
+
+    public func setInstrument(_ index: Int) {
+        let L = reverbLength
+        impulseResponses.withUnsafeBufferPointer {
+            reverb.setImpulseResponse(UnsafeBufferPointer(rebasing: $0[(index * L)..<((index + 1) * L)]))
+        }
+    }
+
+    public func reset(seed: UInt64) {
+        additive.reset()
+        noise.reset(seed: seed)
+        reverb.reset()
+    }
+
+    /// Renders frame F from the controls of F and F+1: `dry` gets the voice mix, `wet` dry + reverb.
+    /// `additiveOnly` (optional) receives the additive part alone.
+    public func render(current: SynthControls, next: SynthControls,
+                       dry: UnsafeMutablePointer<Float>, wet: UnsafeMutablePointer<Float>,
+                       additiveOnly: UnsafeMutablePointer<Float>? = nil) {
+        for i in 0..<frameSize { dry[i] = 0 }
+        additive.render(current: current, next: next, into: dry)
+        if let a = additiveOnly { a.update(from: dry, count: frameSize) }
+        if noiseEnabled { noise.render(current: current, next: next, into: dry) }
+        reverb.process(dry, into: wet)
+    }
+}
