@@ -80,7 +80,7 @@ public enum AudioFile {
     @discardableResult
     public static func write(_ samples: [Float], channels: Int = 1, sampleRate: Int, format: AudioFormat,
                              to url: URL) throws -> AudioWriteReport {
-        let path = url.path
+        let path = url.relativePath // as the caller spelled it, for messages
         guard channels > 0, samples.count % channels == 0 else {
             throw AudioFileError(path, "\(samples.count) samples do not divide into \(channels) channels")
         }
@@ -138,10 +138,13 @@ public enum AudioFile {
         let closeStatus = sf_close(sf)
         if let failure { throw AudioFileError(path, "write failed: \(failure)") }
         guard closeStatus == 0 else { throw AudioFileError(path, "write failed: \(String(cString: sf_error_number(closeStatus)))") }
-        guard rename(tempPath, path) == 0 else {
+        guard rename(tempPath, url.path) == 0 else {
             throw AudioFileError(path, "cannot replace the file: \(errnoText())")
         }
         renamed = true
+        // Persist the rename too; best effort (some filesystems refuse fsync on directories).
+        let dfd = open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
         return report
     }
 
@@ -168,7 +171,7 @@ public enum AudioFile {
     public static func checkWritable(_ url: URL) throws {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
-            throw AudioFileError(url.path, "is a directory")
+            throw AudioFileError(url.relativePath, "is a directory")
         }
         let (fd, tempPath) = try makeTemporaryFile(for: url)
         close(fd)
@@ -177,7 +180,7 @@ public enum AudioFile {
 
     /// A fresh file beside `url` (same directory, so the final rename is atomic).
     private static func makeTemporaryFile(for url: URL) throws -> (Int32, String) {
-        let path = url.path
+        let path = url.relativePath
         let dir = url.deletingLastPathComponent().path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else {
@@ -202,10 +205,10 @@ public enum AudioFile {
 
     /// Reads any file libsndfile understands (WAV, FLAC, ...): all channels, any rate.
     public static func read(_ url: URL) throws -> AudioData {
-        let path = url.path
-        guard FileManager.default.fileExists(atPath: path) else { throw AudioFileError(path, "no such file") }
+        let path = url.relativePath
+        guard FileManager.default.fileExists(atPath: url.path) else { throw AudioFileError(path, "no such file") }
         var info = SF_INFO()
-        guard let sf = sf_open(path, Int32(SFM_READ), &info) else {
+        guard let sf = sf_open(url.path, Int32(SFM_READ), &info) else {
             throw AudioFileError(path, "cannot read audio: \(String(cString: sf_strerror(nil)))")
         }
         defer { sf_close(sf) }

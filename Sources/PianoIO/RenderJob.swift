@@ -42,6 +42,8 @@ public struct RenderJob: Sendable {
         public var weightsURL: URL
         public var settings: RenderSettings
         public var instrumentName: String
+        /// Tolerated problems of the inputs, one line each, for stderr.
+        public var warnings: [String]
     }
 
     public struct Summary: Sendable {
@@ -61,7 +63,7 @@ public struct RenderJob: Sendable {
         /// "wrote out.wav: 12.00 s of audio (f32, 16000 Hz, piano 2018), peak -3.1 dBFS, rendered in 4.2 s (2.9x real time)"
         public var line: String {
             let speed = renderSeconds > 0 ? String(format: "%.1fx", audioSeconds / renderSeconds) : "-"
-            return "wrote \(output.path): " + String(format: "%.2f s of audio", audioSeconds)
+            return "wrote \(output.relativePath): " + String(format: "%.2f s of audio", audioSeconds)
                 + " (\(format.rawValue), \(sampleRate) Hz, piano \(instrumentName)), peak \(RenderJob.dBFSText(peak)),"
                 + String(format: " rendered in %.1f s", renderSeconds) + " (\(speed) real time)"
         }
@@ -74,32 +76,25 @@ public struct RenderJob: Sendable {
         // 1. MIDI: exists, parses, gives frames.
         let midiBytes = try readInput(midi, what: "MIDI file")
         let conditioning: FrameConditioning
+        var warnings: [String]
         do {
-            conditioning = try RenderInputs.conditioning(midiBytes: midiBytes, warmUp: warmUp, duration: duration)
+            (conditioning, warnings) = try RenderInputs.conditioning(midiBytes: midiBytes, warmUp: warmUp, duration: duration)
         } catch {
-            throw RenderError(midi.path, oneLine(error))
+            throw RenderError(midi.relativePath, oneLine(error))
         }
-        // 2. Weights: exist, parse, complete.
-        guard let weightsURL = weights ?? RenderInputs.defaultWeights() else {
-            throw RenderError("weights", RenderInputs.defaultWeightsHelp)
-        }
-        let weightBytes = try readInput(weightsURL, what: "weight file")
-        let loaded: PianoWeights
-        do {
-            loaded = try PianoWeights(safetensors: try Safetensors(bytes: weightBytes))
-        } catch {
-            throw RenderError(weightsURL.path, "not a usable weight file: \(oneLine(error))")
-        }
+        warnings = warnings.map { "warning: \(midi.relativePath): \($0)" }
+        // 2. Weights: exist, parse, complete (explicit path, else WeightStore's default lookup).
+        let (weightsURL, loaded) = try WeightStore().load(explicit: weights?.relativePath)
         // 3. Piano: an index or a name the weights know.
         guard let instrument = loaded.instrumentIndex(piano) else {
             let names = loaded.instruments.joined(separator: ", ")
-            throw RenderError(weightsURL.path, "no piano '\(piano)'; valid: 0...\(loaded.instruments.count - 1) or \(names)")
+            throw RenderError(weightsURL.relativePath, "no piano '\(piano)'; valid: 0...\(loaded.instruments.count - 1) or \(names)")
         }
         // 4. Outputs: writable now, so a long render is not lost at the end.
         try AudioFile.checkWritable(output)
         if let dryOutput {
             guard dryOutput.standardizedFileURL.path != output.standardizedFileURL.path else {
-                throw RenderError(dryOutput.path, "--dry-output is the same file as the output")
+                throw RenderError(dryOutput.relativePath, "--dry-output is the same file as the output")
             }
             try AudioFile.checkWritable(dryOutput)
         }
@@ -111,7 +106,7 @@ public struct RenderJob: Sendable {
         settings.noise = noise
         settings.exact = exact
         return Prepared(conditioning: conditioning, weights: loaded, weightsURL: weightsURL,
-                        settings: settings, instrumentName: loaded.instruments[instrument])
+                        settings: settings, instrumentName: loaded.instruments[instrument], warnings: warnings)
     }
 
     public func render(_ prepared: Prepared, started: Date = Date(), progress: ((Double) -> Void)? = nil) throws -> Summary {
@@ -120,13 +115,13 @@ public struct RenderJob: Sendable {
             out = try OfflineRenderer.render(conditioning: prepared.conditioning, weights: prepared.weights,
                                              settings: prepared.settings, progress: progress)
         } catch {
-            throw RenderError(midi.path, "render failed: \(oneLine(error))")
+            throw RenderError(midi.relativePath, "render failed: \(oneLine(error))")
         }
         if let normalize {
             Self.normalize(&out.wet, to: normalize)
             Self.normalize(&out.dry, to: normalize)
         }
-        var warnings: [String] = []
+        var warnings = prepared.warnings
         // Dry first: the main output appears only when everything else is done.
         var dryReport: AudioWriteReport?
         if let dryOutput {
@@ -169,13 +164,13 @@ public struct RenderJob: Sendable {
     private func readInput(_ url: URL, what: String) throws -> [UInt8] {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-            throw RenderError(url.path, "no such file")
+            throw RenderError(url.relativePath, "no such file")
         }
-        guard !isDir.boolValue else { throw RenderError(url.path, "is a directory, not a \(what)") }
+        guard !isDir.boolValue else { throw RenderError(url.relativePath, "is a directory, not a \(what)") }
         do {
             return [UInt8](try Data(contentsOf: url))
         } catch {
-            throw RenderError(url.path, "cannot read: \((error as NSError).localizedDescription)")
+            throw RenderError(url.relativePath, "cannot read: \((error as NSError).localizedDescription)")
         }
     }
 
@@ -195,10 +190,10 @@ public struct RenderJob: Sendable {
     static func warnings(_ r: AudioWriteReport, file: URL, format: AudioFormat) -> [String] {
         var w: [String] = []
         if r.clippedSamples > 0 {
-            w.append("warning: \(file.path): \(r.clippedSamples) samples beyond full scale were clipped in \(format.rawValue) (peak \(dBFSText(r.peak))); use --normalize or --format f32")
+            w.append("warning: \(file.relativePath): \(r.clippedSamples) samples beyond full scale were clipped in \(format.rawValue) (peak \(dBFSText(r.peak))); use --normalize or --format f32")
         }
         if r.nonFiniteSamples > 0 {
-            w.append("warning: \(file.path): \(r.nonFiniteSamples) non-finite samples were written as 0")
+            w.append("warning: \(file.relativePath): \(r.nonFiniteSamples) non-finite samples were written as 0")
         }
         return w
     }

@@ -35,19 +35,19 @@ struct RenderCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Weight file (.safetensors). Default: the installed default weights.", valueName: "FILE"))
     var weights: String?
 
-    @Option(help: ArgumentHelp("Piano: an index into the weight file's instruments or a name (dafx22: 0...9 or 2004...2018).", valueName: "N|YEAR"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Piano: an index into the weight file's instruments or a name (dafx22: 0...9 or 2004...2018).", valueName: "N|YEAR"))
     var piano: String = "9"
 
-    @Option(name: .customLong("warm-up"), help: ArgumentHelp("Seconds of silence rendered before the music and cut from the output.", valueName: "S"))
+    @Option(name: .customLong("warm-up"), parsing: .unconditional, help: ArgumentHelp("Seconds of silence rendered before the music and cut from the output.", valueName: "S"))
     var warmUp: Double = 0.5
 
-    @Option(help: ArgumentHelp("Seconds of music to render (default: to the end of the last note, rounded up).", valueName: "S"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds of music to render (default: to the end of the last note, rounded up).", valueName: "S"))
     var duration: Double?
 
     @Option(name: .customLong("dry-output"), help: ArgumentHelp("Also write the unreverbed sound to this WAV file.", valueName: "FILE"))
     var dryOutput: String?
 
-    @Option(help: ArgumentHelp("Scale each written file so its peak is at this level (e.g. -1).", valueName: "DBFS"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Scale each written file so its peak is at this level (e.g. -1).", valueName: "DBFS"))
     var normalize: Double?
 
     @Option(help: ArgumentHelp("Sample format: s16, s24 (PCM) or f32 (float).", valueName: "s16|s24|f32"))
