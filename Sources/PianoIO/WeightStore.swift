@@ -1,0 +1,253 @@
+import DDSPPiano
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A failure tied to one file (or URL), printed as "FILE: problem".
+public struct WeightStoreError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var problem: String
+    public init(file: String, problem: String) {
+        self.file = file
+        self.problem = problem
+    }
+    public var description: String { "\(file): \(problem)" }
+}
+
+/// Where weight files live, and how they are read and written.
+///
+/// Search order for the weights a command uses: an explicit path; `$DDSP_PIANO_WEIGHTS`;
+/// the installed file `${XDG_DATA_HOME:-~/.local/share}/ddsp-piano/weights/dafx22.safetensors`
+/// (written by `weights fetch`); then bundled weights: a `weights/` folder holding
+/// `*.safetensors` in a directory above the executable (a source checkout), then
+/// `/usr/local/share/ddsp-piano/weights` and `/usr/share/ddsp-piano/weights`.
+public struct WeightStore: Sendable {
+    public static let environmentVariable = "DDSP_PIANO_WEIGHTS"
+    public static let installedFileName = "dafx22.safetensors"
+    public static let defaultSystemDirectories = [
+        URL(fileURLWithPath: "/usr/local/share/ddsp-piano/weights"),
+        URL(fileURLWithPath: "/usr/share/ddsp-piano/weights"),
+    ]
+
+    public enum Origin: String, Sendable {
+        case explicit = "given path"
+        case environment = "$DDSP_PIANO_WEIGHTS"
+        case installed = "installed weights"
+        case bundled = "bundled weights"
+    }
+
+    public struct Location: Sendable, Equatable {
+        public var url: URL
+        public var origin: Origin
+        public init(url: URL, origin: Origin) {
+            self.url = url
+            self.origin = origin
+        }
+    }
+
+    public var environment: [String: String]
+    public var executableURL: URL?
+    public var systemDirectories: [URL]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment,
+                executableURL: URL? = WeightStore.currentExecutableURL(),
+                systemDirectories: [URL] = WeightStore.defaultSystemDirectories) {
+        self.environment = environment
+        self.executableURL = executableURL
+        self.systemDirectories = systemDirectories
+    }
+
+    /// The running executable, symlinks resolved (so an installed symlink finds its package).
+    public static func currentExecutableURL() -> URL? {
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            return URL(fileURLWithPath: target)
+        }
+        guard let path = Bundle.main.executablePath else { return nil }
+        return URL(fileURLWithPath: path).resolvingSymlinksInPath()
+    }
+
+    /// `${XDG_DATA_HOME:-~/.local/share}/ddsp-piano/weights`.
+    public var dataDirectory: URL {
+        // The XDG spec says a relative XDG_DATA_HOME is invalid and must be ignored.
+        let base: URL
+        if let xdg = environment["XDG_DATA_HOME"], xdg.hasPrefix("/") {
+            base = URL(fileURLWithPath: xdg, isDirectory: true)
+        } else {
+            let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+            base = URL(fileURLWithPath: home, isDirectory: true).appendingPathComponent(".local/share", isDirectory: true)
+        }
+        return base.appendingPathComponent("ddsp-piano/weights", isDirectory: true)
+    }
+
+    /// Where `weights fetch` installs, and the third place searched.
+    public var installedURL: URL { dataDirectory.appendingPathComponent(Self.installedFileName) }
+
+    /// Bundled weight files, best first: each `weights/` folder above the executable, then
+    /// the system folders; within a folder `dafx22.safetensors` first, then by name.
+    public func bundledFiles() -> [URL] {
+        var dirs: [URL] = []
+        if let exe = executableURL {
+            var dir = exe.deletingLastPathComponent().standardizedFileURL
+            while true {
+                dirs.append(dir.appendingPathComponent("weights", isDirectory: true))
+                let parent = dir.deletingLastPathComponent().standardizedFileURL
+                if parent.path == dir.path { break }
+                dir = parent
+            }
+        }
+        dirs += systemDirectories
+        var files: [URL] = []
+        for dir in dirs {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { continue }
+            let weights = names.filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }
+                .sorted { ($0 == Self.installedFileName ? 0 : 1, $0) < ($1 == Self.installedFileName ? 0 : 1, $1) }
+            files += weights.map { dir.appendingPathComponent($0) }
+        }
+        return files
+    }
+
+    /// The weight file to use. An explicit path or `$DDSP_PIANO_WEIGHTS` that does not
+    /// exist is an error rather than a reason to fall back silently to other weights.
+    public func locate(explicit: String? = nil) throws -> Location {
+        if let path = explicit, !path.isEmpty {
+            try Self.checkReadableFile(path)
+            return Location(url: URL(fileURLWithPath: path), origin: .explicit)
+        }
+        if let path = environment[Self.environmentVariable], !path.isEmpty {
+            do { try Self.checkReadableFile(path) } catch let e as WeightStoreError {
+                throw WeightStoreError(file: e.file, problem: e.problem + " (set by $\(Self.environmentVariable))")
+            }
+            return Location(url: URL(fileURLWithPath: path), origin: .environment)
+        }
+        if FileManager.default.fileExists(atPath: installedURL.path) {
+            return Location(url: installedURL, origin: .installed)
+        }
+        if let bundled = bundledFiles().first {
+            return Location(url: bundled, origin: .bundled)
+        }
+        throw WeightStoreError(file: installedURL.path, problem: "no weights installed and none bundled; run 'ddsp-piano weights fetch dafx22', or pass a weight file (or set $\(Self.environmentVariable))")
+    }
+
+    /// Locates and loads the weights a command should use.
+    public func load(explicit: String? = nil) throws -> (url: URL, weights: PianoWeights) {
+        let location = try locate(explicit: explicit)
+        return (location.url, try Self.load(location.url))
+    }
+
+    // MARK: - Reading
+
+    /// Refuses files no weight file can be (a 10 GB file passed by mistake).
+    public static let maxFileBytes = 1 << 30
+
+    static func checkReadableFile(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw WeightStoreError(file: path, problem: "no such file")
+        }
+        guard !isDirectory.boolValue else { throw WeightStoreError(file: path, problem: "is a directory, not a weight file") }
+        guard FileManager.default.isReadableFile(atPath: path) else { throw WeightStoreError(file: path, problem: "permission denied") }
+    }
+
+    /// The bytes of a file, with one-line errors.
+    public static func readBytes(_ url: URL, limit: Int = maxFileBytes) throws -> [UInt8] {
+        try checkReadableFile(url.path)
+        if let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber, size.int64Value > Int64(limit) {
+            throw WeightStoreError(file: url.path, problem: "file is too large (\(size.int64Value) bytes)")
+        }
+        do {
+            return [UInt8](try Data(contentsOf: url))
+        } catch {
+            throw WeightStoreError(file: url.path, problem: "cannot read: \((error as NSError).localizedDescription)")
+        }
+    }
+
+    /// Reads a weight file: its metadata (format, architecture, provenance) and the weights.
+    public static func read(_ url: URL) throws -> (metadata: [String: String], weights: PianoWeights) {
+        let bytes = try readBytes(url)
+        let file: Safetensors
+        do {
+            file = try Safetensors(bytes: bytes)
+        } catch let e as SafetensorsError {
+            throw WeightStoreError(file: url.path, problem: "not a valid safetensors weight file: \(e.description)")
+        }
+        do {
+            return (file.metadata, try PianoWeights(safetensors: file))
+        } catch let e as WeightsError {
+            throw WeightStoreError(file: url.path, problem: e.description)
+        }
+    }
+
+    public static func load(_ url: URL) throws -> PianoWeights { try read(url).weights }
+
+    // MARK: - Writing
+
+    /// Serialises, re-reads the result as a check, and writes it atomically.
+    public static func install(_ weights: PianoWeights, at url: URL) throws {
+        let bytes = weights.safetensors().serialized()
+        do {
+            _ = try PianoWeights(safetensors: try Safetensors(bytes: bytes))
+        } catch {
+            throw WeightStoreError(file: url.path, problem: "internal error: the serialised weights do not read back (\(error))")
+        }
+        try writeAtomically(bytes, to: url)
+    }
+
+    /// Writes to a temporary file in the destination's directory, fsyncs it and renames it
+    /// over the destination, so readers see the old file or the whole new one, and a failure
+    /// leaves no partial file and never damages an existing one.
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    public static func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
+        let path = url.path
+        let dir = url.deletingLastPathComponent()
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw WeightStoreError(file: path, problem: "is a directory")
+        }
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        } catch {
+            throw WeightStoreError(file: path, problem: "cannot create directory \(dir.path): \((error as NSError).localizedDescription)")
+        }
+        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw WeightStoreError(file: path, problem: "cannot create a file in \(dir.path): \(errnoText())")
+        }
+        var ok = false
+        defer {
+            if !ok { unlink(tmp) }
+        }
+        var written = 0
+        var failure: String?
+        bytes.withUnsafeBytes { raw in
+            while written < raw.count {
+                let n = write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = "write failed: \(errnoText())"
+                    return
+                }
+                written += n
+            }
+        }
+        if failure == nil, fsync(fd) != 0 { failure = "fsync failed: \(errnoText())" }
+        if close(fd) != 0, failure == nil { failure = "close failed: \(errnoText())" }
+        if let failure { throw WeightStoreError(file: path, problem: failure) }
+        guard rename(tmp, path) == 0 else {
+            throw WeightStoreError(file: path, problem: "cannot replace the file: \(errnoText())")
+        }
+        ok = true
+        // Persist the rename itself; best effort (some filesystems refuse fsync on directories).
+        let dfd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+}
