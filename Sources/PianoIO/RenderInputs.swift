@@ -14,10 +14,21 @@ enum RenderInputs {
         if let cut = midi.warnings.first(where: isTruncation) {
             throw MIDIProblem(description: "truncated MIDI file (\(cut))")
         }
-        // UpstreamConditioning (MIDI -> frames) is not in the package yet.
-        _ = (warmUp, duration)
-        throw MIDIProblem(description: "cannot build the model input: this build has no MIDI conditioning yet")
+        // Check the length before allocating: a corrupt file can put a note hours away.
+        let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: warmUp, duration: duration)
+        let warmUpFrames = Int((warmUp * 250).rounded())
+        guard frames > warmUpFrames else {
+            throw MIDIProblem(description: "no notes to play (the piece is 0 s long; --duration sets a length)")
+        }
+        let seconds = Double(frames - warmUpFrames) / 250
+        guard seconds <= maxSeconds else {
+            throw MIDIProblem(description: String(format: "the piece would last %.0f s, more than the %.0f s this command renders (corrupt file? --duration limits it)", seconds, maxSeconds))
+        }
+        return (UpstreamConditioning.make(midi: midi, warmUp: warmUp, duration: duration), midi.warnings)
     }
+
+    /// Four hours: far beyond any real piece, well within memory (about 1 GB of audio buffers).
+    static let maxSeconds: Double = 4 * 3600
 
     static func isTruncation(_ warning: String) -> Bool {
         ["truncated", "remain", "file holds"].contains { warning.contains($0) }

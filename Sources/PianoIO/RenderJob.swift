@@ -19,8 +19,10 @@ public struct RenderJob: Sendable {
     public var dryOutput: URL?
     /// nil: the default lookup.
     public var weights: URL?
-    /// An index or an instrument name of the weight file.
-    public var piano: String = "9"
+    /// An index or an instrument name of the weight file; nil: `defaultPiano`, or the last
+    /// piano of a weight file with fewer (so one-piano weights work without --piano).
+    public var piano: String?
+    public static let defaultPiano = 9
     public var warmUp: Double = 0.5
     public var duration: Double?
     public var seed: UInt64 = 0
@@ -57,7 +59,8 @@ public struct RenderJob: Sendable {
         public var wet: AudioWriteReport
         public var dry: AudioWriteReport?
         public var instrumentName: String
-        /// One line each, for stderr (clipping, non-finite samples).
+        /// One line each, for stderr: clipping, non-finite samples (and, from run(), the
+        /// input warnings of Prepared).
         public var warnings: [String]
 
         /// "wrote out.wav: 12.00 s of audio (f32, 16000 Hz, piano 2018), peak -3.1 dBFS, rendered in 4.2 s (2.9x real time)"
@@ -86,17 +89,25 @@ public struct RenderJob: Sendable {
         // 2. Weights: exist, parse, complete (explicit path, else WeightStore's default lookup).
         let (weightsURL, loaded) = try WeightStore().load(explicit: weights?.relativePath)
         // 3. Piano: an index or a name the weights know.
-        guard let instrument = loaded.instrumentIndex(piano) else {
-            let names = loaded.instruments.joined(separator: ", ")
-            throw RenderError(weightsURL.relativePath, "no piano '\(piano)'; valid: 0...\(loaded.instruments.count - 1) or \(names)")
-        }
-        // 4. Outputs: writable now, so a long render is not lost at the end.
-        try AudioFile.checkWritable(output)
-        if let dryOutput {
-            guard dryOutput.standardizedFileURL.path != output.standardizedFileURL.path else {
-                throw RenderError(dryOutput.relativePath, "--dry-output is the same file as the output")
+        let instrument: Int
+        if let piano {
+            guard let i = loaded.instrumentIndex(piano) else {
+                let names = loaded.instruments.joined(separator: ", ")
+                throw RenderError(weightsURL.relativePath, "no piano '\(piano)'; valid: 0...\(loaded.instruments.count - 1) or \(names)")
             }
-            try AudioFile.checkWritable(dryOutput)
+            instrument = i
+        } else {
+            instrument = min(Self.defaultPiano, loaded.instruments.count - 1)
+        }
+        // 4. Outputs: writable now, so a long render is not lost at the end, and never an input.
+        func same(_ a: URL, _ b: URL) -> Bool { a.resolvingSymlinksInPath().path == b.resolvingSymlinksInPath().path }
+        for out in [output] + (dryOutput.map { [$0] } ?? []) {
+            if same(out, midi) { throw RenderError(out.relativePath, "is the input MIDI file; choose another output") }
+            if same(out, weightsURL) { throw RenderError(out.relativePath, "is the weight file; choose another output") }
+            try AudioFile.checkWritable(out)
+        }
+        if let dryOutput, same(dryOutput, output) {
+            throw RenderError(dryOutput.relativePath, "--dry-output is the same file as the output")
         }
         var settings = RenderSettings()
         settings.instrument = instrument
@@ -121,7 +132,7 @@ public struct RenderJob: Sendable {
             Self.normalize(&out.wet, to: normalize)
             Self.normalize(&out.dry, to: normalize)
         }
-        var warnings = prepared.warnings
+        var warnings: [String] = []
         // Dry first: the main output appears only when everything else is done.
         var dryReport: AudioWriteReport?
         if let dryOutput {
@@ -140,7 +151,10 @@ public struct RenderJob: Sendable {
     /// prepare() then render().
     public func run(progress: ((Double) -> Void)? = nil) throws -> Summary {
         let started = Date()
-        return try render(try prepare(), started: started, progress: progress)
+        let prepared = try prepare()
+        var summary = try render(prepared, started: started, progress: progress)
+        summary.warnings = prepared.warnings + summary.warnings
+        return summary
     }
 
     // MARK: Helpers

@@ -35,8 +35,8 @@ struct RenderCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Weight file (.safetensors). Default: the installed default weights.", valueName: "FILE"))
     var weights: String?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Piano: an index into the weight file's instruments or a name (dafx22: 0...9 or 2004...2018).", valueName: "N|YEAR"))
-    var piano: String = "9"
+    @Option(parsing: .unconditional, help: ArgumentHelp("Piano: an index into the weight file's instruments or a name (dafx22: 0...9 or 2004...2018). (default: 9, or the last piano of a weight file with fewer)", valueName: "N|YEAR"))
+    var piano: String?
 
     @Option(name: .customLong("warm-up"), parsing: .unconditional, help: ArgumentHelp("Seconds of silence rendered before the music and cut from the output.", valueName: "S"))
     var warmUp: Double = 0.5
@@ -82,6 +82,7 @@ struct RenderCommand: ParsableCommand {
 
             let started = Date()
             let prepared = try job.prepare()
+            for w in prepared.warnings { printError("ddsp-piano: " + w) }
             let bar = TerminalProgress(label: "rendering \((input as NSString).lastPathComponent)")
             let summary: RenderJob.Summary
             do {

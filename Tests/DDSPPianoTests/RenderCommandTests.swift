@@ -183,6 +183,10 @@ final class RenderCommandTests: XCTestCase {
             assertFails(r, naming: out)
             XCTAssertEqual(try listing(), before)
         }
+        // An output that is an input would destroy it.
+        let clobber = try ddspPiano(["render", "--weights", weights.path, midi.path, midi.path])
+        assertFails(clobber, naming: midi.path, containing: "input MIDI")
+        XCTAssertEqual(try Data(contentsOf: midi), Data(Self.oneNoteMIDI()))
         // Same for the dry output: checked before rendering, and the main output is not written either.
         let r = try ddspPiano(["render", "--weights", weights.path, "--dry-output", targets[0], midi.path, "out.wav"])
         assertFails(r, naming: targets[0])
@@ -232,7 +236,7 @@ final class RenderCommandTests: XCTestCase {
         XCTAssertEqual(try listing(), ["w.safetensors", "one.mid", "out.wav", "dry.wav"])
 
         // --duration and --warm-up change the length as documented.
-        let r2 = try ddspPiano(["render", "--weights", weights.path, "--duration", "2.5", "--warm-up", "0.25", midi.path, "out2.wav"])
+        let r2 = try ddspPiano(["render", "--weights", weights.path, "--duration", "2.5", "--warm-up", "0.2", midi.path, "out2.wav"])
         XCTAssertEqual(r2.status, 0, r2.stderr)
         XCTAssertEqual(try AudioFile.read(dir.appendingPathComponent("out2.wav")).frames, 40_000)
     }
