@@ -82,24 +82,24 @@ struct RenderCommand: ParsableCommand {
 
             let started = Date()
             let prepared = try job.prepare()
-            for w in prepared.warnings { printError("ddsp-piano: " + w) }
+            for w in prepared.warnings { Self.printError("ddsp-piano: " + w) }
             let bar = TerminalProgress(label: "rendering \((input as NSString).lastPathComponent)")
             let summary: RenderJob.Summary
             do {
                 defer { bar.finish() }
                 summary = try job.render(prepared, started: started, progress: bar.update)
             }
-            for w in summary.warnings { printError("ddsp-piano: " + w) }
+            for w in summary.warnings { Self.printError("ddsp-piano: " + w) }
             print(summary.line)
         } catch let error as ExitCode {
             throw error
         } catch {
-            printError("ddsp-piano: \(error)")
+            Self.printError("ddsp-piano: \(error)")
             throw ExitCode(1)
         }
     }
-}
 
-func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    static func printError(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
 }
