@@ -56,6 +56,7 @@ final class MIDIFileTests: XCTestCase {
         XCTAssertEqual(midi.division, .ticksPerQuarter(480))
         XCTAssertEqual(midi.trackCount, 1)
         XCTAssertEqual(midi.warnings, [])
+        XCTAssertFalse(midi.isTruncated)
         assertTimes(midi, [
             (0, .noteOn(channel: 0, pitch: 60, velocity: 100)),
             (0.5, .noteOff(channel: 0, pitch: 60, velocity: 0x40)),
@@ -231,6 +232,7 @@ final class MIDIFileTests: XCTestCase {
         print("warnings: \(midi.warnings)")
         XCTAssertEqual(midi.events.map(\.message), [.noteOn(channel: 0, pitch: 60, velocity: 64), .noteOff(channel: 0, pitch: 60, velocity: 0x40)])
         XCTAssertEqual(midi.warnings.count, 2)
+        XCTAssertTrue(midi.isTruncated)
         XCTAssertTrue(midi.warnings[0].hasPrefix("track chunk at byte 14 declares"))
         XCTAssertEqual(midi.warnings[1], "track 0 is truncated at byte 31; the events before it were kept")
 
@@ -239,6 +241,7 @@ final class MIDIFileTests: XCTestCase {
         let m2 = try MIDIFile(bytes: two)
         print("warnings: \(m2.warnings)")
         XCTAssertEqual(m2.trackCount, 2)
+        XCTAssertTrue(m2.isTruncated)
         XCTAssertEqual(m2.events.count, 6)
         XCTAssertEqual(m2.warnings, ["ignored 3 bytes after the end of track 0 (at byte 39)", "header announces 3 tracks, file holds 2"])
     }

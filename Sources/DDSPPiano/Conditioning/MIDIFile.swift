@@ -66,6 +66,8 @@ public struct MIDIFile: Sendable {
     public private(set) var endTime: Double = 0
     /// Problems that were tolerated (truncation, trailing garbage, ignored tempo events).
     public private(set) var warnings: [String] = []
+    /// The file ended early: its last track was cut, or tracks the header announces are missing.
+    public private(set) var isTruncated = false
 
     /// Per track, in file order: what NoteSequence needs to group events the way pretty_midi does
     /// (including pitch bends, which create its "straggler" instruments).
@@ -100,11 +102,13 @@ public struct MIDIFile: Sendable {
         while raw.count < header.trackCount, let chunk = reader.nextTrackChunk() {
             var track = try TrackParser.parse(bytes: bytes, range: chunk.range, track: raw.count, clipped: chunk.clipped)
             if let w = track.warning { trackWarnings.append(w) }
+            if chunk.clipped { isTruncated = true }
             track.warning = nil
             raw.append(track)
         }
         warnings = reader.warnings + trackWarnings
         if raw.count < header.trackCount {
+            isTruncated = true
             warnings.append("header announces \(header.trackCount) tracks, file holds \(raw.count)")
         }
         trackCount = raw.count
@@ -221,7 +225,7 @@ struct TempoMap {
         segments = [Segment(tick: 0, secondsPerTick: secondsPerTick, startTime: 0, tempo: 500_000)]
     }
 
-    /// `tempos` sorted by tick; values in microseconds per quarter (0 is ignored upstream would divide by it).
+    /// `tempos` sorted by tick, in microseconds per quarter (0 is skipped: upstream would divide by it).
     init(resolution: Int, tempos: [(tick: Int, value: Int)]) {
         let res = Double(resolution)
         var scales: [(tick: Int, scale: Double, tempo: Int)] = [(0, 60.0 / (120.0 * res), 500_000)]
