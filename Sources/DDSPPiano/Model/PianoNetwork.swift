@@ -1,3 +1,5 @@
+import CBLAS
+
 /// The DDSP-Piano networks, one frame (4 ms) at a time, for all 16 voices:
 /// z-encoder → context network → per voice note release, inharmonicity, detuner and the
 /// monophonic network. Normalisation statistics are passed in (see `NormalizationStatistics`).
@@ -24,6 +26,9 @@ public struct PianoNetwork: Sendable {
     public private(set) var f0: [Float]              // [voices, substrings]
 
     public init(weights w: PianoWeights, instrument: Int) {
+        // The products here are small (16 rows): OpenBLAS's threads only spin and steal the
+        // core the audio needs. One thread, always.
+        openblas_set_num_threads(1)
         hyper = w.hyper
         self.instrument = instrument
         context = ContextNetwork(weights: w)

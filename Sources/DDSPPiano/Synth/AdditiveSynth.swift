@@ -29,7 +29,7 @@ public struct AdditiveSynth: Sendable {
 
     private let window: [Float]        // periodic Hann, 2·frameSize
     private var lerp: [Float]          // r / frameSize
-    private var partialSum: [Float]    // [frameSize] scratch
+    private var partialSum: [SIMD8<Float>]    // [frameSize] scratch: per-sample lanes of partial sums
 
     public init(hyper h: PianoWeights.Hyper) {
         voices = h.voices; substrings = h.substrings; harmonics = h.harmonics
@@ -41,7 +41,7 @@ public struct AdditiveSynth: Sendable {
         let wl = 2 * frameSize
         window = (0..<wl).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(wl))) }
         lerp = (0..<frameSize).map { Float($0) * (1 / Float(h.samplesPerFrame)) }
-        partialSum = [Float](repeating: 0, count: frameSize)
+        partialSum = [SIMD8<Float>](repeating: .zero, count: frameSize)
     }
 
     public mutating func reset() {
@@ -53,9 +53,10 @@ public struct AdditiveSynth: Sendable {
     /// and F+1 (`next`; pass `current` again at the very end, which holds the last frame).
     public mutating func render(current: SynthControls, next: SynthControls, into out: UnsafeMutablePointer<Float>) {
         let H = harmonics, S = substrings, N = frameSize
-        let nyquist = Float(sampleRate) / 2
-        let sr = Float(sampleRate)
-        let twoPi = AdditiveSynth.twoPi
+        precondition(H % 8 == 0, "partials are processed 8 at a time")
+        let nyquist = SIMD8<Float>(repeating: Float(sampleRate) / 2)
+        let sr = SIMD8<Float>(repeating: Float(sampleRate))
+        let twoPi = SIMD8<Float>(repeating: AdditiveSynth.twoPi)
         let start = sampleIndex
         // Index within the frame of the last sample of a phase chunk, if one ends in this frame.
         let chunkEnd = (AdditiveSynth.chunkSize - 1 - start % AdditiveSynth.chunkSize)
@@ -69,48 +70,58 @@ public struct AdditiveSynth: Sendable {
         next.harmonicAmplitude.withUnsafeBufferPointer { an in
         window.withUnsafeBufferPointer { w in
         lerp.withUnsafeBufferPointer { lp in
+            let cpR = UnsafeMutableRawPointer(cp.baseAddress!), osR = UnsafeMutableRawPointer(os.baseAddress!)
+            let offR = UnsafeMutableRawPointer(off.baseAddress!)
+            let fcR = UnsafeRawPointer(fc.baseAddress!), fnR = UnsafeRawPointer(fn.baseAddress!)
+            let acR = UnsafeRawPointer(ac.baseAddress!), anR = UnsafeRawPointer(an.baseAddress!)
             for v in 0..<voices {
                 let audible = !(current.silent[v] && next.silent[v])
                 for s in 0..<S {
-                    let o = (v * S + s) * H
-                    let fcv = fc.baseAddress! + o, fnv = fn.baseAddress! + o
-                    let acv = ac.baseAddress! + v * H, anv = an.baseAddress! + v * H
-                    let ph = cp.baseAddress! + o, ofs = off.baseAddress! + o, osum = os.baseAddress! + o
-                    for r in 0..<N {
-                        let t = lp[r], wNext = w[r], wCur = w[N + r]
+                    if audible { for r in 0..<N { acc[r] = .zero } }
+                    for kb in stride(from: 0, to: H, by: 8) {
+                        let o = ((v * S + s) * H + kb) * 4, ao = (v * H + kb) * 4
+                        let f0 = fcR.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                        let df = fnR.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) - f0
+                        var phase = cpR.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                        var ofs = offR.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
                         if audible {
-                            var sum: Float = 0
-                            for k in 0..<H {
-                                let f = fcv[k] + (fnv[k] - fcv[k]) * t
-                                let omega = (f * twoPi) / sr
-                                let p = ph[k] + omega
-                                ph[k] = p
-                                var a = acv[k] * wCur + anv[k] * wNext
-                                if f >= nyquist { a = 0 }
-                                sum += a * fastCos(p + ofs[k])
+                            let a0 = acR.loadUnaligned(fromByteOffset: ao, as: SIMD8<Float>.self)
+                            let a1 = anR.loadUnaligned(fromByteOffset: ao, as: SIMD8<Float>.self)
+                            for r in 0..<N {
+                                let f = f0 + df * lp[r]
+                                phase += (f * twoPi) / sr
+                                var a = a0 * w[N + r] + a1 * w[r]
+                                a.replace(with: 0, where: f .>= nyquist)
+                                acc[r] += a * fastCos(phase + ofs)
+                                if r == chunkEnd { AdditiveSynth.foldChunk(&phase, &ofs, osR, o, twoPi: twoPi[0]) }
                             }
-                            acc[r] = sum
                         } else {
-                            for k in 0..<H {
-                                let f = fcv[k] + (fnv[k] - fcv[k]) * t
-                                ph[k] += (f * twoPi) / sr
+                            for r in 0..<N {
+                                phase += ((f0 + df * lp[r]) * twoPi) / sr
+                                if r == chunkEnd { AdditiveSynth.foldChunk(&phase, &ofs, osR, o, twoPi: twoPi[0]) }
                             }
                         }
-                        if r == chunkEnd {
-                            // ddsp angular_cumsum: the next chunk starts from 0, offset by the
-                            // float32 running sum of previous chunk ends (each mod 2π), mod 2π.
-                            for k in 0..<H {
-                                osum[k] += fmodf(ph[k], twoPi)
-                                ofs[k] = fmodf(osum[k], twoPi)
-                                ph[k] = 0
-                            }
-                        }
+                        cpR.storeBytes(of: phase, toByteOffset: o, as: SIMD8<Float>.self)
+                        offR.storeBytes(of: ofs, toByteOffset: o, as: SIMD8<Float>.self)
                     }
-                    if audible { for r in 0..<N { out[r] += acc[r] } }
+                    if audible { for r in 0..<N { out[r] += acc[r].sum() } }
                 }
             }
         }}}}}}}}}}
         sampleIndex += N
+    }
+
+    /// ddsp angular_cumsum at a chunk end: the next chunk starts from 0, offset by the float32
+    /// running sum of previous chunk ends (each mod 2π), mod 2π.
+    @inline(__always)
+    private static func foldChunk(_ phase: inout SIMD8<Float>, _ ofs: inout SIMD8<Float>, _ sums: UnsafeMutableRawPointer, _ o: Int, twoPi: Float) {
+        var sum = sums.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+        for l in 0..<8 {
+            sum[l] += fmodf(phase[l], twoPi)
+            ofs[l] = fmodf(sum[l], twoPi)
+        }
+        sums.storeBytes(of: sum, toByteOffset: o, as: SIMD8<Float>.self)
+        phase = .zero
     }
 }
 
@@ -134,4 +145,25 @@ public func fastCos(_ x: Float) -> Float {
     c = c * t2 - 0.5
     c = c * t2 + 1
     return flip ? -c : c
+}
+
+/// `fastCos` on eight lanes.
+@inline(__always)
+public func fastCos(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    var y = x * 0.159154943091895335768883763372514362
+    let magic = SIMD8<Float>(repeating: 12582912)
+    y -= (y + magic) - magic
+    let a = y.replacing(with: -y, where: y .< 0)
+    let flip = a .> 0.25
+    let b = a.replacing(with: 0.5 - a, where: flip)
+    let t = b * 6.28318530717958647692528676655900577
+    let t2 = t * t
+    var c = SIMD8<Float>(repeating: 1.0 / 479001600)
+    c = c * t2 - 1.0 / 3628800
+    c = c * t2 + 1.0 / 40320
+    c = c * t2 - 1.0 / 720
+    c = c * t2 + 1.0 / 24
+    c = c * t2 - 0.5
+    c = c * t2 + 1
+    return c.replacing(with: -c, where: flip)
 }
