@@ -11,12 +11,13 @@ enum RenderInputs {
     /// because rendering part of a piece without failing would look like success.
     static func conditioning(midiBytes: [UInt8], warmUp: Double, duration: Double?) throws -> (FrameConditioning, warnings: [String]) {
         let midi = try MIDIFile(bytes: midiBytes)
-        if let cut = midi.warnings.first(where: isTruncation) {
-            throw MIDIProblem(description: "truncated MIDI file (\(cut))")
+        if midi.isTruncated {
+            let detail = midi.warnings.first(where: isTruncation) ?? "the file ends early"
+            throw MIDIProblem(description: "truncated MIDI file (\(detail))")
         }
         // Check the length before allocating: a corrupt file can put a note hours away.
         let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: warmUp, duration: duration)
-        let warmUpFrames = Int((warmUp * 250).rounded())
+        let warmUpFrames = Int(warmUp * 250) // as upstream: int(warm_up_duration * frame_rate)
         guard frames > warmUpFrames else {
             throw MIDIProblem(description: "no notes to play (the piece is 0 s long; --duration sets a length)")
         }
@@ -30,6 +31,7 @@ enum RenderInputs {
     /// Four hours: far beyond any real piece, well within memory (about 1 GB of audio buffers).
     static let maxSeconds: Double = 4 * 3600
 
+    /// Picks the reader's warning that says where the file was cut, for the message.
     static func isTruncation(_ warning: String) -> Bool {
         ["truncated", "remain", "file holds"].contains { warning.contains($0) }
     }
