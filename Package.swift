@@ -16,11 +16,14 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CKissFFT", path: "Sources/CKissFFT"),
         .systemLibrary(name: "CSndFile", path: "Sources/CSndFile"),
+        .systemLibrary(name: "CSoxr", path: "Sources/CSoxr"),
+        // Counts malloc calls in tests (the real-time path must not allocate).
+        .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
 
         // The engine: model, synthesis, MIDI conditioning, weight formats. No I/O, no threads.
         .target(
             name: "DDSPPiano",
-            dependencies: ["CBLAS", "CKissFFT"],
+            dependencies: ["CBLAS", "CKissFFT", "CSoxr"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         // Files, WAV (libsndfile), HTTP download: everything the engine must not do.
@@ -37,7 +40,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DDSPPianoTests",
-            dependencies: ["DDSPPiano", "PianoIO"]
+            dependencies: ["DDSPPiano", "PianoIO", "CMallocCounter"]
         ),
     ],
     swiftLanguageModes: [.v5]
