@@ -12,7 +12,8 @@ enum RenderInputs {
     static func conditioning(midiBytes: [UInt8], warmUp: Double, duration: Double?) throws -> (FrameConditioning, warnings: [String]) {
         let midi = try MIDIFile(bytes: midiBytes)
         if midi.isTruncated {
-            let detail = midi.warnings.first(where: isTruncation) ?? "the file ends early"
+            let detail = (midi.warnings.first { $0.contains("truncated") } ?? midi.warnings.first(where: isTruncation))?
+                .replacingOccurrences(of: "; reading what is there", with: "") ?? "the file ends early"
             throw MIDIProblem(description: "truncated MIDI file (\(detail))")
         }
         // Check the length before allocating: a corrupt file can put a note hours away.
