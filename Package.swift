@@ -17,13 +17,14 @@ let package = Package(
         .systemLibrary(name: "CKissFFT", path: "Sources/CKissFFT"),
         .systemLibrary(name: "CSndFile", path: "Sources/CSndFile"),
         .systemLibrary(name: "CSoxr", path: "Sources/CSoxr"),
+        .systemLibrary(name: "CFloatEnv", path: "Sources/CFloatEnv"),
         // Counts malloc calls in tests (the real-time path must not allocate).
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
 
         // The engine: model, synthesis, MIDI conditioning, weight formats. No I/O, no threads.
         .target(
             name: "DDSPPiano",
-            dependencies: ["CBLAS", "CKissFFT", "CSoxr"],
+            dependencies: ["CBLAS", "CKissFFT", "CSoxr", "CFloatEnv"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         // Files, WAV (libsndfile), HTTP download: everything the engine must not do.

@@ -6,10 +6,10 @@ import DDSPPiano
 enum RenderInputs {
     struct MIDIProblem: Error, CustomStringConvertible { var description: String }
 
-    /// Parses the MIDI bytes and builds the model input exactly as upstream does.
+    /// Parses the MIDI bytes and checks that there is something of sane length to render.
     /// Returns the reader's tolerated problems as warnings; a truncated file is an error here,
     /// because rendering part of a piece without failing would look like success.
-    static func conditioning(midiBytes: [UInt8], warmUp: Double, duration: Double?) throws -> (FrameConditioning, warnings: [String]) {
+    static func midi(midiBytes: [UInt8], warmUp: Double, duration: Double?) throws -> (MIDIFile, warnings: [String]) {
         let midi = try MIDIFile(bytes: midiBytes)
         if midi.isTruncated {
             let detail = (midi.warnings.first { $0.contains("truncated") } ?? midi.warnings.first(where: isTruncation))?
@@ -26,7 +26,7 @@ enum RenderInputs {
         guard seconds <= maxSeconds else {
             throw MIDIProblem(description: String(format: "the piece would last %.0f s, more than the %.0f s this command renders (corrupt file? --duration limits it)", seconds, maxSeconds))
         }
-        return (UpstreamConditioning.make(midi: midi, warmUp: warmUp, duration: duration), midi.warnings)
+        return (midi, midi.warnings)
     }
 
     /// Four hours: far beyond any real piece, well within memory (about 1 GB of audio buffers).

@@ -28,6 +28,10 @@ public struct RenderJob: Sendable {
     public var seed: UInt64 = 0
     public var noise = true
     public var exact = false
+    /// Output rate of the streaming engine (`--exact` renders at the model's 16 kHz).
+    public var sampleRate: Double = 16_000
+    /// Block size the streaming engine is driven with; the samples do not depend on it.
+    public var blockSize = 256
     /// Peak-normalise each written file to this level (dBFS, <= 0).
     public var normalize: Double?
     public var format: AudioFormat = .f32
@@ -39,7 +43,7 @@ public struct RenderJob: Sendable {
 
     /// Everything checked and loaded; ready to render.
     public struct Prepared: Sendable {
-        public var conditioning: FrameConditioning
+        public var midiFile: MIDIFile
         public var weights: PianoWeights
         public var weightsURL: URL
         public var settings: RenderSettings
@@ -78,10 +82,10 @@ public struct RenderJob: Sendable {
         try checkOptions()
         // 1. MIDI: exists, parses, gives frames.
         let midiBytes = try readInput(midi, what: "MIDI file")
-        let conditioning: FrameConditioning
+        let midiFile: MIDIFile
         var warnings: [String]
         do {
-            (conditioning, warnings) = try RenderInputs.conditioning(midiBytes: midiBytes, warmUp: warmUp, duration: duration)
+            (midiFile, warnings) = try RenderInputs.midi(midiBytes: midiBytes, warmUp: warmUp, duration: duration)
         } catch {
             throw RenderError(midi.relativePath, oneLine(error))
         }
@@ -116,14 +120,16 @@ public struct RenderJob: Sendable {
         settings.seed = seed
         settings.noise = noise
         settings.exact = exact
-        return Prepared(conditioning: conditioning, weights: loaded, weightsURL: weightsURL,
+        settings.sampleRate = exact ? Double(loaded.hyper.sampleRate) : sampleRate
+        settings.blockSize = blockSize
+        return Prepared(midiFile: midiFile, weights: loaded, weightsURL: weightsURL,
                         settings: settings, instrumentName: loaded.instruments[instrument], warnings: warnings)
     }
 
     public func render(_ prepared: Prepared, started: Date = Date(), progress: ((Double) -> Void)? = nil) throws -> Summary {
         var out: RenderOutput
         do {
-            out = try OfflineRenderer.render(conditioning: prepared.conditioning, weights: prepared.weights,
+            out = try OfflineRenderer.render(midi: prepared.midiFile, weights: prepared.weights,
                                              settings: prepared.settings, progress: progress)
         } catch {
             throw RenderError(midi.relativePath, "render failed: \(oneLine(error))")
@@ -172,6 +178,12 @@ public struct RenderJob: Sendable {
             guard normalize.isFinite, normalize <= 0, normalize >= -120 else {
                 throw RenderError("--normalize \(normalize)", "must be a level in dBFS between -120 and 0")
             }
+        }
+        guard sampleRate.isFinite, sampleRate >= 8_000, sampleRate <= 384_000 else {
+            throw RenderError("--sample-rate \(sampleRate)", "must be between 8000 and 384000 Hz")
+        }
+        guard blockSize >= 1, blockSize <= 65_536 else {
+            throw RenderError("--block-size \(blockSize)", "must be between 1 and 65536 samples")
         }
     }
 

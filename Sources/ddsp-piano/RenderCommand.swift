@@ -59,8 +59,14 @@ struct RenderCommand: ParsableCommand {
     @Flag(name: .customLong("no-noise"), help: "Leave out the filtered-noise part of the sound (deterministic output).")
     var noNoise = false
 
-    @Flag(help: "Reproduce upstream's whole-piece normalisation exactly (two passes over the piece).")
+    @Flag(help: "Reproduce upstream's whole-piece normalisation exactly (two passes over the piece, 16 kHz). Without it the streaming engine renders, the same code that plays live.")
     var exact = false
+
+    @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Output sample rate of the streaming engine (the model runs at 16000 Hz; other rates are resampled with libsoxr).", valueName: "HZ"))
+    var sampleRate: Double = 16_000
+
+    @Option(name: .customLong("block-size"), help: ArgumentHelp("Block size the streaming engine is driven with, like a JACK period; the output does not depend on it.", valueName: "N"))
+    var blockSize: Int = 256
 
     func run() throws {
         AudioFile.removeTemporaryFilesOnSignals()
@@ -79,6 +85,11 @@ struct RenderCommand: ParsableCommand {
             job.seed = seed
             job.noise = !noNoise
             job.exact = exact
+            job.sampleRate = sampleRate
+            job.blockSize = blockSize
+            if exact && sampleRate != 16_000 {
+                throw RenderError("--sample-rate \(sampleRate)", "--exact renders at the model's 16000 Hz; leave out --sample-rate or --exact")
+            }
 
             let started = Date()
             let prepared = try job.prepare()

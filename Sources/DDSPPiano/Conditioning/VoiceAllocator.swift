@@ -13,6 +13,8 @@ public struct VoiceAllocator: Sendable {
     public private(set) var slotPitches: [Int]
     /// Per slot, the index into the last `step(kept:)` input that the slot plays.
     public private(set) var slotSources: [Int]
+    /// Scratch for the next `slotSources`, kept so that a live engine's step does not allocate.
+    private var reorder: [Int]
     /// Next slot to fill; -1 while every slot is taken (upstream's sentinel).
     private var cursor = 0
     private var started = false
@@ -22,6 +24,7 @@ public struct VoiceAllocator: Sendable {
         self.voices = voices
         slotPitches = [Int](repeating: 0, count: voices)
         slotSources = Array(0..<voices)
+        reorder = slotSources
     }
 
     public mutating func reset() {
@@ -49,7 +52,7 @@ public struct VoiceAllocator: Sendable {
             return
         }
         started = true
-        var reorder = [Int](repeating: 0, count: n)
+        for i in 0..<n { reorder[i] = 0 }
         // Free the slots whose pitch is gone.
         for c in 0..<n where !pitches.contains(slotPitches[c]) {
             slotPitches[c] = 0
@@ -71,7 +74,7 @@ public struct VoiceAllocator: Sendable {
             reorder[slot(cursor)] = c
             advanceCursor()
         }
-        slotSources = reorder
+        swap(&slotSources, &reorder)
     }
 
     /// Python's index -1 is the last slot.

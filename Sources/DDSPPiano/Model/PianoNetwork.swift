@@ -18,6 +18,8 @@ public struct PianoNetwork: Sendable {
     private let inharmTable: [Float]       // [instruments]
     private let detuneTable: [Float]       // [instruments]
     private var z: [Float]                 // [zDim]
+    private var instrumentInharm: Float = 0
+    private var instrumentDetuning: Float = 0
 
     /// Outputs of the last `step`.
     public private(set) var contextVector: [Float]   // [32]
@@ -51,15 +53,29 @@ public struct PianoNetwork: Sendable {
 
     /// Takes effect from the next step; the recurrent state is kept.
     public mutating func setInstrument(_ index: Int) {
-        precondition(index >= 0 && index < inharmTable.count)
-        instrument = index
+        blendInstruments(from: index, to: index, amount: 1)
+    }
+
+    /// The instrument embeddings (z and the inharmonicity and detuning scalars) interpolated
+    /// from one piano to another: switching while playing glides over a few frames instead of
+    /// jumping. `amount` 0 is `from`, 1 is `to`.
+    public mutating func blendInstruments(from a: Int, to b: Int, amount t: Float) {
+        precondition(a >= 0 && a < inharmTable.count && b >= 0 && b < inharmTable.count)
+        instrument = t >= 1 ? b : a
         let d = hyper.zDim
-        for i in 0..<d { z[i] = zTable[index * d + i] }
+        for i in 0..<d { z[i] = (1 - t) * zTable[a * d + i] + t * zTable[b * d + i] }
+        instrumentInharm = (1 - t) * inharmTable[a] + t * inharmTable[b]
+        instrumentDetuning = (1 - t) * detuneTable[a] + t * detuneTable[b]
     }
 
     public mutating func reset() {
         context.reset()
         mono.reset()
+        release.reset()
+    }
+
+    /// Silences every voice at once (MIDI all-sound-off): the held release pitches are dropped.
+    public mutating func silenceVoices() {
         release.reset()
     }
 
@@ -82,7 +98,7 @@ public struct PianoNetwork: Sendable {
             context.finish(mean: s.contextMean, variance: s.contextVariance, into: c.baseAddress!)
         }
         let voices = hyper.voices, substrings = hyper.substrings, monoIn = mono.dense.inputs, cu = hyper.contextUnits
-        let instInharm = inharmTable[instrument], instDetune = detuneTable[instrument]
+        let instInharm = instrumentInharm, instDetune = instrumentDetuning
         for v in 0..<voices {
             let pitch = conditioning[2 * v], velocity = conditioning[2 * v + 1]
             let ext = release.forward(pitch: pitch, voice: v)

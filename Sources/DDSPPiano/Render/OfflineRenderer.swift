@@ -9,6 +9,14 @@ public struct RenderSettings: Sendable {
     public var noise: Bool = true
     /// Two-pass whole-sequence normalisation, reproducing upstream.
     public var exact: Bool = false
+    /// Output rate of the streaming engine (the model runs at 16 kHz; `--exact` renders at 16 kHz).
+    public var sampleRate: Double = 16_000
+    /// Block size the streaming engine is driven with (the output does not depend on it).
+    public var blockSize: Int = 256
+    /// How the streaming engine estimates the Normalize statistics.
+    public var normalization: NormalizationEstimator.Mode = .fixed
+    /// Per-instrument priors for the estimator (nil: generic values).
+    public var priors: [NormalizationStatistics]? = nil
     public init() {}
 }
 
@@ -21,6 +29,82 @@ public struct RenderOutput: Sendable {
 }
 
 public enum OfflineRenderer {
+    /// Renders a MIDI file like `ddsp-piano render`: through the streaming engine (the same code
+    /// as live playing), or with `exact` through upstream's two-pass normalisation.
+    public static func render(midi: MIDIFile, weights: PianoWeights, settings: RenderSettings,
+                              progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        if settings.exact {
+            let conditioning = UpstreamConditioning.make(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
+                                                         voices: weights.hyper.voices, frameRate: weights.hyper.frameRate)
+            return try render(conditioning: conditioning, weights: weights, settings: settings, progress: progress)
+        }
+        let sequence = NoteSequence(midi: midi).applyingSustain()
+        let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
+                                                     frameRate: weights.hyper.frameRate)
+        let warmUpFrames = Int(settings.warmUp * Double(weights.hyper.frameRate))
+        let modelSamples = max(0, frames - warmUpFrames) * weights.hyper.samplesPerFrame
+        return try renderStreaming(events: EventSchedule.events(from: sequence), modelSamples: modelSamples,
+                                   warmUpFrames: warmUpFrames, sustainApplied: true, weights: weights,
+                                   settings: settings, progress: progress)
+    }
+
+    /// The streaming engine over timed events, cropped to upstream's alignment: the engine's
+    /// constant latency (look-ahead, pad, resampler) is removed so the file lines up with the MIDI
+    /// like an upstream render. `modelSamples` is the length at 16 kHz.
+    public static func renderStreaming(events: [TimedMessage], modelSamples: Int, warmUpFrames: Int, sustainApplied: Bool,
+                                       weights: PianoWeights, settings: RenderSettings,
+                                       progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        guard settings.instrument >= 0 && settings.instrument < weights.instruments.count else {
+            throw WeightsError("instrument \(settings.instrument) is out of range 0..<\(weights.instruments.count)")
+        }
+        var options = PianoEngine.Options()
+        options.instrument = settings.instrument
+        options.seed = settings.seed
+        options.noise = settings.noise
+        options.warmUpFrames = warmUpFrames
+        options.sustainPedalHolds = !sustainApplied
+        options.produceDry = true
+        options.normalization = settings.normalization
+        options.priors = settings.priors
+        let engine = PianoEngine(weights: weights, options: options)
+        let rate = settings.sampleRate
+        let block = max(1, settings.blockSize)
+        try engine.prepare(sampleRate: rate, maxBlockSize: block)
+        let modelRate = Double(weights.hyper.sampleRate)
+        // Upstream's sound starts one frame before the event's frame; the engine's one frame
+        // after it (the event waits for the next frame) plus the pad: drop that much.
+        let skipModel = Double(engine.padding + 2 * weights.hyper.samplesPerFrame - weights.hyper.samplesPerFrame)
+        let skip = Int((skipModel * rate / modelRate + engine.streamDelay).rounded())
+        let length = Int((Double(modelSamples) * rate / modelRate).rounded())
+        let total = skip + length
+        var wet = [Float](repeating: 0, count: total), dry = wet
+        var blockEvents: [EngineEvent] = []
+        var e = 0
+        var position = 0
+        while position < total {
+            let n = min(block, total - position)
+            blockEvents.removeAll(keepingCapacity: true)
+            while e < events.count {
+                let at = Int((events[e].time * rate).rounded(.down))
+                guard at < position + n else { break }
+                blockEvents.append(EngineEvent(offset: max(0, at - position), message: events[e].message))
+                e += 1
+            }
+            blockEvents.withUnsafeBufferPointer { ev in
+                wet.withUnsafeMutableBufferPointer { w in
+                    dry.withUnsafeMutableBufferPointer { d in
+                        engine.render(events: ev, into: UnsafeMutableBufferPointer(rebasing: w[position..<(position + n)]),
+                                      dry: UnsafeMutableBufferPointer(rebasing: d[position..<(position + n)]))
+                    }
+                }
+            }
+            position += n
+            if (position / block) % 200 == 0 { progress?(Double(position) / Double(max(1, total))) }
+        }
+        progress?(1)
+        return RenderOutput(sampleRate: Int(rate.rounded()), wet: Array(wet[min(skip, total)...]), dry: Array(dry[min(skip, total)...]))
+    }
+
     /// Renders a whole performance (warm-up frames included in `conditioning`, as
     /// `UpstreamConditioning.make` builds it). `progress` gets the fraction done, now and then.
     public static func render(conditioning: FrameConditioning, weights: PianoWeights, settings: RenderSettings,
@@ -29,7 +113,8 @@ public enum OfflineRenderer {
             throw WeightsError("instrument \(settings.instrument) is out of range 0..<\(weights.instruments.count)")
         }
         let h = weights.hyper
-        let warmUpFrames = Int((settings.warmUp * Double(h.frameRate)).rounded())
+        // As upstream: int(warm_up · frame_rate) silent frames in, int(warm_up · sample_rate) samples cut.
+        let warmUpSamples = Int(settings.warmUp * Double(h.sampleRate))
         var network = PianoNetwork(weights: weights, instrument: settings.instrument)
         let stats = wholeSequenceStatistics(conditioning: conditioning, network: &network) { progress?(0.4 * $0) }
         let synth = PianoSynth(weights: weights, instrument: settings.instrument, seed: settings.seed, noise: settings.noise)
@@ -37,7 +122,7 @@ public enum OfflineRenderer {
         var wetAll = dryAll
         renderFrames(conditioning: conditioning, network: &network, statistics: stats, synth: synth,
                      dry: &dryAll, wet: &wetAll) { progress?(0.4 + 0.6 * $0) }
-        let crop = min(dryAll.count, warmUpFrames * h.samplesPerFrame)
+        let crop = min(dryAll.count, warmUpSamples)
         progress?(1)
         return RenderOutput(sampleRate: h.sampleRate, wet: Array(wetAll[crop...]), dry: Array(dryAll[crop...]))
     }

@@ -6,27 +6,20 @@ public final class PianoSynth: @unchecked Sendable {
     public var noise: FilteredNoise
     public let reverb: Reverb
     public var noiseEnabled: Bool
-    private let impulseResponses: [Float]   // [instruments, reverbLength]
-    private let reverbLength: Int
 
     public init(weights w: PianoWeights, instrument: Int, seed: UInt64, noise enabled: Bool = true) {
         frameSize = w.hyper.samplesPerFrame
         additive = AdditiveSynth(hyper: w.hyper)
         noise = FilteredNoise(hyper: w.hyper, seed: seed)
         noiseEnabled = enabled
-        impulseResponses = w.reverbImpulseResponses.values
-        reverbLength = w.hyper.reverbLength
-        let L = reverbLength
-        reverb = impulseResponses.withUnsafeBufferPointer {
-            Reverb(impulseResponse: UnsafeBufferPointer(rebasing: $0[(instrument * L)..<((instrument + 1) * L)]), blockSize: w.hyper.samplesPerFrame)
+        reverb = w.reverbImpulseResponses.values.withUnsafeBufferPointer {
+            Reverb(impulseResponses: $0, count: w.instruments.count, blockSize: w.hyper.samplesPerFrame, active: instrument)
         }
     }
 
-    public func setInstrument(_ index: Int) {
-        let L = reverbLength
-        impulseResponses.withUnsafeBufferPointer {
-            reverb.setImpulseResponse(UnsafeBufferPointer(rebasing: $0[(index * L)..<((index + 1) * L)]))
-        }
+    /// Switches the room; the old reverb tail crossfades into the new one over `fadeFrames`.
+    public func setInstrument(_ index: Int, fadeFrames: Int = 1) {
+        reverb.select(index, fadeBlocks: fadeFrames)
     }
 
     public func reset(seed: UInt64) {

@@ -14,8 +14,15 @@ public final class Reverb: @unchecked Sendable {
 
     private let forward: kiss_fftr_cfg
     private let inverse: kiss_fftr_cfg
-    /// IR partition spectra, split complex: [partitions, bins].
+    /// IR partition spectra of every instrument, split complex: [instruments, partitions, bins].
     private var irRe: [Float], irIm: [Float]
+    public let instruments: Int
+    /// The IR in use, and while a crossfade runs, the one it fades from.
+    public private(set) var active = 0
+    private var fadingFrom = 0
+    private var fadeBlocks = 0, fadeDone = 0
+    private var accOldRe: [Float], accOldIm: [Float]
+    private var timeOld: [Float]
     /// Frequency-domain delay line of input spectra, ring of `partitions`.
     private var fdlRe: [Float], fdlIm: [Float]
     private var head = 0
@@ -24,21 +31,49 @@ public final class Reverb: @unchecked Sendable {
     private var time: [Float]             // [fftSize]
     private var accRe: [Float], accIm: [Float]
 
-    public init(impulseResponse ir: UnsafeBufferPointer<Float>, blockSize: Int) {
+    /// `impulseResponses` holds `count` IRs of `length` samples each, back to back.
+    public init(impulseResponses ir: UnsafeBufferPointer<Float>, count: Int, blockSize: Int, active: Int = 0) {
+        precondition(count >= 1 && ir.count % count == 0)
+        let length = ir.count / count
         self.blockSize = blockSize
+        instruments = count
         fftSize = 2 * blockSize
         bins = blockSize + 1
-        partitions = max(1, (ir.count + blockSize - 1) / blockSize)
+        partitions = max(1, (length + blockSize - 1) / blockSize)
         forward = kiss_fftr_alloc(Int32(fftSize), 0, nil, nil)
         inverse = kiss_fftr_alloc(Int32(fftSize), 1, nil, nil)
-        irRe = [Float](repeating: 0, count: partitions * bins)
-        irIm = irRe; fdlRe = irRe; fdlIm = irRe
-        input = [Float](repeating: 0, count: fftSize)
+        // Every buffer gets its own storage: a shared copy-on-write buffer would be copied on
+        // its first write, possibly on the audio thread.
+        func zeros(_ n: Int) -> [Float] { [Float](repeating: 0, count: n) }
+        irRe = zeros(count * partitions * bins)
+        irIm = zeros(count * partitions * bins)
+        fdlRe = zeros(partitions * bins)
+        fdlIm = zeros(partitions * bins)
+        input = zeros(fftSize)
         spectrum = [kiss_fft_cpx](repeating: kiss_fft_cpx(r: 0, i: 0), count: bins)
-        time = [Float](repeating: 0, count: fftSize)
-        accRe = [Float](repeating: 0, count: bins)
-        accIm = accRe
-        setImpulseResponse(ir)
+        time = zeros(fftSize)
+        timeOld = zeros(fftSize)
+        accRe = zeros(bins); accIm = zeros(bins); accOldRe = zeros(bins); accOldIm = zeros(bins)
+        for i in 0..<count {
+            setImpulseResponse(UnsafeBufferPointer(rebasing: ir[(i * length)..<((i + 1) * length)]), slot: i)
+        }
+        self.active = active
+        fadingFrom = active
+    }
+
+    public convenience init(impulseResponse ir: UnsafeBufferPointer<Float>, blockSize: Int) {
+        self.init(impulseResponses: ir, count: 1, blockSize: blockSize)
+    }
+
+    /// Switches to another instrument's IR, crossfading the two reverb outputs (computed on
+    /// the same dry history) over `fadeBlocks` blocks so the old tail fades into the new room.
+    public func select(_ instrument: Int, fadeBlocks blocks: Int) {
+        precondition(instrument >= 0 && instrument < instruments)
+        guard instrument != active else { return }
+        fadingFrom = active
+        active = instrument
+        fadeBlocks = max(1, blocks)
+        fadeDone = 0
     }
 
     deinit {
@@ -46,9 +81,10 @@ public final class Reverb: @unchecked Sendable {
         ckiss_fftr_free(inverse)
     }
 
-    /// Replaces the IR (sample 0 is treated as zero). Does not allocate.
-    public func setImpulseResponse(_ ir: UnsafeBufferPointer<Float>) {
+    /// Replaces the IR of one slot (sample 0 is treated as zero). Does not allocate.
+    public func setImpulseResponse(_ ir: UnsafeBufferPointer<Float>, slot: Int = 0) {
         let B = blockSize
+        let base = slot * partitions * bins
         for p in 0..<partitions {
             for i in 0..<fftSize { time[i] = 0 }
             for j in 0..<B {
@@ -61,8 +97,8 @@ public final class Reverb: @unchecked Sendable {
             // Fold the inverse FFT's 1/N scaling into the IR.
             let scale = 1 / Float(fftSize)
             for k in 0..<bins {
-                irRe[p * bins + k] = spectrum[k].r * scale
-                irIm[p * bins + k] = spectrum[k].i * scale
+                irRe[base + p * bins + k] = spectrum[k].r * scale
+                irIm[base + p * bins + k] = spectrum[k].i * scale
             }
         }
     }
@@ -71,6 +107,8 @@ public final class Reverb: @unchecked Sendable {
         for i in fdlRe.indices { fdlRe[i] = 0; fdlIm[i] = 0 }
         for i in input.indices { input[i] = 0 }
         head = 0
+        fadeBlocks = 0
+        fadingFrom = active
     }
 
     /// Convolves one block of `dry` and writes dry + wet to `out` (which may alias `dry`).
@@ -83,29 +121,51 @@ public final class Reverb: @unchecked Sendable {
             spectrum.withUnsafeMutableBufferPointer { s in kiss_fftr(forward, t.baseAddress, s.baseAddress) }
         }
         for k in 0..<K { fdlRe[h * K + k] = spectrum[k].r; fdlIm[h * K + k] = spectrum[k].i }
+        accumulate(instrument: active, re: &accRe, im: &accIm)
+        inverseFFT(accRe, accIm, into: &time)
+        if fadeBlocks > 0 {
+            accumulate(instrument: fadingFrom, re: &accOldRe, im: &accOldIm)
+            inverseFFT(accOldRe, accOldIm, into: &timeOld)
+            // Equal-gain linear crossfade across the fade, sample by sample.
+            let total = Float(fadeBlocks * B)
+            for i in 0..<B {
+                let g = Float(fadeDone * B + i + 1) / total
+                time[B + i] = g * time[B + i] + (1 - g) * timeOld[B + i]
+            }
+            fadeDone += 1
+            if fadeDone >= fadeBlocks { fadeBlocks = 0; fadingFrom = active }
+        }
+        for i in 0..<B { out[i] = dry[i] + time[B + i] }
+    }
+
+    /// Σ_p X_{b−p} · H_p over the frequency-domain delay line, for one instrument's IR.
+    private func accumulate(instrument: Int, re: inout [Float], im: inout [Float]) {
+        let K = bins, P = partitions, h = head, base = instrument * P * K
         fdlRe.withUnsafeBufferPointer { xr in
         fdlIm.withUnsafeBufferPointer { xi in
         irRe.withUnsafeBufferPointer { hr in
         irIm.withUnsafeBufferPointer { hi in
-        accRe.withUnsafeMutableBufferPointer { ar in
-        accIm.withUnsafeMutableBufferPointer { ai in
+        re.withUnsafeMutableBufferPointer { ar in
+        im.withUnsafeMutableBufferPointer { ai in
             for k in 0..<K { ar[k] = 0; ai[k] = 0 }
             // Partition p meets the input from p blocks ago, which sits p slots after `head`.
             for p in 0..<P {
                 var slot = h + p
                 if slot >= P { slot -= P }
                 let x0 = xr.baseAddress! + slot * K, x1 = xi.baseAddress! + slot * K
-                let h0 = hr.baseAddress! + p * K, h1 = hi.baseAddress! + p * K
+                let h0 = hr.baseAddress! + base + p * K, h1 = hi.baseAddress! + base + p * K
                 for k in 0..<K {
                     ar[k] += x0[k] * h0[k] - x1[k] * h1[k]
                     ai[k] += x0[k] * h1[k] + x1[k] * h0[k]
                 }
             }
         }}}}}}
-        for k in 0..<K { spectrum[k] = kiss_fft_cpx(r: accRe[k], i: accIm[k]) }
+    }
+
+    private func inverseFFT(_ re: [Float], _ im: [Float], into out: inout [Float]) {
+        for k in 0..<bins { spectrum[k] = kiss_fft_cpx(r: re[k], i: im[k]) }
         spectrum.withUnsafeBufferPointer { s in
-            time.withUnsafeMutableBufferPointer { t in kiss_fftri(inverse, s.baseAddress, t.baseAddress) }
+            out.withUnsafeMutableBufferPointer { t in kiss_fftri(inverse, s.baseAddress, t.baseAddress) }
         }
-        for i in 0..<B { out[i] = dry[i] + time[B + i] }
     }
 }

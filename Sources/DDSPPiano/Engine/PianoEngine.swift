@@ -1,0 +1,349 @@
+import CFloatEnv
+import Foundation
+
+/// A MIDI message for the engine, `offset` samples (host rate) into the block being rendered.
+public struct EngineEvent: Sendable, Equatable {
+    public var offset: Int
+    public var message: MIDIMessage
+    public init(offset: Int, message: MIDIMessage) {
+        self.offset = offset
+        self.message = message
+    }
+}
+
+/// The streaming DDSP-Piano: MIDI events in, audio blocks of any size out, at the host rate.
+/// The daemon (JACK callback) and the offline renderer both drive this one class.
+///
+/// Timing: the model runs frame by frame (250 Hz, 64 samples at 16 kHz). An event takes effect
+/// on the frame after the one it falls in, so a frame's input is complete when it is computed;
+/// the synthesis of frame g needs the controls of g+1 (interpolation and the noise filter's
+/// delay), which is the engine's one frame (4 ms) of look-ahead. Audio leaves through an
+/// initial pad of `padding` model samples (one frame plus what the resampler holds back), so
+/// a frame is never computed before every event it depends on has arrived, whatever the block
+/// size: renders with any block size are identical.
+///
+/// `prepare` allocates everything; `render` does not allocate, lock, block, log or do I/O.
+public final class PianoEngine: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var instrument = 9
+        public var seed: UInt64 = 0
+        public var noise = true
+        public var normalization: NormalizationEstimator.Mode = .fixed
+        /// Per-instrument statistics for the Normalize layers (calibrated); nil: generic values.
+        public var priors: [NormalizationStatistics]? = nil
+        /// Frames of silence run at `prepare`/`reset`, like upstream's 0.5 s warm-up.
+        public var warmUpFrames = 125
+        /// Frames over which a piano switch glides (embeddings and reverb crossfade).
+        public var switchFrames = 25
+        /// Also deliver the unreverbed mix (`render(events:into:dry:)`), for offline renders.
+        public var produceDry = false
+        /// CC64 holds released notes (live playing). The offline renderer turns it off and sends
+        /// notes already lengthened by upstream's sustain rules.
+        public var sustainPedalHolds = true
+        public init() {}
+    }
+
+    public let weights: PianoWeights
+    public let options: Options
+    public let modelRate: Int
+    public let frameSize: Int
+    public private(set) var hostRate: Double = 0
+    public private(set) var maxBlockSize = 0
+    /// The instrument playing now (the target of a switch in progress).
+    public private(set) var instrument: Int
+
+    // Model.
+    private var network: PianoNetwork
+    private let synth: PianoSynth
+    private var estimator: NormalizationEstimator
+    private var live: LiveConditioning
+    private var current: SynthControls
+    private var next: SynthControls
+    private var conditioningRow: [Float]   // [voices, 2]
+    private var pedalRow: [Float]          // [4]
+    private var dry: [Float]               // [frameSize]
+    private var wet: [Float]               // [frameSize]
+    private let priors: [NormalizationStatistics]
+    /// The statistics in use in `.fixed` mode (blended in place during a piano switch).
+    private var fixedStatistics: NormalizationStatistics
+
+    // Timeline (model samples at 16 kHz, 0 = the first host sample).
+    private var audioFrame = 0             // next audio frame to synthesise
+    private var hostSamples = 0            // host samples delivered so far
+    private var paddingLeft = 0
+    public private(set) var padding = 0
+
+    // Host rate: the wet output and, on request, the dry mix.
+    private var wetStream: HostStream?
+    private var dryStream: HostStream?
+
+    // Events waiting for their frame: a ring of (frame, message).
+    private var pendingFrames: [Int] = []
+    private var pendingMessages: [MIDIMessage] = []
+    private var pendingOnGrid: [Bool] = []   // the event falls exactly on a frame boundary
+    private var pendingHead = 0, pendingCount = 0
+    public private(set) var droppedEvents = 0
+
+    // Piano switch in progress.
+    private var switchFrom = 0, switchStep = 0
+    public var gain: Float = 1
+
+    public init(weights: PianoWeights, options: Options = Options()) {
+        precondition(options.instrument >= 0 && options.instrument < weights.instruments.count)
+        self.weights = weights
+        self.options = options
+        modelRate = weights.hyper.sampleRate
+        frameSize = weights.hyper.samplesPerFrame
+        instrument = options.instrument
+        network = PianoNetwork(weights: weights, instrument: options.instrument)
+        synth = PianoSynth(weights: weights, instrument: options.instrument, seed: options.seed, noise: options.noise)
+        let count = weights.instruments.count
+        if let p = options.priors, p.count == count {
+            priors = p
+        } else {
+            priors = [NormalizationStatistics](repeating: PianoEngine.genericStatistics(voices: weights.hyper.voices), count: count)
+        }
+        estimator = NormalizationEstimator(prior: priors[options.instrument], mode: options.normalization)
+        fixedStatistics = priors[options.instrument]
+        live = LiveConditioning(voices: weights.hyper.voices, sustainPedalHolds: options.sustainPedalHolds)
+        current = SynthControls(hyper: weights.hyper)
+        next = SynthControls(hyper: weights.hyper)
+        conditioningRow = [Float](repeating: 0, count: 2 * weights.hyper.voices)
+        pedalRow = [Float](repeating: 0, count: 4)
+        dry = [Float](repeating: 0, count: frameSize)
+        wet = [Float](repeating: 0, count: frameSize)
+        switchFrom = options.instrument
+    }
+
+    /// Typical whole-piece statistics of the dafx22 networks (reference cases: context mean
+    /// −0.20…+0.02, variance 0.76…0.86; mono means −0.12…+0.76, variances 97…112).
+    public static func genericStatistics(voices: Int) -> NormalizationStatistics {
+        NormalizationStatistics(contextMean: -0.1, contextVariance: 0.8,
+                                monoMeans: [Float](repeating: 0.3, count: voices),
+                                monoVariances: [Float](repeating: 105, count: voices))
+    }
+
+    /// Allocates for the host rate and largest block, then runs the warm-up.
+    public func prepare(sampleRate: Double, maxBlockSize: Int) throws {
+        precondition(sampleRate > 0 && maxBlockSize > 0)
+        hostRate = sampleRate
+        self.maxBlockSize = maxBlockSize
+        let wetStream = try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize)
+        self.wetStream = wetStream
+        dryStream = options.produceDry ? try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize) : nil
+        // Model samples the resampler needs beyond an output sample before producing it.
+        let holdBack = wetStream.resampler == nil ? 0 : Int((wetStream.delay * Double(modelRate) / sampleRate).rounded(.up)) + 2
+        padding = frameSize + holdBack
+        let capacity = 4096
+        pendingFrames = [Int](repeating: 0, count: capacity)
+        pendingMessages = [MIDIMessage](repeating: .controlChange(channel: 0, controller: 0, value: 0), count: capacity)
+        pendingOnGrid = [Bool](repeating: false, count: capacity)
+        reset()
+    }
+
+    /// Back to silence: notes, pedals, recurrent state, phases, reverb tail; then the warm-up.
+    /// (Not for the audio thread: it runs the warm-up frames.)
+    public func reset() {
+        let saved = unsafeBitCast(cfloatenv_enter_ftz(), to: UInt32.self)
+        defer { cfloatenv_restore(saved) }
+        network.reset()
+        network.setInstrument(instrument)
+        switchFrom = instrument
+        switchStep = 0
+        synth.reset(seed: options.seed)
+        synth.setInstrument(instrument, fadeFrames: 1)
+        estimator.reset(prior: priors[instrument])
+        // Own buffers: blending in place during a switch must not copy-on-write on the audio thread.
+        fixedStatistics = priors[instrument]
+        fixedStatistics.monoMeans = priors[instrument].monoMeans.map { $0 }
+        fixedStatistics.monoVariances = priors[instrument].monoVariances.map { $0 }
+        live = LiveConditioning(voices: weights.hyper.voices, sustainPedalHolds: options.sustainPedalHolds)
+        wetStream?.reset()
+        dryStream?.reset()
+        pendingHead = 0; pendingCount = 0
+        hostSamples = 0
+        paddingLeft = padding
+        // Warm-up: frames −W … −1 of silence through the networks and the synth, as upstream
+        // renders 0.5 s of empty input before the music (GRU states, phases, reverb settle).
+        let w = max(0, options.warmUpFrames)
+        computeControls(into: &current)
+        for _ in 0..<w {
+            computeControls(into: &next)
+            dry.withUnsafeMutableBufferPointer { d in
+                wet.withUnsafeMutableBufferPointer { o in
+                    synth.render(current: current, next: next, dry: d.baseAddress!, wet: o.baseAddress!)
+                }
+            }
+            swap(&current, &next)
+        }
+        audioFrame = 0
+    }
+
+    /// Latency from an event to the start of its sound, in host samples: the frame quantisation
+    /// (0…1 frame, here counted at its maximum) plus the pad and the resampler's delay.
+    public var latencySamples: Int {
+        let model = Double(padding)
+        return Int((model * hostRate / Double(modelRate) + (wetStream?.delay ?? 0)).rounded(.up))
+    }
+
+    /// The resampler's delay in host samples (0 at 16 kHz).
+    public var streamDelay: Double { wetStream?.delay ?? 0 }
+
+    /// Notes currently sounding (held or sustained).
+    public var soundingNotes: Int { live.soundingCount }
+
+    // MARK: - Real-time path
+
+    /// Renders `output.count` (≤ maxBlockSize) samples; `events` are sorted by offset within the
+    /// block. `dry` (same length) receives the unreverbed mix when `produceDry` is set.
+    public func render(events: UnsafeBufferPointer<EngineEvent>, into output: UnsafeMutableBufferPointer<Float>,
+                       dry dryOut: UnsafeMutableBufferPointer<Float>? = nil) {
+        let n = output.count
+        precondition(n <= maxBlockSize, "block larger than prepared")
+        guard let wetStream else { preconditionFailure("render before prepare") }
+        let saved = cfloatenv_enter_ftz()
+        defer { cfloatenv_restore(saved) }
+        let ratio = Double(modelRate) / hostRate
+        for e in events {
+            let offset = min(max(0, e.offset), max(0, n - 1))
+            let modelTime = Double(hostSamples + offset) * ratio
+            let position = modelTime / Double(frameSize)
+            let frame = Int(position.rounded(.down)) + 1
+            if frame <= audioFrame {
+                // Late (cannot happen with sorted offsets): it joins the next frame.
+                enqueue(frame: audioFrame + 1, e.message, onGrid: false)
+            } else {
+                enqueue(frame: frame, e.message, onGrid: position == position.rounded(.down))
+            }
+        }
+        while wetStream.count < n { produce() }
+        wetStream.pop(into: output.baseAddress!, count: n, gain: gain)
+        if let dryStream {
+            if let d = dryOut { dryStream.pop(into: d.baseAddress!, count: min(n, d.count), gain: gain) }
+            else { dryStream.discard(n) }
+        }
+        hostSamples += n
+    }
+
+    /// Convenience for arrays (allocation-free when the caller's arrays are reused).
+    public func render(events: [EngineEvent], into output: inout [Float]) {
+        events.withUnsafeBufferPointer { e in
+            output.withUnsafeMutableBufferPointer { o in render(events: e, into: o) }
+        }
+    }
+
+    private func enqueue(frame: Int, _ message: MIDIMessage, onGrid: Bool) {
+        let capacity = pendingFrames.count
+        if pendingCount == capacity {
+            // Full: make room by applying the oldest event now (never lose a note-off).
+            apply(pendingMessages[pendingHead], onGrid: pendingOnGrid[pendingHead])
+            pendingHead = (pendingHead + 1) % capacity
+            pendingCount -= 1
+            droppedEvents += 1
+        }
+        let slot = (pendingHead + pendingCount) % capacity
+        pendingFrames[slot] = frame
+        pendingMessages[slot] = message
+        pendingOnGrid[slot] = onGrid
+        pendingCount += 1
+    }
+
+    /// One more chunk into the FIFOs: pad samples first, then one synthesised frame.
+    private func produce() {
+        if paddingLeft > 0 {
+            let chunk = min(paddingLeft, frameSize)
+            for i in 0..<chunk { dry[i] = 0 }
+            paddingLeft -= chunk
+            dry.withUnsafeBufferPointer { d in
+                wetStream!.push(d.baseAddress!, count: chunk)
+                dryStream?.push(d.baseAddress!, count: chunk)
+            }
+            return
+        }
+        computeControls(into: &next)
+        dry.withUnsafeMutableBufferPointer { d in
+            wet.withUnsafeMutableBufferPointer { o in
+                synth.render(current: current, next: next, dry: d.baseAddress!, wet: o.baseAddress!)
+                wetStream!.push(o.baseAddress!, count: frameSize)
+                dryStream?.push(d.baseAddress!, count: frameSize)
+            }
+        }
+        swap(&current, &next)
+        audioFrame += 1
+    }
+
+    /// Applies the events of the frame `audioFrame + 1` and computes its controls.
+    private func computeControls(into controls: inout SynthControls) {
+        let frame = audioFrame + 1
+        let capacity = pendingFrames.count
+        while pendingCount > 0 && pendingFrames[pendingHead] <= frame {
+            apply(pendingMessages[pendingHead], onGrid: pendingOnGrid[pendingHead])
+            pendingHead = (pendingHead + 1) % capacity
+            pendingCount -= 1
+        }
+        if switchStep > 0 {
+            // Glide the embeddings (and fixed statistics) from the old piano to the new one.
+            let total = max(1, options.switchFrames)
+            let t = Float(total - switchStep + 1) / Float(total)
+            network.blendInstruments(from: switchFrom, to: instrument, amount: t)
+            PianoEngine.blend(into: &fixedStatistics, priors[switchFrom], priors[instrument], t)
+            switchStep -= 1
+        }
+        conditioningRow.withUnsafeMutableBufferPointer { c in
+            pedalRow.withUnsafeMutableBufferPointer { p in
+                live.nextFrame(conditioning: c.baseAddress!, pedal: p.baseAddress!)
+                let statistics = options.normalization == .fixed ? fixedStatistics : estimator.statistics
+                network.step(conditioning: c.baseAddress!, pedal: p.baseAddress!, statistics: statistics)
+            }
+        }
+        network.context.preNorm.withUnsafeBufferPointer { c in
+            network.mono.preNorm.withUnsafeBufferPointer { m in
+                estimator.observe(context: c.baseAddress!, contextWidth: c.count, mono: m.baseAddress!, monoWidth: network.mono.hidden.outputs)
+            }
+        }
+        network.mono.raw.withUnsafeBufferPointer { raw in
+            network.f0.withUnsafeBufferPointer { f0 in
+                network.inharmCoefficient.withUnsafeBufferPointer { b in
+                    controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: modelRate)
+                }
+            }
+        }
+    }
+
+    /// (1 − t)·a + t·b, written in place (no allocation).
+    static func blend(into s: inout NormalizationStatistics, _ a: NormalizationStatistics, _ b: NormalizationStatistics, _ t: Float) {
+        s.contextMean = (1 - t) * a.contextMean + t * b.contextMean
+        s.contextVariance = (1 - t) * a.contextVariance + t * b.contextVariance
+        for v in s.monoMeans.indices {
+            s.monoMeans[v] = (1 - t) * a.monoMeans[v] + t * b.monoMeans[v]
+            s.monoVariances[v] = (1 - t) * a.monoVariances[v] + t * b.monoVariances[v]
+        }
+    }
+
+    private func apply(_ message: MIDIMessage, onGrid: Bool) {
+        switch message {
+        case let .noteOn(_, pitch, velocity):
+            if velocity == 0 { live.noteOff(pitch: Int(pitch), atFrameStart: onGrid) } else { live.noteOn(pitch: Int(pitch), velocity: Int(velocity)) }
+        case let .noteOff(_, pitch, _):
+            live.noteOff(pitch: Int(pitch), atFrameStart: onGrid)
+        case let .controlChange(_, controller, value):
+            live.controlChange(Int(controller), value: Int(value), atFrameStart: onGrid)
+            if controller == 120 {
+                network.silenceVoices()
+                synth.reverb.reset()
+            }
+        case let .programChange(_, program):
+            selectInstrument(Int(program))
+        }
+    }
+
+    /// Switches piano at the next frame, gliding over `switchFrames`. Out-of-range is ignored.
+    public func selectInstrument(_ index: Int) {
+        guard index >= 0 && index < weights.instruments.count && index != instrument else { return }
+        // A switch during a switch starts from the current target.
+        switchFrom = instrument
+        instrument = index
+        switchStep = max(1, options.switchFrames)
+        synth.setInstrument(index, fadeFrames: max(1, options.switchFrames))
+    }
+}

@@ -1,0 +1,65 @@
+import ArgumentParser
+import DDSPPiano
+import Foundation
+import PianoIO
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the streaming engine: real-time factor and the time of JACK-sized blocks.",
+        discussion: """
+        Plays a dense passage (all 16 voices busy, pedal, more than 16 notes at times) through the
+        same engine the daemon uses, on one thread, and reports:
+          - the real-time factor at the model rate (16 kHz, 64-sample blocks);
+          - for each block size at --sample-rate: the worst and 99.9th-percentile block time
+            against the block's period;
+          - the peak resident memory of the process.
+        Build with -c release for meaningful figures: swift run -c release ddsp-piano bench
+        """
+    )
+
+    @Option(help: ArgumentHelp("Weight file (.safetensors). Default: the installed default weights.", valueName: "FILE"))
+    var weights: String?
+
+    @Option(help: ArgumentHelp("Seconds of music per measurement.", valueName: "S"))
+    var seconds: Double = 60
+
+    @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Host rate for the block timings.", valueName: "HZ"))
+    var sampleRate: Double = 48_000
+
+    @Option(name: .customLong("block-sizes"), help: ArgumentHelp("Comma-separated block sizes to time.", valueName: "N,N,..."))
+    var blockSizes: String = "64,128,256"
+
+    @Option(help: ArgumentHelp("Piano (index or name).", valueName: "N|YEAR"))
+    var piano: String = "9"
+
+    func run() throws {
+        do {
+            let (url, loaded) = try WeightStore().load(explicit: weights)
+            guard let instrument = loaded.instrumentIndex(piano) else {
+                throw RenderError(url.relativePath, "no piano '\(piano)'")
+            }
+            let sizes = blockSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 && $0 <= 8192 }), seconds > 0, seconds <= 3600 else {
+                throw RenderError("--block-sizes/--seconds", "need block sizes in 1...8192 and 0 < seconds <= 3600")
+            }
+            print("weights: \(url.path) (piano \(loaded.instruments[instrument]))")
+            let rtf = try EngineBenchmark.run(weights: loaded, instrument: instrument, sampleRate: 16_000, blockSize: 64, seconds: seconds)
+            print(String(format: "real-time factor, 16 kHz, 64-sample blocks, one thread: %.1fx real time (%.1f s of audio in %.2f s; %.1f voices sounding on average)",
+                         rtf.realTimeFactor, rtf.audioSeconds, rtf.wallSeconds, rtf.meanVoicesSounding))
+            for size in sizes {
+                let r = try EngineBenchmark.run(weights: loaded, instrument: instrument, sampleRate: sampleRate, blockSize: size, seconds: seconds)
+                print(String(format: "blocks of %d at %.0f Hz (period %.3f ms): worst %.3f ms (%.0f%% of the period), 99.9th percentile %.3f ms (%.0f%%), mean %.3f ms; %.1fx real time",
+                             size, sampleRate, r.period * 1e3, r.worst * 1e3, 100 * r.worst / r.period,
+                             r.percentile(0.999) * 1e3, 100 * r.percentile(0.999) / r.period,
+                             r.wallSeconds / Double(r.blockTimes.count) * 1e3, r.realTimeFactor))
+            }
+            print(String(format: "peak resident memory: %.1f MB", Double(EngineBenchmark.peakResidentBytes()) / 1e6))
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("ddsp-piano: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
