@@ -56,7 +56,7 @@ final class EngineTests: XCTestCase {
 
     func testAnyBlockSizeGivesTheSameSamples() throws {
         let weights = try Fixtures.dafx22Weights()
-        for rate in [16_000.0, 48_000.0] {
+        for rate in [16_000.0, 44_100.0, 48_000.0, 96_000.0] {
             let reference = try render(weights, events: Self.passage(), seconds: 2.5, rate: rate, block: 64)
             let peak = reference.map(abs).max() ?? 0
             XCTAssertGreaterThan(peak, 0.01, "the passage is audible")

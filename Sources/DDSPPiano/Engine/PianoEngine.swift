@@ -131,9 +131,10 @@ public final class PianoEngine: @unchecked Sendable {
         let wetStream = try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize)
         self.wetStream = wetStream
         dryStream = options.produceDry ? try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize) : nil
-        // Model samples the resampler needs beyond an output sample before producing it.
-        let holdBack = wetStream.resampler == nil ? 0 : Int((wetStream.delay * Double(modelRate) / sampleRate).rounded(.up)) + 2
-        padding = frameSize + holdBack
+        // The resampler emits each output sample as soon as its newest input sample arrives, so
+        // one frame of pad keeps every frame's events ahead of its synthesis (the block-size
+        // tests check this at 16 and 48 kHz).
+        padding = frameSize
         let capacity = 4096
         pendingFrames = [Int](repeating: 0, count: capacity)
         pendingMessages = [MIDIMessage](repeating: .controlChange(channel: 0, controller: 0, value: 0), count: capacity)

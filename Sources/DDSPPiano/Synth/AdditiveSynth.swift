@@ -81,23 +81,34 @@ public struct AdditiveSynth: Sendable {
                     for kb in stride(from: 0, to: H, by: 8) {
                         let o = ((v * S + s) * H + kb) * 4, ao = (v * H + kb) * 4
                         let f0 = fcR.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                        let df = fnR.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) - f0
+                        let f1 = fnR.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                        // Radians per sample at both ends of the frame; interpolating these is
+                        // interpolating the frequency (to float rounding), without a division
+                        // per sample.
+                        let w0 = (f0 * twoPi) / sr
+                        let dw = (f1 * twoPi) / sr - w0
                         var phase = cpR.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
                         var ofs = offR.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                        if audible {
-                            let a0 = acR.loadUnaligned(fromByteOffset: ao, as: SIMD8<Float>.self)
-                            let a1 = anR.loadUnaligned(fromByteOffset: ao, as: SIMD8<Float>.self)
+                        let a0 = acR.loadUnaligned(fromByteOffset: ao, as: SIMD8<Float>.self)
+                        let a1 = anR.loadUnaligned(fromByteOffset: ao, as: SIMD8<Float>.self)
+                        // Silent partials (no amplitude at either end, or above Nyquist for the
+                        // whole frame) only advance their phase.
+                        let lastT = lp[N - 1]
+                        let aboveNyquist = (f0 .>= nyquist) .& ((f0 + (f1 - f0) * lastT) .>= nyquist)
+                        let silent = (a0 .== 0) .& (a1 .== 0)
+                        if audible && !all(aboveNyquist .| silent) {
+                            let df = f1 - f0
                             for r in 0..<N {
-                                let f = f0 + df * lp[r]
-                                phase += (f * twoPi) / sr
+                                let t = lp[r]
+                                phase += w0 + dw * t
                                 var a = a0 * w[N + r] + a1 * w[r]
-                                a.replace(with: 0, where: f .>= nyquist)
+                                a.replace(with: 0, where: (f0 + df * t) .>= nyquist)
                                 acc[r] += a * fastCos(phase + ofs)
                                 if r == chunkEnd { AdditiveSynth.foldChunk(&phase, &ofs, osR, o, twoPi: twoPi[0]) }
                             }
                         } else {
                             for r in 0..<N {
-                                phase += ((f0 + df * lp[r]) * twoPi) / sr
+                                phase += w0 + dw * lp[r]
                                 if r == chunkEnd { AdditiveSynth.foldChunk(&phase, &ofs, osR, o, twoPi: twoPi[0]) }
                             }
                         }
