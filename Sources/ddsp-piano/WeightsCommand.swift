@@ -18,7 +18,7 @@ struct WeightsCommand: ParsableCommand {
         'weights fetch'); a weights/ folder above the executable; /usr/local/share/ddsp-piano/weights; \
         /usr/share/ddsp-piano/weights.
         """,
-        subcommands: [Fetch.self, Import.self, Info.self]
+        subcommands: [Fetch.self, Import.self, Info.self, Calibrate.self]
     )
 
     /// Runs a subcommand body; user errors become one line `ddsp-piano: FILE: problem` and exit 1.

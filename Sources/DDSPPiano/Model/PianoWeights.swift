@@ -74,6 +74,10 @@ public struct PianoWeights: Sendable {
 
     public var reverbImpulseResponses: Tensor // [instruments, 24000]
 
+    /// Optional Normalize statistics measured on real music (`weights calibrate`): the prior of
+    /// the streaming estimator. Stored as extra `calibration.*` tensors; nil when absent.
+    public var calibration: NormalizationCalibration? = nil
+
     public static let dafx22Instruments = ["2004", "2006", "2008", "2009", "2011", "2013", "2014", "2015", "2017", "2018"]
 
     /// The readable tensor names of our weight files, with a key path and expected shape.
@@ -192,6 +196,7 @@ public struct PianoWeights: Sendable {
             }
             self[keyPath: entry.path] = t
         }
+        calibration = try NormalizationCalibration(tensors: file.tensors, instruments: instruments.count, voices: hyper.voices)
         provenance = meta.filter { !Self.reservedMetadata.contains($0.key) }
         guard releaseDuration.values[0] > 0, releaseDuration.values[0] < 60 else {
             throw WeightsError("note_release.duration \(releaseDuration.values[0]) s is out of range (0, 60)")
@@ -205,6 +210,7 @@ public struct PianoWeights: Sendable {
         for entry in Self.layout(hyper, instruments: instruments.count) {
             file.tensors[entry.name] = self[keyPath: entry.path]
         }
+        if let c = calibration { file.tensors.merge(c.tensors) { $1 } }
         file.metadata = provenance
         file.metadata["format"] = Self.formatName
         file.metadata["format_version"] = Self.formatVersion

@@ -1,0 +1,95 @@
+/// Causal stand-ins for upstream's whole-sequence Normalize statistics.
+///
+/// Upstream normalises each sequence with one mean and variance measured over the whole piece
+/// (warm-up, silence and future included), which a live instrument cannot know. Estimators:
+/// - `.fixed`: statistics calibrated beforehand (per instrument, per voice slot) on real music;
+/// - `.running`: exponentially weighted running moments of what the networks have produced so
+///   far, starting from a prior (the calibrated statistics) so that the first notes are sane;
+/// - `.cumulative`: the mean of everything produced so far with the prior counted as
+///   `priorFrames` frames of it, turning into a running average of `timeConstantFrames` once
+///   that many frames have been seen.
+/// The choice and its measured cost are in docs/NORMALIZATION.md.
+///
+/// `observe` does not allocate (the real-time path calls it once per frame).
+public struct NormalizationEstimator: Sendable {
+    public enum Mode: Sendable, Equatable {
+        case fixed
+        /// Time constant in frames (250 per second) of the running moments.
+        case running(timeConstantFrames: Double)
+        /// Growing average weighted `priorFrames : frames seen`, capped at `timeConstantFrames`.
+        case cumulative(priorFrames: Double, timeConstantFrames: Double)
+    }
+
+    /// The estimator the streaming engine uses, chosen by measurement (docs/NORMALIZATION.md).
+    public static let standardMode: Mode = .fixed
+
+    public var mode: Mode
+    public private(set) var statistics: NormalizationStatistics
+    /// Frames observed since the last reset.
+    public private(set) var framesObserved: Int = 0
+    private var contextMoments: (mean: Double, meanSquare: Double)
+    private var monoMoments: [(mean: Double, meanSquare: Double)]
+
+    public init(prior: NormalizationStatistics, mode: Mode) {
+        self.mode = mode
+        statistics = prior
+        contextMoments = (Double(prior.contextMean), Double(prior.contextVariance) + Double(prior.contextMean) * Double(prior.contextMean))
+        monoMoments = zip(prior.monoMeans, prior.monoVariances).map { (Double($0), Double($1) + Double($0) * Double($0)) }
+    }
+
+    /// The standard estimator for one instrument of a weight file: its calibration when the
+    /// file has one, otherwise the built-in default (`PianoWeights.normalizationPrior`).
+    public init(weights: PianoWeights, instrument: Int, mode: Mode = NormalizationEstimator.standardMode) {
+        self.init(prior: weights.normalizationPrior(instrument: instrument), mode: mode)
+    }
+
+    /// Replaces the prior (e.g. after an instrument change) and restarts the running moments from it.
+    public mutating func reset(prior: NormalizationStatistics) {
+        self = NormalizationEstimator(prior: prior, mode: mode)
+    }
+
+    /// Weight of the next frame in the moments (0 for `.fixed`).
+    private var nextWeight: Double {
+        switch mode {
+        case .fixed: return 0
+        case .running(let tau): return 1 / max(1, tau)
+        case .cumulative(let n0, let tau): return 1 / max(1, min(max(0, n0) + Double(framesObserved) + 1, tau))
+        }
+    }
+
+    /// Feeds one frame of Normalize inputs: context [contextWidth], mono [voices, monoWidth].
+    /// The statistics used for a frame are those from before it (strictly causal).
+    public mutating func observe(context: UnsafePointer<Float>, contextWidth: Int, mono: UnsafePointer<Float>, monoWidth: Int) {
+        if case .fixed = mode { return }
+        let alpha = nextWeight
+        framesObserved += 1
+        func frameMoments(_ p: UnsafePointer<Float>, _ n: Int) -> (Double, Double) {
+            var s = 0.0, s2 = 0.0
+            for i in 0..<n { let v = Double(p[i]); s += v; s2 += v * v }
+            return (s / Double(n), s2 / Double(n))
+        }
+        let (cm, cm2) = frameMoments(context, contextWidth)
+        contextMoments.mean += alpha * (cm - contextMoments.mean)
+        contextMoments.meanSquare += alpha * (cm2 - contextMoments.meanSquare)
+        statistics.contextMean = Float(contextMoments.mean)
+        statistics.contextVariance = Float(max(1e-6, contextMoments.meanSquare - contextMoments.mean * contextMoments.mean))
+        for v in monoMoments.indices {
+            let (m, m2) = frameMoments(mono + v * monoWidth, monoWidth)
+            monoMoments[v].mean += alpha * (m - monoMoments[v].mean)
+            monoMoments[v].meanSquare += alpha * (m2 - monoMoments[v].meanSquare)
+            statistics.monoMeans[v] = Float(monoMoments[v].mean)
+            statistics.monoVariances[v] = Float(max(1e-6, monoMoments[v].meanSquare - monoMoments[v].mean * monoMoments[v].mean))
+        }
+    }
+
+    /// Feeds the Normalize inputs of the network's last `step` (`context.preNorm`, `mono.preNorm`).
+    public mutating func observe(_ network: PianoNetwork) {
+        if case .fixed = mode { return }
+        let monoWidth = network.mono.hidden.outputs
+        network.context.preNorm.withUnsafeBufferPointer { c in
+            network.mono.preNorm.withUnsafeBufferPointer { m in
+                observe(context: c.baseAddress!, contextWidth: c.count, mono: m.baseAddress!, monoWidth: monoWidth)
+            }
+        }
+    }
+}
