@@ -84,6 +84,9 @@ public final class PianoEngine: @unchecked Sendable {
     private var pendingHead = 0, pendingCount = 0
     public private(set) var droppedEvents = 0
 
+    /// All-sound-off arrived: the frame in flight is muted too, so nothing feeds the emptied reverb.
+    private var silenceFrame = false
+
     // Piano switch in progress.
     private var switchFrom = 0, switchStep = 0
     public var gain: Float = 1
@@ -265,6 +268,11 @@ public final class PianoEngine: @unchecked Sendable {
         dry.withUnsafeMutableBufferPointer { d in
             wet.withUnsafeMutableBufferPointer { o in
                 synth.render(current: current, next: next, dry: d.baseAddress!, wet: o.baseAddress!)
+                if silenceFrame {
+                    silenceFrame = false
+                    synth.silence()
+                    for i in 0..<frameSize { d[i] = 0; o[i] = 0 }
+                }
                 wetStream!.push(o.baseAddress!, count: frameSize)
                 dryStream?.push(d.baseAddress!, count: frameSize)
             }
@@ -331,7 +339,7 @@ public final class PianoEngine: @unchecked Sendable {
             live.controlChange(Int(controller), value: Int(value), atFrameStart: onGrid)
             if controller == 120 {
                 network.silenceVoices()
-                synth.reverb.reset()
+                silenceFrame = true
             }
         case let .programChange(_, program):
             selectInstrument(Int(program))

@@ -22,6 +22,12 @@ public final class PianoSynth: @unchecked Sendable {
         reverb.select(index, fadeBlocks: fadeFrames)
     }
 
+    /// MIDI all-sound-off: the reverb tail is dropped (phases and the noise run on: idle voices
+    /// breathe their faint noise as always, as upstream's do).
+    public func silence() {
+        reverb.reset()
+    }
+
     public func reset(seed: UInt64) {
         additive.reset()
         noise.reset(seed: seed)
