@@ -29,7 +29,8 @@ public final class PianoEngine: @unchecked Sendable {
         public var seed: UInt64 = 0
         public var noise = true
         public var normalization: NormalizationEstimator.Mode = .fixed
-        /// Per-instrument statistics for the Normalize layers (calibrated); nil: generic values.
+        /// Per-instrument statistics for the Normalize layers; nil: the weight file's calibration,
+        /// or the built-in default without one (`PianoWeights.normalizationPrior`).
         public var priors: [NormalizationStatistics]? = nil
         /// Frames of silence run at `prepare`/`reset`, like upstream's 0.5 s warm-up.
         public var warmUpFrames = 125
@@ -104,7 +105,8 @@ public final class PianoEngine: @unchecked Sendable {
         if let p = options.priors, p.count == count {
             priors = p
         } else {
-            priors = [NormalizationStatistics](repeating: PianoEngine.genericStatistics(voices: weights.hyper.voices), count: count)
+            // The weight file's calibration when it has one, else the built-in default.
+            priors = (0..<count).map { weights.normalizationPrior(instrument: $0) }
         }
         estimator = NormalizationEstimator(prior: priors[options.instrument], mode: options.normalization)
         fixedStatistics = priors[options.instrument]
@@ -116,14 +118,6 @@ public final class PianoEngine: @unchecked Sendable {
         dry = [Float](repeating: 0, count: frameSize)
         wet = [Float](repeating: 0, count: frameSize)
         switchFrom = options.instrument
-    }
-
-    /// Typical whole-piece statistics of the dafx22 networks (reference cases: context mean
-    /// −0.20…+0.02, variance 0.76…0.86; mono means −0.12…+0.76, variances 97…112).
-    public static func genericStatistics(voices: Int) -> NormalizationStatistics {
-        NormalizationStatistics(contextMean: -0.1, contextVariance: 0.8,
-                                monoMeans: [Float](repeating: 0.3, count: voices),
-                                monoVariances: [Float](repeating: 105, count: voices))
     }
 
     /// Allocates for the host rate and largest block, then runs the warm-up.
