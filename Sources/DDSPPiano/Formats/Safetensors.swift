@@ -59,7 +59,9 @@ public struct Safetensors: Sendable {
         let dataCount = bytes.count - dataStart
         var tensors: [String: Tensor] = [:]
         var metadata: [String: String] = [:]
-        for (name, entry) in header {
+        // Sorted, so that which tensor an error names does not depend on dictionary order.
+        for name in header.keys.sorted() {
+            let entry = header[name]!
             if name == "__metadata__" {
                 guard let meta = entry as? [String: Any] else { throw SafetensorsError("__metadata__ is not an object") }
                 for (k, v) in meta {
