@@ -108,4 +108,38 @@ final class EndToEndParityTests: XCTestCase {
             XCTAssertLessThan(meanDiff, 1.0, dir.lastPathComponent)
         }
     }
+
+    /// The default render (streaming engine, causal normalisation) lines up with upstream in
+    /// time: the best-matching lag against wet_no_noise.wav is 0, at 16 and 48 kHz.
+    func testStreamingRenderIsAlignedWithUpstream() throws {
+        let weights = try importedWeights()
+        let dir = try Fixtures.requireReference().appendingPathComponent("cases/real_mozart_k265_var1_p9")
+        let meta = try Fixtures.meta(dir)
+        let warm = (meta["warm_up_samples"] as? Int) ?? 8000
+        let reference = Array(try AudioFile.read(dir.appendingPathComponent("wet_no_noise.wav")).mono()[warm...])
+        for rate in [16_000, 48_000] {
+            let out = Self.workDir.appendingPathComponent("stream-\(rate).wav")
+            let r = try Self.run(["render", "--weights", weights.path, "--no-noise", "--sample-rate", String(rate),
+                                  dir.appendingPathComponent("input.mid").path, out.path])
+            XCTAssertEqual(r.status, 0, r.output)
+            guard r.status == 0 else { continue }
+            var mine = try AudioFile.read(out).mono()
+            XCTAssertEqual(mine.count, reference.count * rate / 16_000)
+            if rate != 16_000 {
+                // Back to 16 kHz (offline, no delay) to compare with upstream.
+                mine = try OfflineResampler.resample(mine, from: Double(rate), to: 16_000)
+            }
+            let n = min(mine.count, reference.count)
+            var best = (lag: 0, score: -Double.infinity)
+            for lag in -200...200 {
+                var dot = 0.0
+                for i in 1000..<(n - 1000) { dot += Double(mine[i + lag]) * Double(reference[i]) }
+                if dot > best.score { best = (lag, dot) }
+            }
+            let snr = Self.snr(mine[0..<n], reference: reference[0..<n])
+            let distance = SpectralMetrics.multiScaleDistance(Array(mine[0..<n]), Array(reference[0..<n]))
+            print("streaming render at \(rate) Hz vs upstream (mozart case): best lag \(best.lag) samples, SNR \(String(format: "%.1f", snr)) dB, multi-scale spectral distance \(String(format: "%.3f", distance))")
+            XCTAssertEqual(best.lag, 0)
+        }
+    }
 }

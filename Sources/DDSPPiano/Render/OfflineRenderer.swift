@@ -61,7 +61,9 @@ public enum OfflineRenderer {
         options.instrument = settings.instrument
         options.seed = settings.seed
         options.noise = settings.noise
-        options.warmUpFrames = warmUpFrames
+        // One warm-up frame fewer than upstream: the engine's events land one frame later, so
+        // this keeps its sample clock (oscillator phases, 1000-sample phase chunks) on upstream's.
+        options.warmUpFrames = max(0, warmUpFrames - 1)
         options.sustainPedalHolds = !sustainApplied
         options.produceDry = true
         options.normalization = settings.normalization
