@@ -60,18 +60,15 @@ public enum EngineBenchmark {
         let blocks = (total + blockSize - 1) / blockSize
         var times = [Double](repeating: 0, count: blocks)
         var out = [Float](repeating: 0, count: blockSize)
+        var feed = BlockEventFeed(events: events, sampleRate: sampleRate)
         var blockEvents = [EngineEvent]()
         blockEvents.reserveCapacity(256)
-        var e = 0, pos = 0, b = 0
+        var pos = 0, b = 0
         var voices = 0.0
         let start = DispatchTime.now().uptimeNanoseconds
         while pos < total {
             let n = min(blockSize, total - pos)
-            blockEvents.removeAll(keepingCapacity: true)
-            while e < events.count, Int(events[e].time * sampleRate) < pos + n {
-                blockEvents.append(EngineEvent(offset: Int(events[e].time * sampleRate) - pos, message: events[e].message))
-                e += 1
-            }
+            feed.take(position: pos, count: n, into: &blockEvents)
             let t0 = DispatchTime.now().uptimeNanoseconds
             blockEvents.withUnsafeBufferPointer { ev in
                 out.withUnsafeMutableBufferPointer { o in

@@ -23,15 +23,12 @@ final class StreamingTests: XCTestCase {
         try engine.prepare(sampleRate: rate, maxBlockSize: block)
         let total = Int(seconds * rate)
         var out = [Float](repeating: 0, count: total)
-        var e = 0, pos = 0
+        var pos = 0
+        var feed = BlockEventFeed(events: events, sampleRate: rate)
         var blockEvents: [EngineEvent] = []
         while pos < total {
             let n = min(block, total - pos)
-            blockEvents.removeAll(keepingCapacity: true)
-            while e < events.count, Int((events[e].time * rate).rounded(.down)) < pos + n {
-                blockEvents.append(EngineEvent(offset: Int((events[e].time * rate).rounded(.down)) - pos, message: events[e].message))
-                e += 1
-            }
+            feed.take(position: pos, count: n, into: &blockEvents)
             blockEvents.withUnsafeBufferPointer { ev in
                 out.withUnsafeMutableBufferPointer { o in
                     engine.render(events: ev, into: UnsafeMutableBufferPointer(rebasing: o[pos..<(pos + n)]))

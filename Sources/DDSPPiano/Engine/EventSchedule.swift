@@ -37,3 +37,27 @@ public enum EventSchedule {
         midi.events.map { TimedMessage(time: $0.time, message: $0.message) }
     }
 }
+
+/// Hands timed messages to an engine block by block: the messages of the samples
+/// [position, position + count) at `sampleRate`, with their offsets in the block.
+public struct BlockEventFeed: Sendable {
+    public let events: [TimedMessage]
+    public let sampleRate: Double
+    private var next = 0
+
+    public init(events: [TimedMessage], sampleRate: Double) {
+        self.events = events
+        self.sampleRate = sampleRate
+    }
+
+    /// Fills `block` (cleared first, capacity kept) with the messages due in the block.
+    public mutating func take(position: Int, count: Int, into block: inout [EngineEvent]) {
+        block.removeAll(keepingCapacity: true)
+        while next < events.count {
+            let at = Int((events[next].time * sampleRate).rounded(.down))
+            guard at < position + count else { break }
+            block.append(EngineEvent(offset: max(0, at - position), message: events[next].message))
+            next += 1
+        }
+    }
+}

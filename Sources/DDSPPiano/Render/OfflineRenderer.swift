@@ -80,18 +80,12 @@ public enum OfflineRenderer {
         let length = Int((Double(modelSamples) * rate / modelRate).rounded())
         let total = skip + length
         var wet = [Float](repeating: 0, count: total), dry = wet
+        var feed = BlockEventFeed(events: events, sampleRate: rate)
         var blockEvents: [EngineEvent] = []
-        var e = 0
         var position = 0
         while position < total {
             let n = min(block, total - position)
-            blockEvents.removeAll(keepingCapacity: true)
-            while e < events.count {
-                let at = Int((events[e].time * rate).rounded(.down))
-                guard at < position + n else { break }
-                blockEvents.append(EngineEvent(offset: max(0, at - position), message: events[e].message))
-                e += 1
-            }
+            feed.take(position: position, count: n, into: &blockEvents)
             blockEvents.withUnsafeBufferPointer { ev in
                 wet.withUnsafeMutableBufferPointer { w in
                     dry.withUnsafeMutableBufferPointer { d in
