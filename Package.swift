@@ -39,6 +39,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Training: backward passes, losses, optimiser (the `ddsp-piano-train` tool's library).
+        .target(
+            name: "PianoTraining",
+            dependencies: ["DDSPPiano", "CBLAS", "CKissFFT"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        .testTarget(
+            name: "PianoTrainingTests",
+            dependencies: ["PianoTraining", "DDSPPiano"]
+        ),
         .testTarget(
             name: "DDSPPianoTests",
             dependencies: ["DDSPPiano", "PianoIO", "CMallocCounter"]

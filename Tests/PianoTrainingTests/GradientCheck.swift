@@ -1,0 +1,79 @@
+import DDSPPiano
+import Foundation
+import PianoTraining
+
+/// Deterministic generator for test data (SplitMix64).
+struct TestRNG {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [-scale, scale).
+    mutating func uniform(_ scale: Float = 1) -> Float { (Float(next() >> 40) / Float(1 << 24) * 2 - 1) * scale }
+    mutating func array(_ n: Int, _ scale: Float = 1) -> [Float] { (0..<n).map { _ in uniform(scale) } }
+}
+
+/// Σ wᵢ·yᵢ in Double: a scalar loss whose gradient w.r.t. y is w.
+func weightedSum(_ y: [Float], _ w: [Float]) -> Double {
+    precondition(y.count == w.count)
+    var s = 0.0
+    for i in y.indices { s += Double(y[i]) * Double(w[i]) }
+    return s
+}
+
+/// Compares an analytic gradient with central finite differences over (up to `samples` of)
+/// the entries of one tensor of `model`. The error of an entry is
+///   |a − n| / (max(|a|, |n|) + floor·max|a|)
+/// (relative, with a floor scaled to the tensor's largest gradient so entries whose gradient is
+/// zero up to float32 noise do not dominate). Returns the largest error.
+func gradientCheck<M>(_ model: M, _ path: WritableKeyPath<M, [Float]>, analytic: [Float], eps: Float = 1e-2,
+                      samples: Int = 24, floor: Double = 1e-3, loss: (M) -> Double) -> Double {
+    let values = model[keyPath: path]
+    precondition(values.count == analytic.count, "gradient has \(analytic.count) entries for \(values.count) values")
+    let scale = analytic.map { Double(abs($0)) }.max() ?? 0
+    var indices = Array(values.indices)
+    if indices.count > samples {
+        // Evenly spread, deterministic.
+        indices = (0..<samples).map { $0 * values.count / samples }
+    }
+    var worst = 0.0
+    for i in indices {
+        var plus = model, minus = model
+        plus[keyPath: path][i] += eps
+        minus[keyPath: path][i] -= eps
+        // The step actually taken in float32.
+        let h = Double(plus[keyPath: path][i]) - Double(minus[keyPath: path][i])
+        let numeric = (loss(plus) - loss(minus)) / h
+        let a = Double(analytic[i])
+        let err = abs(a - numeric) / (max(abs(a), abs(numeric)) + floor * scale + 1e-30)
+        worst = max(worst, err)
+    }
+    return worst
+}
+
+/// A holder so the input of a layer can be perturbed like a parameter.
+struct WithInput<L> {
+    var layer: L
+    var input: [Float]
+}
+
+/// The derivative along one random ±1 direction over the whole tensor, analytic (g·d) against
+/// central differences: the perturbation moves the loss far above float32 noise, so this is the
+/// sharper of the two checks. Returns |a − n| / max(|a|, |n|).
+func directionalCheck<M>(_ model: M, _ path: WritableKeyPath<M, [Float]>, analytic: [Float], eps: Float = 1e-2,
+                         seed: UInt64 = 99, loss: (M) -> Double) -> Double {
+    var rng = TestRNG(seed: seed)
+    let n = model[keyPath: path].count
+    let d: [Float] = (0..<n).map { _ in rng.uniform() < 0 ? -1 : 1 }
+    var plus = model, minus = model
+    for i in 0..<n { plus[keyPath: path][i] += eps * d[i]; minus[keyPath: path][i] -= eps * d[i] }
+    let numeric = (loss(plus) - loss(minus)) / (2 * Double(eps))
+    var a = 0.0
+    for i in 0..<n { a += Double(analytic[i]) * Double(d[i]) }
+    return abs(a - numeric) / max(abs(a), abs(numeric), 1e-30)
+}
