@@ -15,6 +15,6 @@ struct DDSPPianoCommand: ParsableCommand {
           ddsp-piano weights fetch dafx22
           ddsp-piano render examples/arpeggios.mid arpeggios.wav
         """,
-        subcommands: [RenderCommand.self, WeightsCommand.self, BenchCommand.self]
+        subcommands: [RenderCommand.self, WeightsCommand.self, BenchCommand.self, CtlCommand.self]
     )
 }

@@ -1,0 +1,238 @@
+import Atomics
+import DDSPPiano
+
+/// Requests from the control thread to the audio thread.
+public enum AudioCommand: Sendable {
+    case instrument(Int)
+    case panic
+}
+
+/// Objects handed between threads as retained raw pointers, so that neither allocation nor
+/// release (free) ever happens on the audio thread.
+enum Handover {
+    case engine(UnsafeMutableRawPointer)
+    case router(UnsafeMutableRawPointer)
+}
+
+/// Counters the audio thread publishes (relaxed atomics: read for status, never waited on).
+public final class AudioStats: @unchecked Sendable {
+    public let notesReceived = ManagedAtomic<Int>(0)
+    public let notesReleased = ManagedAtomic<Int>(0)
+    public let programsIgnored = ManagedAtomic<Int>(0)
+    public let xruns = ManagedAtomic<Int>(0)
+    public let voices = ManagedAtomic<Int>(0)
+    public let cpuPermille = ManagedAtomic<Int>(0)
+    public let cycles = ManagedAtomic<Int>(0)
+    public let instrument = ManagedAtomic<Int>(-1)
+    public let silentCycles = ManagedAtomic<Int>(0)
+    /// Host sample position (driver's clock, e.g. JACK frame time) of the engine's sample 0;
+    /// −1 before the first cycle of the current engine.
+    public let engineOrigin = ManagedAtomic<Int>(-1)
+    public init() {}
+}
+
+/// The real-time side of the daemon, shared by the JACK and the null driver: drains the MIDI
+/// queues, places events on samples, renders one PianoEngine into both outputs.
+/// Everything it touches in `process` is preallocated; it never waits.
+public final class AudioCore: @unchecked Sendable {
+    public static let maxEventsPerCycle = 2048
+
+    public let stats = AudioStats()
+    /// Producers: one queue per producing thread (ALSA thread, control thread).
+    public let alsaQueue = MIDIEventQueue()
+    public let controlMIDIQueue = MIDIEventQueue(capacity: 256, backlog: 256)
+    public let commands = SPSCQueue<AudioCommand>(capacity: 64)
+    let inbox = SPSCQueue<Handover>(capacity: 16)
+    let outbox = SPSCQueue<Handover>(capacity: 64)
+    /// Output gain (linear), as Float bits.
+    public let gainBits = ManagedAtomic<UInt32>(Float(1).bitPattern)
+    public let freewheeling = ManagedAtomic<Bool>(false)
+
+    // Audio-thread state.
+    private var engine: PianoEngine?
+    private var router: MIDIRouter?
+    private let events: UnsafeMutablePointer<EngineEvent>
+    private var eventCount = 0
+    private var cycleFrames = 0
+    private var loadAverage: Double = 0
+    private var rendered = 0
+
+    public init() {
+        events = .allocate(capacity: Self.maxEventsPerCycle)
+        events.initialize(repeating: EngineEvent(offset: 0, message: .controlChange(channel: 0, controller: 0, value: 0)),
+                          count: Self.maxEventsPerCycle)
+    }
+
+    deinit {
+        events.deinitialize(count: Self.maxEventsPerCycle)
+        events.deallocate()
+        if let engine { Unmanaged.passUnretained(engine).release() }
+        if let router { Unmanaged.passUnretained(router).release() }
+    }
+
+    // MARK: - Control side
+
+    /// Hands a prepared engine to the audio thread (it takes over at its next cycle).
+    public func install(engine: PianoEngine) -> Bool {
+        inbox.push(.engine(Unmanaged.passRetained(engine).toOpaque()))
+    }
+
+    public func install(router: MIDIRouter) -> Bool {
+        inbox.push(.router(Unmanaged.passRetained(router).toOpaque()))
+    }
+
+    /// Releases what the audio thread has let go of (control thread, periodically).
+    public func collectGarbage() {
+        while let h = outbox.pop() {
+            switch h {
+            case .engine(let p): Unmanaged<PianoEngine>.fromOpaque(p).release()
+            case .router(let p): Unmanaged<MIDIRouter>.fromOpaque(p).release()
+            }
+        }
+    }
+
+    // What the audio thread's engine was prepared for (published at handover).
+    private let latencyAtomic = ManagedAtomic<Int>(0)
+    private let blockAtomic = ManagedAtomic<Int>(0)
+    private let rateAtomic = ManagedAtomic<Int>(0)
+    /// The playing engine's latency in host samples.
+    public var latencySamples: Int { latencyAtomic.load(ordering: .relaxed) }
+    public var engineBlockSize: Int { blockAtomic.load(ordering: .relaxed) }
+    public var engineRate: Double { Double(rateAtomic.load(ordering: .relaxed)) }
+
+    // MARK: - Audio thread
+
+    /// One cycle: `frames` samples into `left` and `right` (right may alias left or be nil).
+    /// `cycleStart`: monotonic ns at the start of this cycle; `period`: its duration in ns;
+    /// `position`: the driver's sample clock at this cycle (for engineOrigin).
+    /// `addDriverEvents` may call `addEvent` with the driver's own MIDI (JACK MIDI).
+    @inline(__always)
+    public func process(frames: Int, cycleStart: UInt64, period: UInt64, position: Int,
+                        left: UnsafeMutablePointer<Float>, right: UnsafeMutablePointer<Float>?,
+                        addDriverEvents: (AudioCore) -> Void) {
+        let start = monotonicNanoseconds()
+        takeHandovers()
+        eventCount = 0
+        cycleFrames = frames
+        guard let engine, frames <= engine.maxBlockSize else {
+            // No engine for this block size yet (one is being prepared): silence, and keep
+            // the queues drained so nothing piles up.
+            while alsaQueue.pop() != nil {}
+            while controlMIDIQueue.pop() != nil {}
+            addDriverEvents(self)
+            left.update(repeating: 0, count: frames)
+            if let right, right != left { right.update(repeating: 0, count: frames) }
+            stats.silentCycles.wrappingIncrement(ordering: .relaxed)
+            stats.cycles.wrappingIncrement(ordering: .relaxed)
+            return
+        }
+        while let c = commands.pop() {
+            switch c {
+            case .instrument(let i): engine.selectInstrument(i)
+            case .panic:
+                for ch: UInt8 in 0..<16 {
+                    add(offset: 0, .controlChange(channel: ch, controller: 64, value: 0))
+                    add(offset: 0, .controlChange(channel: ch, controller: 123, value: 0))
+                }
+                add(offset: 0, .controlChange(channel: 0, controller: 120, value: 0))
+            }
+        }
+        let rate = engine.hostRate
+        let freewheel = freewheeling.load(ordering: .relaxed)
+        // Events stamped during the previous cycle land at the same place in this one: a fixed
+        // one-period delay instead of jitter.
+        let windowStart = cycleStart &- period
+        drain(alsaQueue, windowStart: windowStart, rate: rate, frames: frames, cycleStart: cycleStart, freewheel: freewheel)
+        drain(controlMIDIQueue, windowStart: windowStart, rate: rate, frames: frames, cycleStart: cycleStart, freewheel: freewheel)
+        addDriverEvents(self)
+        sortEvents()
+        engine.gain = Float(bitPattern: gainBits.load(ordering: .relaxed))
+        if rendered == 0 { stats.engineOrigin.store(position, ordering: .relaxed) }
+        engine.render(events: UnsafeBufferPointer(start: events, count: eventCount),
+                      into: UnsafeMutableBufferPointer(start: left, count: frames))
+        rendered += frames
+        if let right, right != left { right.update(from: left, count: frames) }
+        stats.voices.store(engine.soundingNotes, ordering: .relaxed)
+        stats.instrument.store(engine.instrument, ordering: .relaxed)
+        stats.cycles.wrappingIncrement(ordering: .relaxed)
+        if !freewheel && period > 0 {
+            let load = Double(monotonicNanoseconds() &- start) / Double(period)
+            loadAverage += 0.05 * (load - loadAverage)
+            stats.cpuPermille.store(Int(loadAverage * 1000), ordering: .relaxed)
+        }
+    }
+
+    /// Driver MIDI (raw bytes) at a sample offset of the current cycle.
+    @inline(__always)
+    public func addRaw(offset: Int, status: UInt8, data1: UInt8, data2: UInt8) {
+        route(offset: offset, status: status, data1: data1, data2: data2)
+    }
+
+    @inline(__always)
+    private func drain(_ queue: MIDIEventQueue, windowStart: UInt64, rate: Double, frames: Int, cycleStart: UInt64, freewheel: Bool) {
+        while let e = queue.pop() {
+            var offset = 0
+            if !freewheel && e.time > windowStart {
+                offset = Int(Double(e.time &- windowStart) * rate / 1e9)
+            }
+            route(offset: min(max(offset, 0), frames - 1), status: e.status, data1: e.data1, data2: e.data2)
+        }
+    }
+
+    @inline(__always)
+    private func route(offset: Int, status: UInt8, data1: UInt8, data2: UInt8) {
+        guard let router else { return }
+        switch router.route(status: status, data1: data1, data2: data2) {
+        case .play(let m):
+            switch m {
+            case .noteOn: stats.notesReceived.wrappingIncrement(ordering: .relaxed)
+            case .noteOff: stats.notesReleased.wrappingIncrement(ordering: .relaxed)
+            default: break
+            }
+            add(offset: min(max(offset, 0), max(cycleFrames - 1, 0)), m)
+        case .programOutOfRange: stats.programsIgnored.wrappingIncrement(ordering: .relaxed)
+        case .ignore: break
+        }
+    }
+
+    @inline(__always)
+    private func add(offset: Int, _ message: MIDIMessage) {
+        if eventCount == Self.maxEventsPerCycle {
+            // Full cycle: keep releases by overwriting the last non-release (extremely rare).
+            guard case .noteOff = message else { return }
+            eventCount -= 1
+        }
+        events[eventCount] = EngineEvent(offset: offset, message: message)
+        eventCount += 1
+    }
+
+    /// Insertion sort, stable: events come from up to three already-ordered sources.
+    private func sortEvents() {
+        guard eventCount > 1 else { return }
+        for i in 1..<eventCount {
+            let e = events[i]
+            var j = i - 1
+            while j >= 0 && events[j].offset > e.offset { events[j + 1] = events[j]; j -= 1 }
+            events[j + 1] = e
+        }
+    }
+
+    private func takeHandovers() {
+        while let h = inbox.pop() {
+            switch h {
+            case .engine(let p):
+                if let old = engine { _ = outbox.push(.engine(Unmanaged.passUnretained(old).toOpaque())) }
+                let e = Unmanaged<PianoEngine>.fromOpaque(p).takeUnretainedValue()
+                engine = e
+                latencyAtomic.store(e.latencySamples, ordering: .relaxed)
+                rateAtomic.store(Int(e.hostRate), ordering: .relaxed)
+                blockAtomic.store(e.maxBlockSize, ordering: .relaxed)
+                rendered = 0
+                stats.engineOrigin.store(-1, ordering: .relaxed)
+            case .router(let p):
+                if let old = router { _ = outbox.push(.router(Unmanaged.passUnretained(old).toOpaque())) }
+                router = Unmanaged<MIDIRouter>.fromOpaque(p).takeUnretainedValue()
+            }
+        }
+    }
+}

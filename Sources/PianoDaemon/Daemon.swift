@@ -1,0 +1,384 @@
+import CLinux
+import DDSPPiano
+import Foundation
+import PianoIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ddsp-pianod: owns everything that is not real-time. The control loop runs on the calling
+/// thread: signals (through a signalfd), the control socket, engine preparation, JACK
+/// supervision and reconnection. The audio thread (JACK's or the null driver's) and the ALSA
+/// thread meet it only through the AudioCore's SPSC queues and counters.
+public final class Daemon {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public var status: Int32
+    }
+
+    /// Settings from the command line: applied over the config file's (a flag wins).
+    public let overrides: (DaemonSettings) -> DaemonSettings
+    public let configPath: String?
+    private var settings = DaemonSettings()
+    private var weightsURL: URL?
+    private var weights: PianoWeights?
+    private let core = AudioCore()
+    private var jack: JackDriver?
+    private var null: NullDriver?
+    private var alsa: ALSAInput?
+    private var control: ControlSocket?
+    private let notify = SystemdNotify()
+    private var log: (String) -> Void
+    private var stopping = false
+    private var exitStatus: Int32 = 0
+    // JACK reconnection back-off.
+    private var nextAttempt: UInt64 = 0
+    private var backoff: Double = 0.5
+    private var announcedWaiting = false
+    private var lastConnectionsRefresh: UInt64 = 0
+    private var lastWatchdogCycles = -1
+    private var lastWatchdog: UInt64 = 0
+    private var connections: [String: [String]] = [:]
+
+    public init(configPath: String?, log: @escaping (String) -> Void, overrides: @escaping (DaemonSettings) -> DaemonSettings) {
+        self.configPath = configPath
+        self.overrides = overrides
+        self.log = log
+    }
+
+    /// The engine options the daemon plays with (tests render offline with the same).
+    public static func engineOptions(instrument: Int, noise: Bool) -> PianoEngine.Options {
+        var o = PianoEngine.Options()
+        o.instrument = instrument
+        o.noise = noise
+        return o
+    }
+
+    /// The configuration in force: defaults, then the config file (given, or the default one if
+    /// it exists), then the command line.
+    func loadSettings() throws -> DaemonSettings {
+        var s = DaemonSettings()
+        let path = configPath ?? DaemonSettings.defaultConfigPath()
+        if configPath != nil || FileManager.default.fileExists(atPath: path) {
+            s = try s.applying(file: path)
+        }
+        s = overrides(s)
+        try s.validatePatterns(file: "command line")
+        return s
+    }
+
+    func resolvePiano(_ text: String?, in w: PianoWeights) throws -> Int {
+        guard let text else { return min(9, w.instruments.count - 1) }   // 2018, as render
+        guard let i = w.instrumentIndex(text) else {
+            throw Failure(description: "unknown piano '\(text)' (known: \(w.instruments.enumerated().map { "\($0.offset) \($0.element)" }.joined(separator: ", ")))", status: 2)
+        }
+        return i
+    }
+
+    func router(for s: DaemonSettings, instruments: Int) -> MIDIRouter {
+        MIDIRouter(channels: s.channels, velocityGamma: MIDIRouter.gamma(forCurve: s.velocityCurve) ?? 1,
+                   programMap: s.programMap, instruments: instruments)
+    }
+
+    func makeEngine(rate: Double, block: Int, instrument: Int) throws -> PianoEngine {
+        guard let weights else { throw Failure(description: "no weights", status: 1) }
+        let engine = PianoEngine(weights: weights, options: Self.engineOptions(instrument: instrument, noise: settings.noise))
+        try engine.prepare(sampleRate: rate, maxBlockSize: block)
+        return engine
+    }
+
+    private var currentInstrument: Int {
+        let i = core.stats.instrument.load(ordering: .relaxed)
+        return i >= 0 ? i : ((try? resolvePiano(settings.piano, in: weights!)) ?? 0)
+    }
+
+    // MARK: - Run
+
+    public func run() -> Int32 {
+        // Signals reach the loop through a self-pipe, whichever thread they land on.
+        let sfd = clinux_install_signal_pipe()
+        do {
+            try start()
+        } catch let e as Failure {
+            log(e.description)
+            shutdown()
+            return e.status
+        } catch {
+            log("\(error)")
+            shutdown()
+            return 1
+        }
+        notify.send("READY=1\nSTATUS=\(statusLine())")
+        lastWatchdog = monotonicNanoseconds()
+
+        while !stopping {
+            var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: control?.fd ?? -1, events: Int16(POLLIN), revents: 0)]
+            _ = poll(&fds, 2, 20)
+            if fds[0].revents != 0 {
+                while case let signo = clinux_read_signal(sfd), signo != 0 {
+                    if signo == UInt32(SIGHUP) {
+                        let r = reload()
+                        if !r.ok { log(r.message) }
+                    } else {
+                        log("signal \(signo == UInt32(SIGINT) ? "SIGINT" : "SIGTERM"): shutting down")
+                        stopping = true
+                    }
+                }
+            }
+            if fds[1].revents != 0 { control?.serveOne(handle) }
+            tick()
+        }
+        notify.send("STOPPING=1")
+        shutdown()
+        close(sfd)
+        return exitStatus
+    }
+
+    private func start() throws {
+        do { settings = try loadSettings() } catch let e as ConfigError {
+            throw Failure(description: e.description, status: 2)
+        }
+        let store = WeightStore()
+        do {
+            let loaded = try store.load(explicit: settings.weights)
+            weightsURL = loaded.url
+            weights = loaded.weights
+        } catch {
+            throw Failure(description: "\(error)", status: 1)
+        }
+        let instrument = try resolvePiano(settings.piano, in: weights!)
+        _ = core.install(router: router(for: settings, instruments: weights!.instruments.count))
+        core.gainBits.store(Float(pow(10, settings.gainDB / 20)).bitPattern, ordering: .relaxed)
+        core.stats.instrument.store(instrument, ordering: .relaxed)
+
+        let socketPath = settings.controlSocket ?? DaemonSettings.defaultSocketPath()
+        do { control = try ControlSocket(path: socketPath) } catch { throw Failure(description: "\(error)", status: 1) }
+
+        let a = ALSAInput(queue: core.alsaQueue, connect: settings.connectMIDI)
+        if a.start() { alsa = a } else { log(a.unavailableReason ?? "ALSA sequencer not available") }
+
+        switch settings.audio {
+        case "null":
+            let engine = try makeEngine(rate: Double(settings.sampleRate), block: settings.blockSize, instrument: instrument)
+            _ = core.install(engine: engine)
+            let n = NullDriver(core: core, sampleRate: settings.sampleRate, blockSize: settings.blockSize)
+            n.start()
+            null = n
+            log("playing \(describe(instrument)) on null audio (\(settings.sampleRate) Hz, \(settings.blockSize) frames); control: \(socketPath)")
+        default:
+            jack = JackDriver(core: core, connectAudio: settings.connectAudio, connectMIDI: settings.connectMIDI)
+            if !tryOpenJack() {
+                if settings.noWait { throw Failure(description: "no JACK server running (--no-wait)", status: 3) }
+                log("waiting for a JACK server...")
+                announcedWaiting = true
+            }
+        }
+    }
+
+    private func describe(_ instrument: Int) -> String {
+        guard let w = weights, instrument >= 0, instrument < w.instruments.count else { return "piano \(instrument)" }
+        return "piano \(instrument) (\(w.instruments[instrument]))"
+    }
+
+    /// One attempt to open, prepare and activate the JACK client.
+    private func tryOpenJack() -> Bool {
+        guard let jack else { return false }
+        do {
+            try jack.open()
+            let engine = try makeEngine(rate: Double(jack.sampleRate.load(ordering: .relaxed)),
+                                        block: jack.bufferSize.load(ordering: .relaxed), instrument: currentInstrument)
+            _ = core.install(engine: engine)
+            try jack.activate()
+            backoff = 0.5
+            announcedWaiting = false
+            log("playing \(describe(currentInstrument)) through JACK as \(jack.actualName) (\(jack.sampleRate.load(ordering: .relaxed)) Hz, \(jack.bufferSize.load(ordering: .relaxed)) frames, latency \(engine.latencySamples) samples); control: \(control?.path ?? "-")")
+            notify.send("STATUS=\(statusLine())")
+            return true
+        } catch {
+            jack.close()
+            return false
+        }
+    }
+
+    /// Periodic work of the control loop.
+    private func tick() {
+        core.collectGarbage()
+        let now = monotonicNanoseconds()
+        if let jack {
+            if jack.isOpen && jack.serverGone.load(ordering: .relaxed) {
+                log("JACK server went away")
+                jack.close()
+                if settings.noWait { exitStatus = 3; stopping = true; return }
+                nextAttempt = now
+                backoff = 0.5
+                notify.send("STATUS=waiting for the JACK server")
+            }
+            if !jack.isOpen && !stopping && now >= nextAttempt {
+                if !tryOpenJack() {
+                    if !announcedWaiting { log("waiting for a JACK server..."); announcedWaiting = true }
+                    nextAttempt = now + UInt64(backoff * 1e9)
+                    backoff = min(backoff * 2, 5)
+                }
+            }
+            if jack.isOpen {
+                // Buffer size or rate changed: prepare an engine here, hand it over atomically.
+                let block = jack.bufferSize.load(ordering: .relaxed), rate = Double(jack.sampleRate.load(ordering: .relaxed))
+                if block > 0 && (block > core.engineBlockSize || rate != core.engineRate) {
+                    if let e = try? makeEngine(rate: rate, block: block, instrument: currentInstrument) {
+                        _ = core.install(engine: e)
+                        log("JACK now \(Int(rate)) Hz, \(block) frames: engine prepared again")
+                        // Wait for the handover so that the check above sees the new engine.
+                        let deadline = monotonicNanoseconds() + 500_000_000
+                        while core.engineBlockSize < block && monotonicNanoseconds() < deadline { usleep(1000) }
+                    }
+                }
+                if now - lastConnectionsRefresh > 1_000_000_000 {
+                    connections = jack.refreshConnections()
+                    lastConnectionsRefresh = now
+                }
+            }
+        }
+        // Watchdog: only while the audio thread is really cycling.
+        if let usec = notify.watchdogMicroseconds, now - lastWatchdog > usec * 500 {
+            let cycles = core.stats.cycles.load(ordering: .relaxed)
+            if cycles != lastWatchdogCycles || (jack != nil && !(jack!.isOpen)) {
+                notify.send("WATCHDOG=1")
+                lastWatchdogCycles = cycles
+            }
+            lastWatchdog = now
+        }
+    }
+
+    private func shutdown() {
+        // Reverse order of start: audio, MIDI, control socket.
+        jack?.close()
+        null?.stop()
+        alsa?.stop()
+        control?.closeAndRemove()
+        control = nil
+        core.collectGarbage()
+    }
+
+    // MARK: - Reload
+
+    /// SIGHUP and `ctl reload`: a broken config changes nothing (one line says why).
+    func reload() -> (ok: Bool, message: String) {
+        let s: DaemonSettings
+        do { s = try loadSettings() } catch {
+            return (false, "\(error) (keeping the previous configuration)")
+        }
+        var newWeights = weights!, newURL = weightsURL
+        if s.weights != settings.weights {
+            do {
+                let loaded = try WeightStore().load(explicit: s.weights)
+                newWeights = loaded.weights
+                newURL = loaded.url
+            } catch {
+                return (false, "\(error) (keeping the previous configuration)")
+            }
+        }
+        let instrument: Int
+        do { instrument = try resolvePiano(s.piano, in: newWeights) } catch {
+            return (false, "\(error) (keeping the previous configuration)")
+        }
+        let weightsChanged = newURL != weightsURL || s.noise != settings.noise
+        let pianoChanged = s.piano != settings.piano
+        settings = s
+        if weightsChanged {
+            weights = newWeights
+            weightsURL = newURL
+            let rate = jack.map { Double($0.sampleRate.load(ordering: .relaxed)) } ?? Double(s.sampleRate)
+            let block = jack.map { $0.bufferSize.load(ordering: .relaxed) } ?? s.blockSize
+            if rate > 0 && block > 0, let e = try? makeEngine(rate: rate, block: block, instrument: instrument) {
+                _ = core.install(engine: e)
+            }
+        } else if pianoChanged {
+            _ = core.commands.push(.instrument(instrument))
+        }
+        _ = core.install(router: router(for: s, instruments: newWeights.instruments.count))
+        core.gainBits.store(Float(pow(10, s.gainDB / 20)).bitPattern, ordering: .relaxed)
+        if let jack {
+            jack.connectAudio = s.connectAudio
+            jack.connectMIDI = s.connectMIDI
+            if jack.isOpen { jack.connect() }
+        }
+        alsa?.setPattern(s.connectMIDI)
+        log("configuration reloaded")
+        return (true, "configuration reloaded")
+    }
+
+    // MARK: - Control commands
+
+    func statusLine() -> String {
+        let st = core.stats
+        return "\(describe(st.instrument.load(ordering: .relaxed))), notes \(st.notesReceived.load(ordering: .relaxed)), xruns \(st.xruns.load(ordering: .relaxed))"
+    }
+
+    func handle(_ line: String) -> (ok: Bool, lines: [String], error: String) {
+        let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        guard let command = words.first else { return (false, [], "empty command (known: status, piano, gain, panic, reload, list)") }
+        let st = core.stats
+        switch (command, words.count) {
+        case ("status", 1):
+            var lines = ["instrument: \(describe(st.instrument.load(ordering: .relaxed)))"]
+            if let jack {
+                if jack.isOpen {
+                    lines.append("audio: jack \(jack.actualName) \(jack.sampleRate.load(ordering: .relaxed)) Hz \(jack.bufferSize.load(ordering: .relaxed)) frames")
+                } else {
+                    lines.append("audio: jack (waiting for the server)")
+                }
+                for port in ["out_L", "out_R", "midi_in"] {
+                    lines.append("connections \(port): \((connections[port] ?? []).joined(separator: ", "))")
+                }
+            } else {
+                lines.append("audio: null \(settings.sampleRate) Hz \(settings.blockSize) frames")
+            }
+            if let alsa {
+                lines.append("alsa: \(ALSAInput.clientName) \(alsa.address); sources: \(alsa.connectedSources.joined(separator: ", "))")
+            } else {
+                lines.append("alsa: unavailable")
+            }
+            lines += [
+                "notes received: \(st.notesReceived.load(ordering: .relaxed))",
+                "notes released: \(st.notesReleased.load(ordering: .relaxed))",
+                "active voices: \(st.voices.load(ordering: .relaxed))",
+                "xruns: \(st.xruns.load(ordering: .relaxed))",
+                "dropped events: \(core.alsaQueue.dropped + core.controlMIDIQueue.dropped)",
+                "ignored program changes: \(st.programsIgnored.load(ordering: .relaxed))",
+                String(format: "callback cpu load: %.1f%%", Double(st.cpuPermille.load(ordering: .relaxed)) / 10),
+                "latency samples: \(core.latencySamples)",
+                "engine origin: \(st.engineOrigin.load(ordering: .relaxed))",
+                "gain db: \(String(format: "%.1f", 20 * log10(Double(Float(bitPattern: core.gainBits.load(ordering: .relaxed))))))",
+                "cycles: \(st.cycles.load(ordering: .relaxed))",
+            ]
+            return (true, lines, "")
+        case ("list", 1):
+            let current = st.instrument.load(ordering: .relaxed)
+            return (true, (weights?.instruments ?? []).enumerated().map { "\($0.offset == current ? "*" : " ") \($0.offset) \($0.element)" }, "")
+        case ("piano", 2):
+            guard let w = weights, let i = w.instrumentIndex(words[1]) else {
+                return (false, [], "unknown piano '\(words[1])' (see 'list')")
+            }
+            guard core.commands.push(.instrument(i)) else { return (false, [], "audio thread busy, try again") }
+            return (true, ["piano \(i) (\(w.instruments[i]))"], "")
+        case ("gain", 2):
+            guard let db = Double(words[1]), db.isFinite, (-60...24).contains(db) else {
+                return (false, [], "gain takes decibels between -60 and 24, not '\(words[1])'")
+            }
+            core.gainBits.store(Float(pow(10, db / 20)).bitPattern, ordering: .relaxed)
+            return (true, [String(format: "gain %.1f dB", db)], "")
+        case ("panic", 1):
+            guard core.commands.push(.panic) else { return (false, [], "audio thread busy, try again") }
+            return (true, ["all notes off"], "")
+        case ("reload", 1):
+            let r = reload()
+            return r.ok ? (true, [r.message], "") : (false, [], r.message)
+        case ("status", _), ("list", _), ("piano", _), ("gain", _), ("panic", _), ("reload", _):
+            return (false, [], "wrong arguments for '\(command)' (usage: status | piano N|YEAR | gain DB | panic | reload | list)")
+        default:
+            let shown = command.count > 40 ? String(command.prefix(40)) + "…" : command
+            return (false, [], "unknown command '\(shown)' (known: status, piano, gain, panic, reload, list)")
+        }
+    }
+}

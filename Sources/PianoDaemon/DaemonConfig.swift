@@ -1,0 +1,240 @@
+import Foundation
+
+/// A value of the TOML subset the configuration uses.
+public enum TOMLValue: Equatable, Sendable {
+    case string(String), integer(Int), float(Double), bool(Bool), array([TOMLValue])
+}
+
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var line: Int
+    public var problem: String
+    public var description: String { line > 0 ? "\(file):\(line): \(problem)" : "\(file): \(problem)" }
+}
+
+/// Reads the TOML the configuration needs: comments, `key = value` with strings (basic and
+/// literal), integers, floats, booleans and one-line arrays, and `[table]` headers (whose keys
+/// become "table.key"). Anything else is refused with its line number.
+public enum MiniTOML {
+    public static func parse(_ text: String, file: String) throws -> [String: TOMLValue] {
+        var result: [String: TOMLValue] = [:]
+        var table = ""
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let lineNumber = index + 1
+            func fail(_ p: String) -> ConfigError { ConfigError(file: file, line: lineNumber, problem: p) }
+            var line = Substring(stripComment(String(raw))).trimmingCharacters(in: .whitespaces)[...]
+            if line.isEmpty { continue }
+            if line.hasPrefix("[") {
+                guard line.hasSuffix("]"), !line.hasPrefix("[[") else { throw fail("bad table header '\(line)'") }
+                table = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+                guard !table.isEmpty, table.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) else {
+                    throw fail("bad table name '\(table)'")
+                }
+                continue
+            }
+            guard let eq = line.firstIndex(of: "=") else { throw fail("expected 'key = value'") }
+            var key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            if key.count >= 2, key.hasPrefix("\""), key.hasSuffix("\"") { key = String(key.dropFirst().dropLast()) }
+            guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) else {
+                throw fail("bad key '\(key)'")
+            }
+            line = line[line.index(after: eq)...]
+            let valueText = line.trimmingCharacters(in: .whitespaces)
+            var cursor = valueText[...]
+            let value = try parseValue(&cursor, fail)
+            guard cursor.trimmingCharacters(in: .whitespaces).isEmpty else { throw fail("unexpected text after the value of '\(key)'") }
+            let full = table.isEmpty ? key : "\(table).\(key)"
+            guard result[full] == nil else { throw fail("'\(full)' is set twice") }
+            result[full] = value
+        }
+        return result
+    }
+
+    /// Drops a # comment that is not inside a string.
+    static func stripComment(_ s: String) -> String {
+        var quote: Character? = nil
+        var out = ""
+        var escaped = false
+        for c in s {
+            if let q = quote {
+                if escaped { escaped = false } else if c == "\\" && q == "\"" { escaped = true } else if c == q { quote = nil }
+            } else if c == "\"" || c == "'" { quote = c } else if c == "#" { break }
+            out.append(c)
+        }
+        return out
+    }
+
+    static func parseValue(_ s: inout Substring, _ fail: (String) -> ConfigError) throws -> TOMLValue {
+        s = s.drop(while: { $0 == " " || $0 == "\t" })
+        guard let first = s.first else { throw fail("missing value") }
+        if first == "\"" || first == "'" {
+            s = s.dropFirst()
+            var out = ""
+            while let c = s.first {
+                s = s.dropFirst()
+                if c == first { return .string(out) }
+                if c == "\\" && first == "\"" {
+                    guard let e = s.first else { break }
+                    s = s.dropFirst()
+                    switch e {
+                    case "n": out.append("\n")
+                    case "t": out.append("\t")
+                    case "\\": out.append("\\")
+                    case "\"": out.append("\"")
+                    default: throw fail("unsupported escape '\\\(e)'")
+                    }
+                } else { out.append(c) }
+            }
+            throw fail("unterminated string")
+        }
+        if first == "[" {
+            s = s.dropFirst()
+            var items: [TOMLValue] = []
+            while true {
+                s = s.drop(while: { $0 == " " || $0 == "\t" })
+                if s.first == "]" { s = s.dropFirst(); return .array(items) }
+                items.append(try parseValue(&s, fail))
+                s = s.drop(while: { $0 == " " || $0 == "\t" })
+                if s.first == "," { s = s.dropFirst(); continue }
+                if s.first == "]" { s = s.dropFirst(); return .array(items) }
+                throw fail("expected ',' or ']' in array (arrays must be on one line)")
+            }
+        }
+        let token = String(s.prefix(while: { !($0 == "," || $0 == "]" || $0 == " " || $0 == "\t") }))
+        s = s.dropFirst(token.count)
+        if token == "true" { return .bool(true) }
+        if token == "false" { return .bool(false) }
+        let digits = token.replacingOccurrences(of: "_", with: "")
+        if let i = Int(digits) { return .integer(i) }
+        if let d = Double(digits), d.isFinite { return .float(d) }
+        throw fail("cannot read value '\(token)'")
+    }
+}
+
+/// Everything the daemon can be told, from the command line, the config file or both
+/// (a flag wins over the file; the file over the defaults).
+public struct DaemonSettings: Equatable, Sendable {
+    public var weights: String? = nil
+    public var piano: String? = nil
+    public var gainDB: Double = 0
+    public var velocityCurve: String = "linear"
+    public var channels: Set<Int>? = nil          // nil: all
+    public var programMap: [Int]? = nil           // nil: program p → instrument p
+    public var audio: String = "jack"
+    public var connectAudio: String = "system"
+    public var connectMIDI: String = "all"
+    public var controlSocket: String? = nil
+    public var noWait: Bool = false
+    public var noise: Bool = true
+    public var sampleRate: Int = 48000            // null audio only (JACK's rate otherwise)
+    public var blockSize: Int = 256               // null audio only
+    public init() {}
+
+    public static let keys: Set<String> = ["weights", "piano", "gain_db", "velocity_curve", "channels", "program_map",
+                                           "audio", "connect_audio", "connect_midi", "control_socket", "no_wait",
+                                           "noise", "sample_rate", "block_size"]
+
+    /// Applies a parsed file over `self`. Unknown keys and wrong types are errors.
+    public func applying(_ table: [String: TOMLValue], file: String) throws -> DaemonSettings {
+        var s = self
+        func fail(_ p: String) -> ConfigError { ConfigError(file: file, line: 0, problem: p) }
+        func string(_ k: String, _ v: TOMLValue) throws -> String {
+            if case .string(let x) = v { return x }
+            throw fail("'\(k)' must be a string")
+        }
+        for (key, value) in table.sorted(by: { $0.key < $1.key }) {
+            switch key {
+            case "weights": s.weights = try string(key, value)
+            case "piano":
+                switch value {
+                case .string(let x): s.piano = x
+                case .integer(let i): s.piano = String(i)
+                default: throw fail("'piano' must be an index or a name")
+                }
+            case "gain_db":
+                switch value {
+                case .integer(let i): s.gainDB = Double(i)
+                case .float(let d): s.gainDB = d
+                default: throw fail("'gain_db' must be a number")
+                }
+                guard (-60...24).contains(s.gainDB) else { throw fail("'gain_db' must be between -60 and 24") }
+            case "velocity_curve":
+                let curve: String
+                switch value {
+                case .string(let x): curve = x
+                case .float(let d): curve = String(d)
+                case .integer(let i): curve = String(i)
+                default: throw fail("'velocity_curve' must be linear, soft, hard or a gamma")
+                }
+                guard MIDIRouter.gamma(forCurve: curve) != nil else { throw fail("'velocity_curve' must be linear, soft, hard or a gamma in 0.2…5, not '\(curve)'") }
+                s.velocityCurve = curve
+            case "channels":
+                switch value {
+                case .string("all"): s.channels = nil
+                case .array(let items):
+                    var set = Set<Int>()
+                    for item in items {
+                        guard case .integer(let c) = item, (1...16).contains(c) else { throw fail("'channels' holds MIDI channels 1…16") }
+                        set.insert(c)
+                    }
+                    s.channels = set
+                default: throw fail("'channels' must be \"all\" or a list of channels 1…16")
+                }
+            case "program_map":
+                guard case .array(let items) = value, items.count <= 128 else { throw fail("'program_map' must be a list of instrument indices") }
+                s.programMap = try items.map {
+                    guard case .integer(let i) = $0, i >= -1 else { throw fail("'program_map' entries are instrument indices (-1: ignore)") }
+                    return i
+                }
+            case "audio":
+                let a = try string(key, value)
+                guard a == "jack" || a == "null" else { throw fail("'audio' must be jack or null") }
+                s.audio = a
+            case "connect_audio": s.connectAudio = try string(key, value)
+            case "connect_midi": s.connectMIDI = try string(key, value)
+            case "control_socket": s.controlSocket = try string(key, value)
+            case "no_wait", "noise":
+                guard case .bool(let b) = value else { throw fail("'\(key)' must be true or false") }
+                if key == "noise" { s.noise = b } else { s.noWait = b }
+            case "sample_rate", "block_size":
+                guard case .integer(let i) = value, i > 0, i <= 384_000 else { throw fail("'\(key)' must be a positive integer") }
+                if key == "sample_rate" { s.sampleRate = i } else { s.blockSize = i }
+            default:
+                throw fail("unknown setting '\(key)' (known: \(DaemonSettings.keys.sorted().joined(separator: ", ")))")
+            }
+        }
+        try s.validatePatterns(file: file)
+        return s
+    }
+
+    /// Regular expressions must compile (before the daemon relies on them).
+    public func validatePatterns(file: String) throws {
+        for (name, p) in [("connect_audio", connectAudio), ("connect_midi", connectMIDI)] where !["all", "none", "system"].contains(p) {
+            guard (try? NSRegularExpression(pattern: p)) != nil else {
+                throw ConfigError(file: file, line: 0, problem: "'\(name)' is not a valid regular expression: \(p)")
+            }
+        }
+    }
+
+    /// Reads and applies a config file.
+    public func applying(file path: String) throws -> DaemonSettings {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, line: 0, problem: FileManager.default.fileExists(atPath: path) ? "cannot read" : "no such file")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw ConfigError(file: path, line: 0, problem: "not UTF-8 text") }
+        return try applying(try MiniTOML.parse(text, file: path), file: path)
+    }
+
+    /// `${XDG_CONFIG_HOME:-~/.config}/ddsp-piano/ddsp-pianod.toml`.
+    public static func defaultConfigPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+            ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.config")
+        return base + "/ddsp-piano/ddsp-pianod.toml"
+    }
+
+    /// `--control-socket`, else `$XDG_RUNTIME_DIR/ddsp-piano/control.sock`, else under /tmp.
+    public static func defaultSocketPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let r = environment["XDG_RUNTIME_DIR"], r.hasPrefix("/") { return r + "/ddsp-piano/control.sock" }
+        return "/tmp/ddsp-piano-\(getuid())/control.sock"
+    }
+}

@@ -1,0 +1,56 @@
+import Atomics
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--audio null`: the same engine clocked by a timer, output discarded. For tests and for
+/// machines without audio. A cycle that starts late counts as an xrun and the clock skips ahead.
+public final class NullDriver: @unchecked Sendable {
+    public let sampleRate: Int
+    public let blockSize: Int
+    private let core: AudioCore
+    private let running = ManagedAtomic<Bool>(false)
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(core: AudioCore, sampleRate: Int, blockSize: Int) {
+        self.core = core
+        self.sampleRate = sampleRate
+        self.blockSize = blockSize
+    }
+
+    public func start() {
+        running.store(true, ordering: .relaxed)
+        let t = Thread { [self] in loop(); finished.signal() }
+        t.name = "ddsp-piano null audio"
+        thread = t
+        t.start()
+    }
+
+    public func stop() {
+        guard running.exchange(false, ordering: .relaxed) else { return }
+        finished.wait()
+    }
+
+    private func loop() {
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: blockSize)
+        defer { buffer.deallocate() }
+        let period = UInt64(blockSize) * 1_000_000_000 / UInt64(sampleRate)
+        var next = monotonicNanoseconds()
+        var position = 0
+        while running.load(ordering: .relaxed) {
+            var ts = timespec(tv_sec: Int(next / 1_000_000_000), tv_nsec: Int(next % 1_000_000_000))
+            while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nil) == EINTR {}
+            core.process(frames: blockSize, cycleStart: next, period: period, position: position,
+                         left: buffer, right: nil, addDriverEvents: { _ in })
+            position += blockSize
+            next += period
+            let now = monotonicNanoseconds()
+            if now > next + period {
+                core.stats.xruns.wrappingIncrement(ordering: .relaxed)
+                next = now
+            }
+        }
+    }
+}

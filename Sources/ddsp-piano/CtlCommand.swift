@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import PianoIO
+
+/// `ddsp-piano ctl`: one command to a running ddsp-pianod through its control socket.
+struct CtlCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Control a running ddsp-pianod.",
+        discussion: """
+        Commands:
+          status          instrument, connections, notes received, active voices, xruns, CPU load
+          list            the pianos of the loaded weights (* marks the one playing)
+          piano N|YEAR    switch piano while playing (index or name, e.g. 3 or 2009)
+          gain DB         output gain in decibels (-60…24)
+          panic           all notes and pedals off
+          reload          re-read the configuration file (as SIGHUP)
+        """
+    )
+
+    @Option(name: .long, help: "Control socket (default: $XDG_RUNTIME_DIR/ddsp-piano/control.sock).")
+    var socket: String?
+
+    @Argument(help: "status | list | piano N|YEAR | gain DB | panic | reload")
+    var command: [String]
+
+    func run() throws {
+        let path = socket ?? ControlClient.defaultSocketPath()
+        do {
+            for line in try ControlClient.send(command.joined(separator: " "), socket: path) { print(line) }
+        } catch {
+            FileHandle.standardError.write(Data("ddsp-piano: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

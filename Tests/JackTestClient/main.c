@@ -1,0 +1,107 @@
+// Test JACK client for ddsp-pianod's end-to-end tests: two clients in one process, so the
+// graph is sender -> ddsp-piano -> recorder with no feedback loop (every port is read in
+// the cycle it was written).
+//   jack-test-client TARGET OUT.f32 SECONDS NOTE:START_MS:DUR_MS ...
+// connects jtc-send:out -> TARGET:midi_in and TARGET:out_L -> jtc-rec:in, waits for both,
+// picks a start frame T0 a little ahead, plays the notes relative to T0 (velocity 100),
+// records SECONDS of out_L from T0 as raw float32, and prints "start_frame T0", "rate R"
+// and one "note PITCH ON_FRAME OFF_FRAME" line per note (absolute JACK frames).
+#include <jack/jack.h>
+#include <jack/midiport.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct { unsigned char note; jack_nframes_t on, off; } Note;
+static Note notes[256];
+static int nnotes;
+static jack_client_t *snd, *rec;
+static jack_port_t *midi_out, *audio_in;
+static volatile jack_nframes_t t0;      // 0 until connections are made
+static volatile int t0_set, recorded_done;
+static float *buffer;
+static jack_nframes_t total;
+
+static int send_process(jack_nframes_t n, void *arg) {
+    (void)arg;
+    void *buf = jack_port_get_buffer(midi_out, n);
+    jack_midi_clear_buffer(buf);
+    if (!t0_set) return 0;
+    jack_nframes_t ft = jack_last_frame_time(snd);
+    // Events sorted by time within a buffer: offs and ons of this cycle in frame order.
+    for (jack_nframes_t i = 0; i < n; i++) {
+        jack_nframes_t f = ft + i;
+        for (int k = 0; k < nnotes; k++) {
+            if (notes[k].off == f) { unsigned char m[3] = {0x80, notes[k].note, 0}; jack_midi_event_write(buf, i, m, 3); }
+            if (notes[k].on == f) { unsigned char m[3] = {0x90, notes[k].note, 100}; jack_midi_event_write(buf, i, m, 3); }
+        }
+    }
+    return 0;
+}
+
+static int rec_process(jack_nframes_t n, void *arg) {
+    (void)arg;
+    float *in = jack_port_get_buffer(audio_in, n);
+    if (!t0_set) return 0;
+    jack_nframes_t ft = jack_last_frame_time(rec);
+    for (jack_nframes_t i = 0; i < n; i++) {
+        long k = (long)(ft + i) - (long)t0;
+        if (k >= 0 && k < (long)total) buffer[k] = in[i];
+    }
+    if ((long)(ft + n) - (long)t0 >= (long)total) recorded_done = 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) { fprintf(stderr, "usage: %s TARGET OUT.f32 SECONDS NOTE:START_MS:DUR_MS...\n", argv[0]); return 2; }
+    const char *target = argv[1], *out = argv[2];
+    double seconds = atof(argv[3]);
+    jack_status_t st;
+    snd = jack_client_open("jtc-send", JackNoStartServer, &st);
+    rec = jack_client_open("jtc-rec", JackNoStartServer, &st);
+    if (!snd || !rec) { fprintf(stderr, "jack-test-client: no JACK server (0x%x)\n", st); return 1; }
+    jack_nframes_t rate = jack_get_sample_rate(snd);
+    total = (jack_nframes_t)(seconds * rate);
+    buffer = calloc(total, sizeof(float));
+    midi_out = jack_port_register(snd, "out", JACK_DEFAULT_MIDI_TYPE, JackPortIsOutput, 0);
+    audio_in = jack_port_register(rec, "in", JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
+    jack_set_process_callback(snd, send_process, 0);
+    jack_set_process_callback(rec, rec_process, 0);
+    if (jack_activate(snd) || jack_activate(rec)) { fprintf(stderr, "jack-test-client: cannot activate\n"); return 1; }
+    char src[256], dst[256];
+    snprintf(dst, sizeof dst, "%s:midi_in", target);
+    snprintf(src, sizeof src, "%s:out_L", target);
+    int ok = 0;
+    for (int i = 0; i < 500 && !ok; i++) {
+        jack_connect(snd, "jtc-send:out", dst);
+        jack_connect(rec, src, "jtc-rec:in");
+        ok = jack_port_connected(midi_out) > 0 && jack_port_connected(audio_in) > 0;
+        if (!ok) usleep(10000);
+    }
+    if (!ok) { fprintf(stderr, "jack-test-client: cannot connect to %s\n", target); return 1; }
+    usleep(100000);   // the graph order settles
+    jack_nframes_t start = jack_frame_time(snd) + rate / 5;
+    for (int i = 4; i < argc && nnotes < 256; i++) {
+        int note, s, d;
+        if (sscanf(argv[i], "%d:%d:%d", &note, &s, &d) != 3) { fprintf(stderr, "bad note '%s'\n", argv[i]); return 2; }
+        notes[nnotes].note = (unsigned char)note;
+        notes[nnotes].on = start + (jack_nframes_t)((double)s * rate / 1000);
+        notes[nnotes].off = start + (jack_nframes_t)((double)(s + d) * rate / 1000);
+        nnotes++;
+    }
+    t0 = start;
+    __sync_synchronize();
+    t0_set = 1;
+    double waited = 0;
+    while (!recorded_done && waited < seconds + 30) { usleep(10000); waited += 0.01; }
+    jack_client_close(snd);
+    jack_client_close(rec);
+    if (!recorded_done) { fprintf(stderr, "jack-test-client: recording did not complete\n"); return 1; }
+    FILE *f = fopen(out, "wb");
+    if (!f || fwrite(buffer, sizeof(float), total, f) != total) { fprintf(stderr, "cannot write %s\n", out); return 1; }
+    fclose(f);
+    printf("start_frame %u\nrate %u\n", start, rate);
+    for (int k = 0; k < nnotes; k++) printf("note %d %u %u\n", notes[k].note, notes[k].on, notes[k].off);
+    return 0;
+}

@@ -1,0 +1,108 @@
+import Foundation
+import PianoIO
+import XCTest
+
+/// The daemon as a process with `--audio null`: control socket, bad commands, broken config,
+/// SIGHUP, clean shutdown.
+final class ControlTests: XCTestCase {
+    func testControlCommandsAndBadOnes() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let weights = try DaemonSupport.syntheticWeights(in: dir)
+        let d = try DaemonProcess(arguments: ["--audio", "null", "--sample-rate", "16000", "--weights", weights.path, "--piano", "alpha"], dir: dir)
+        XCTAssertTrue(d.waitReady(), d.output)
+        var s = try d.status()
+        XCTAssertEqual(s["instrument"], "piano 0 (alpha)")
+        XCTAssertEqual(s["audio"], "null 16000 Hz 256 frames")
+        XCTAssertNotNil(s["callback cpu load"])
+        XCTAssertEqual(try d.ctl("list"), ["* 0 alpha", "  1 beta"])
+        XCTAssertEqual(try d.ctl("piano beta"), ["piano 1 (beta)"])
+        XCTAssertTrue(DaemonSupport.waitUntil(5) { (try? d.status()["instrument"]) == "piano 1 (beta)" })
+        XCTAssertEqual(try d.ctl("piano 0"), ["piano 0 (alpha)"])
+        XCTAssertEqual(try d.ctl("gain -6"), ["gain -6.0 dB"])
+        XCTAssertEqual(try d.ctl("panic"), ["all notes off"])
+        s = try d.status()
+        XCTAssertEqual(s["gain db"], "-6.0")
+        XCTAssertGreaterThan(Int(s["cycles"] ?? "0") ?? 0, 0, "the null clock runs")
+
+        for (bad, expected) in [("frobnicate", "unknown command 'frobnicate'"), ("piano 2004", "unknown piano '2004'"),
+                                ("gain loud", "gain takes decibels"), ("gain 100", "gain takes decibels"),
+                                ("piano", "wrong arguments for 'piano'"), ("", "empty command"),
+                                (String(repeating: "x", count: 3000), "unknown command")] {
+            XCTAssertThrowsError(try d.ctl(bad)) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(bad.prefix(20)): \(error)")
+                XCTAssertFalse("\(error)".contains("\n"))
+            }
+        }
+        XCTAssertNotNil(try? d.status(), "still running after bad commands")
+
+        // The CLI client, as a user types it.
+        let cli = Process()
+        cli.executableURL = try DaemonSupport.product("ddsp-piano")
+        cli.arguments = ["ctl", "--socket", d.socket, "status"]
+        let pipe = Pipe()
+        cli.standardOutput = pipe
+        try cli.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        cli.waitUntilExit()
+        XCTAssertEqual(cli.terminationStatus, 0)
+        XCTAssertTrue(text.contains("notes received: 0"), text)
+
+        XCTAssertEqual(d.stop(), 0, d.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d.socket), "socket removed at shutdown")
+    }
+
+    func testBrokenConfigKeepsThePreviousOne() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let weights = try DaemonSupport.syntheticWeights(in: dir)
+        let config = dir.appendingPathComponent("pianod.toml")
+        try "weights = \"\(weights.path)\"\npiano = \"alpha\"\naudio = \"null\"\nsample_rate = 16000\ngain_db = -3\n".write(to: config, atomically: true, encoding: .utf8)
+        let d = try DaemonProcess(arguments: ["--config", config.path], dir: dir)
+        XCTAssertTrue(d.waitReady(), d.output)
+        XCTAssertEqual(try d.status()["gain db"], "-3.0")
+
+        // A good change through SIGHUP.
+        try "weights = \"\(weights.path)\"\npiano = \"beta\"\naudio = \"null\"\nsample_rate = 16000\ngain_db = -9\n".write(to: config, atomically: true, encoding: .utf8)
+        kill(d.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(DaemonSupport.waitUntil(5) { (try? d.status()["gain db"]) == "-9.0" }, d.output)
+        XCTAssertTrue(DaemonSupport.waitUntil(5) { (try? d.status()["instrument"]) == "piano 1 (beta)" }, d.output)
+
+        // A broken one: one clear line, nothing changes, the daemon keeps running.
+        try "weights = \"\(weights.path)\"\ngain_db = = 4\n".write(to: config, atomically: true, encoding: .utf8)
+        kill(d.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(DaemonSupport.waitUntil(5) { d.output.contains("keeping the previous configuration") }, d.output)
+        let line = d.output.split(separator: "\n").first { $0.contains("keeping the previous") } ?? ""
+        XCTAssertTrue(line.hasPrefix("ddsp-pianod: \(config.path):2: "), String(line))
+        XCTAssertThrowsError(try d.ctl("reload")) { XCTAssertTrue("\($0)".contains("\(config.path):2:"), "\($0)") }
+        try "piano = \"nonesuch\"\nweights = \"\(weights.path)\"\n".write(to: config, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try d.ctl("reload")) { XCTAssertTrue("\($0)".contains("unknown piano 'nonesuch'"), "\($0)") }
+        try "weights = \"\(dir.path)/missing.safetensors\"\n".write(to: config, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try d.ctl("reload")) { XCTAssertTrue("\($0)".contains("missing.safetensors"), "\($0)") }
+        let s = try d.status()
+        XCTAssertEqual(s["gain db"], "-9.0")
+        XCTAssertEqual(s["instrument"], "piano 1 (beta)")
+        XCTAssertEqual(d.stop(), 0)
+    }
+
+    func testBadStartsFailInOneLine() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let weights = try DaemonSupport.syntheticWeights(in: dir)
+        let config = dir.appendingPathComponent("bad.toml")
+        try "audio = \"alsa\"\n".write(to: config, atomically: true, encoding: .utf8)
+        for (args, status, text) in [
+            (["--config", config.path, "--weights", weights.path], Int32(2), "'audio' must be jack or null"),
+            (["--weights", dir.path + "/none.safetensors", "--audio", "null"], 1, "none.safetensors: no such file"),
+            (["--weights", weights.path, "--audio", "null", "--piano", "1999"], 2, "unknown piano '1999'"),
+            (["--bogus"], 2, "unknown argument '--bogus'"),
+        ] {
+            let d = try DaemonProcess(arguments: args, dir: dir)
+            d.process.waitUntilExit()
+            XCTAssertEqual(d.process.terminationStatus, status, "\(args): \(d.output)")
+            let lines = d.output.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, d.output)
+            XCTAssertTrue(d.output.contains(text), d.output)
+        }
+    }
+}

@@ -1,0 +1,195 @@
+import DDSPPiano
+import Foundation
+import PianoIO
+import XCTest
+
+/// Processes and fixtures for the daemon's tests: the built executables, jackd on a private
+/// server name, the daemon as a child process, weights.
+enum DaemonSupport {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static var shared: URL {
+        if let env = ProcessInfo.processInfo.environment["DDSP_PIANO_SHARED"], !env.isEmpty { return URL(fileURLWithPath: env) }
+        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
+    }
+
+    /// A built product beside the test bundle.
+    static func product(_ name: String) throws -> URL {
+        var dirs: [URL] = []
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
+        }
+        dirs += Bundle.allBundles.filter { $0.bundlePath.hasSuffix(".xctest") }.map { $0.bundleURL.deletingLastPathComponent() }
+        for d in dirs where FileManager.default.isExecutableFile(atPath: d.appendingPathComponent(name).path) {
+            return d.appendingPathComponent(name)
+        }
+        print("skipped: \(name) not built beside the tests")
+        throw XCTSkip("\(name) not built")
+    }
+
+    static func tool(_ name: String) -> URL? {
+        for dir in ["/usr/bin", "/usr/local/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+            return URL(fileURLWithPath: "\(dir)/\(name)")
+        }
+        return nil
+    }
+
+    static func temporaryDirectory() throws -> URL {
+        // Short paths: Unix socket paths are limited to 107 bytes.
+        let dir = URL(fileURLWithPath: "/tmp/dpd-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// Synthetic weights (zeros, two pianos "alpha" and "beta"): fast, silent, always there.
+    static func syntheticWeights(in dir: URL) throws -> URL {
+        var w = PianoWeights(instruments: ["alpha", "beta"])
+        w.releaseDuration = Tensor(shape: [1], values: [1])
+        let url = dir.appendingPathComponent("synthetic.safetensors")
+        try Data(w.safetensors().serialized()).write(to: url)
+        return url
+    }
+
+    /// The upstream dafx22 weights from the reference fixtures, or a printed skip.
+    static func realWeights(in dir: URL) throws -> (URL, PianoWeights) {
+        let raw = shared.appendingPathComponent("reference/dafx22/checkpoint_raw.safetensors")
+        guard FileManager.default.fileExists(atPath: raw.path) else {
+            print("skipped: no reference fixtures (\(raw.path))")
+            throw XCTSkip("no reference fixtures")
+        }
+        let tensors = try Safetensors(bytes: [UInt8](try Data(contentsOf: raw))).tensors
+        let w = try PianoWeights(upstreamCheckpoint: tensors)
+        let url = dir.appendingPathComponent("dafx22.safetensors")
+        try Data(w.safetensors().serialized()).write(to: url)
+        return (url, w)
+    }
+
+    static func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+}
+
+/// jackd -d dummy on a private server name (JACK_DEFAULT_SERVER), stopped by `stop`.
+final class JackServer {
+    let name: String
+    let rate: Int
+    let period: Int
+    private var process: Process?
+    let log: URL
+
+    init(dir: URL, rate: Int = 48000, period: Int = 256) throws {
+        guard DaemonSupport.tool("jackd") != nil else {
+            print("skipped: jackd is not installed")
+            throw XCTSkip("jackd is not installed")
+        }
+        name = "ddsp-test-\(getpid())-\(UUID().uuidString.prefix(6))"
+        self.rate = rate
+        self.period = period
+        log = dir.appendingPathComponent("jackd-\(name).log")
+    }
+
+    var environment: [String: String] {
+        var e = ProcessInfo.processInfo.environment
+        e["JACK_DEFAULT_SERVER"] = name
+        e["JACK_NO_AUDIO_RESERVATION"] = "1"
+        return e
+    }
+
+    func start() throws {
+        let p = Process()
+        p.executableURL = DaemonSupport.tool("jackd")!
+        // -t: a generous client timeout, so a busy CI machine does not get the client kicked out.
+        p.arguments = ["-t", "5000", "-d", "dummy", "-r", String(rate), "-p", String(period)]
+        p.environment = environment
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let h = try FileHandle(forWritingTo: log)
+        h.seekToEndOfFile()
+        p.standardOutput = h
+        p.standardError = h
+        try p.run()
+        process = p
+        let ready = DaemonSupport.waitUntil(10) { self.ports().contains("system:playback_1") || !(p.isRunning) }
+        guard ready, p.isRunning else {
+            throw XCTSkip("jackd did not start: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+        }
+    }
+
+    func ports() -> [String] {
+        guard let lsp = DaemonSupport.tool("jack_lsp") else { return [] }
+        let p = Process()
+        p.executableURL = lsp
+        p.environment = environment
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return [] }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+
+    func stop() {
+        guard let p = process, p.isRunning else { return }
+        p.terminate()
+        if !DaemonSupport.waitUntil(5, { !p.isRunning }) { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        process = nil
+    }
+
+    deinit { stop() }
+}
+
+/// ddsp-pianod as a child process, its stderr in a file, talked to through its socket.
+final class DaemonProcess {
+    let process = Process()
+    let socket: String
+    let log: URL
+
+    init(arguments: [String], dir: URL, environment: [String: String]? = nil) throws {
+        socket = dir.appendingPathComponent("ctl.sock").path
+        log = dir.appendingPathComponent("daemon-\(UUID().uuidString.prefix(6)).log")
+        process.executableURL = try DaemonSupport.product("ddsp-pianod")
+        process.arguments = arguments + ["--control-socket", socket]
+        if let environment { process.environment = environment }
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let h = try FileHandle(forWritingTo: log)
+        process.standardOutput = h
+        process.standardError = h
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    /// Waits for the socket to answer.
+    func waitReady(_ seconds: Double = 30) -> Bool {
+        DaemonSupport.waitUntil(seconds) { (try? self.ctl("status")) != nil || !self.process.isRunning } && process.isRunning
+    }
+
+    func ctl(_ command: String) throws -> [String] {
+        try ControlClient.send(command, socket: socket, timeout: 10)
+    }
+
+    /// "key: value" of `status`.
+    func status() throws -> [String: String] {
+        var d: [String: String] = [:]
+        for line in try ctl("status") {
+            if let r = line.range(of: ": ") { d[String(line[..<r.lowerBound])] = String(line[r.upperBound...]) }
+        }
+        return d
+    }
+
+    func stop() -> Int32 {
+        if process.isRunning {
+            process.terminate()
+            if !DaemonSupport.waitUntil(10, { !self.process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
