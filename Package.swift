@@ -6,10 +6,12 @@ let package = Package(
     name: "ddsp-piano",
     products: [
         .executable(name: "ddsp-piano", targets: ["ddsp-piano"]),
+        .executable(name: "ddsp-pianod", targets: ["ddsp-pianod"]),
         .library(name: "DDSPPiano", targets: ["DDSPPiano"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
     ],
     targets: [
         // C libraries enter only through these small system-library targets.
@@ -18,6 +20,9 @@ let package = Package(
         .systemLibrary(name: "CSndFile", path: "Sources/CSndFile"),
         .systemLibrary(name: "CSoxr", path: "Sources/CSoxr"),
         .systemLibrary(name: "CFloatEnv", path: "Sources/CFloatEnv"),
+        .systemLibrary(name: "CALSA", path: "Sources/CALSA"),
+        .systemLibrary(name: "CJACK", path: "Sources/CJACK"),
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         // Counts malloc calls in tests (the real-time path must not allocate).
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
 
@@ -38,6 +43,20 @@ let package = Package(
                 "DDSPPiano", "PianoIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // The instrument daemon: JACK/ALSA I/O, event queues, control socket, configuration.
+        .target(
+            name: "PianoDaemon",
+            dependencies: ["DDSPPiano", "PianoIO", "CALSA", "CJACK", "CLinux",
+                           .product(name: "Atomics", package: "swift-atomics")]
+        ),
+        .executableTarget(name: "ddsp-pianod", dependencies: ["PianoDaemon"]),
+        // A JACK test client (MIDI sender and recorder) for the daemon's end-to-end tests.
+        .executableTarget(name: "jack-test-client", path: "Tests/JackTestClient",
+                         linkerSettings: [.linkedLibrary("jack"), .linkedLibrary("m")]),
+        .testTarget(
+            name: "PianoDaemonTests",
+            dependencies: ["PianoDaemon", "DDSPPiano", "PianoIO"]
         ),
         // Training: backward passes, losses, optimiser (the `ddsp-piano-train` tool's library).
         .target(
