@@ -97,7 +97,7 @@ final class NetworkGradientTests: XCTestCase {
     /// The whole network (z-encoder, context, note release, inharmonicity, detuner, mono net)
     /// against finite differences for every trainable tensor, on a loss mixing all outputs.
     /// Tolerances: per entry 5e-2 with a floor of 1e-2·max|g| (float32 noise through the
-    /// composition), along a random direction 1e-2; LayerGradientTests hold each layer to 2e-2/1e-3.
+    /// composition), along a random direction 5e-3; LayerGradientTests hold each layer to 2e-2/1e-3.
     func testComposedNetwork() {
         let h = tinyHyper()
         let weights = randomWeights(h, instruments: 3, seed: 11)
@@ -123,7 +123,7 @@ final class NetworkGradientTests: XCTestCase {
             let directional = directionalCheck(p, \.values, analytic: g, eps: eps, loss: loss)
             print(String(format: "composed %-38@ entries %.2e directional %.2e", name as NSString, entry, directional))
             XCTAssertLessThan(entry, 5e-2, name)
-            XCTAssertLessThan(directional, 1e-2, name)
+            XCTAssertLessThan(directional, 5e-3, name)
             worstEntry = max(worstEntry, entry); worstDirectional = max(worstDirectional, directional)
         }
         print(String(format: "composed network: worst entry error %.2e, worst directional error %.2e", worstEntry, worstDirectional))
