@@ -55,20 +55,49 @@ public struct GRU: Sendable {
                 (xp.baseAddress! + r * u3).update(from: ib.baseAddress!, count: u3)
                 (hp.baseAddress! + r * u3).update(from: rb.baseAddress!, count: u3)
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(b), Int32(u3), ni,
-                        1, x, ni, k.baseAddress, Int32(u3), 1, xp.baseAddress, Int32(u3))
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(b), Int32(u3), Int32(u),
-                        1, h.baseAddress, Int32(u), rk.baseAddress, Int32(u3), 1, hp.baseAddress, Int32(u3))
+            // One product per gate (`units` columns of the 3·units): OpenBLAS multiplies such
+            // narrower products with its small-matrix kernel, without repacking the whole
+            // weight matrix on every call (1.5x faster for the mono net's 16×576 by 128 and 192
+            // on this machine). The small kernel only is allocation-free for widths that are
+            // multiples of 16, hence the fallback.
+            let cols = u % 16 == 0 ? u : u3
+            for c in stride(from: 0, to: u3, by: cols) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(b), Int32(cols), ni,
+                            1, x, ni, k.baseAddress! + c, Int32(u3), 1, xp.baseAddress! + c, Int32(u3))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(b), Int32(cols), Int32(u),
+                            1, h.baseAddress, Int32(u), rk.baseAddress! + c, Int32(u3), 1, hp.baseAddress! + c, Int32(u3))
+            }
+            // Gate math eight units at a time with bit-exact vector ports of libm's expf and tanhf:
+            // the same results as the scalar calls (see VectorMath.tanhfLibm for why exactly the
+            // same), at a fraction of the cost. A tail (units not a multiple of 8) uses libm.
+            typealias V = SIMD8<Float>
+            let u8 = u / 8 * 8
+            VectorMath.expTable.withUnsafeBufferPointer { tableBuffer in
+            let table = tableBuffer.baseAddress!
             for r in 0..<b {
-                let xr = xp.baseAddress! + r * u3, hr = hp.baseAddress! + r * u3, hs = h.baseAddress! + r * u
-                for j in 0..<u {
-                    let z = sigmoid(xr[j] + hr[j])
-                    let rg = sigmoid(xr[u + j] + hr[u + j])
-                    let c = tanhf(xr[2 * u + j] + rg * hr[2 * u + j])
-                    let new = z * hs[j] + (1 - z) * c
-                    hs[j] = new
+                let xr = UnsafeRawPointer(xp.baseAddress! + r * u3), hr = UnsafeRawPointer(hp.baseAddress! + r * u3)
+                let hs = UnsafeMutableRawPointer(h.baseAddress! + r * u), o = UnsafeMutableRawPointer(output + r * u)
+                for j in stride(from: 0, to: u8, by: 8) {
+                    let jz = 4 * j, jr = 4 * (u + j), jh = 4 * (2 * u + j)
+                    let zIn = xr.loadUnaligned(fromByteOffset: jz, as: V.self) + hr.loadUnaligned(fromByteOffset: jz, as: V.self)
+                    let rIn = xr.loadUnaligned(fromByteOffset: jr, as: V.self) + hr.loadUnaligned(fromByteOffset: jr, as: V.self)
+                    let z = 1 / (1 + VectorMath.expfLibm(-zIn, table: table))
+                    let rg = 1 / (1 + VectorMath.expfLibm(-rIn, table: table))
+                    let c = VectorMath.tanhfLibm(xr.loadUnaligned(fromByteOffset: jh, as: V.self) + rg * hr.loadUnaligned(fromByteOffset: jh, as: V.self))
+                    let new = z * hs.loadUnaligned(fromByteOffset: 4 * j, as: V.self) + (1 - z) * c
+                    hs.storeBytes(of: new, toByteOffset: 4 * j, as: V.self)
+                    o.storeBytes(of: new, toByteOffset: 4 * j, as: V.self)
+                }
+                let xs = xp.baseAddress! + r * u3, hq = hp.baseAddress! + r * u3, hh = h.baseAddress! + r * u
+                for j in u8..<u {
+                    let z = sigmoid(xs[j] + hq[j])
+                    let rg = sigmoid(xs[u + j] + hq[u + j])
+                    let c = tanhf(xs[2 * u + j] + rg * hq[2 * u + j])
+                    let new = z * hh[j] + (1 - z) * c
+                    hh[j] = new
                     output[r * u + j] = new
                 }
+            }
             }
         }}}}}}}
     }

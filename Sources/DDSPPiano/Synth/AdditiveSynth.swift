@@ -74,6 +74,8 @@ public struct AdditiveSynth: Sendable {
             let offR = UnsafeMutableRawPointer(off.baseAddress!)
             let fcR = UnsafeRawPointer(fc.baseAddress!), fnR = UnsafeRawPointer(fn.baseAddress!)
             let acR = UnsafeRawPointer(ac.baseAddress!), anR = UnsafeRawPointer(an.baseAddress!)
+            let folds = chunkEnd < N                       // a phase chunk ends in this frame
+            let chunk = folds ? chunkEnd + 1 : N            // samples up to and including its end
             for v in 0..<voices {
                 let audible = !(current.silent[v] && next.silent[v])
                 for s in 0..<S {
@@ -93,23 +95,32 @@ public struct AdditiveSynth: Sendable {
                         let a1 = anR.loadUnaligned(fromByteOffset: ao, as: SIMD8<Float>.self)
                         // Silent partials (no amplitude at either end, or above Nyquist for the
                         // whole frame) only advance their phase.
-                        let lastT = lp[N - 1]
-                        let aboveNyquist = (f0 .>= nyquist) .& ((f0 + (f1 - f0) * lastT) .>= nyquist)
+                        let df = f1 - f0
+                        let fEnd = f0 + df * lp[N - 1]
+                        let aboveNyquist = (f0 .>= nyquist) .& (fEnd .>= nyquist)
                         let silent = (a0 .== 0) .& (a1 .== 0)
+                        let p = Partials(w0: w0, dw: dw, a0: a0, a1: a1, f0: f0, df: df, nyquist: nyquist)
                         if audible && !all(aboveNyquist .| silent) {
-                            let df = f1 - f0
-                            for r in 0..<N {
-                                let t = lp[r]
-                                phase += w0 + dw * t
-                                var a = a0 * w[N + r] + a1 * w[r]
-                                a.replace(with: 0, where: (f0 + df * t) .>= nyquist)
-                                acc[r] += a * fastCos(phase + ofs)
-                                if r == chunkEnd { AdditiveSynth.foldChunk(&phase, &ofs, osR, o, twoPi: twoPi[0]) }
+                            // The frequency is monotonic within the frame: a lane below Nyquist at
+                            // both ends is below throughout, and most blocks need no mask.
+                            if any((f0 .>= nyquist) .| (fEnd .>= nyquist)) {
+                                p.oscillate(masked: true, 0, chunk, &phase, ofs, lp, w, acc, N)
+                                if folds {
+                                    AdditiveSynth.foldChunk(&phase, &ofs, osR, o)
+                                    p.oscillate(masked: true, chunk, N, &phase, ofs, lp, w, acc, N)
+                                }
+                            } else {
+                                p.oscillate(masked: false, 0, chunk, &phase, ofs, lp, w, acc, N)
+                                if folds {
+                                    AdditiveSynth.foldChunk(&phase, &ofs, osR, o)
+                                    p.oscillate(masked: false, chunk, N, &phase, ofs, lp, w, acc, N)
+                                }
                             }
                         } else {
-                            for r in 0..<N {
-                                phase += w0 + dw * lp[r]
-                                if r == chunkEnd { AdditiveSynth.foldChunk(&phase, &ofs, osR, o, twoPi: twoPi[0]) }
+                            for r in 0..<chunk { phase += w0 + dw * lp[r] }
+                            if folds {
+                                AdditiveSynth.foldChunk(&phase, &ofs, osR, o)
+                                for r in chunk..<N { phase += w0 + dw * lp[r] }
                             }
                         }
                         cpR.storeBytes(of: phase, toByteOffset: o, as: SIMD8<Float>.self)
@@ -125,56 +136,62 @@ public struct AdditiveSynth: Sendable {
     /// ddsp angular_cumsum at a chunk end: the next chunk starts from 0, offset by the float32
     /// running sum of previous chunk ends (each mod 2π), mod 2π.
     @inline(__always)
-    private static func foldChunk(_ phase: inout SIMD8<Float>, _ ofs: inout SIMD8<Float>, _ sums: UnsafeMutableRawPointer, _ o: Int, twoPi: Float) {
+    private static func foldChunk(_ phase: inout SIMD8<Float>, _ ofs: inout SIMD8<Float>, _ sums: UnsafeMutableRawPointer, _ o: Int) {
         var sum = sums.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
         for l in 0..<8 {
-            sum[l] += fmodf(phase[l], twoPi)
-            ofs[l] = fmodf(sum[l], twoPi)
+            sum[l] += fmod2Pi(phase[l])
+            ofs[l] = fmod2Pi(sum[l])
         }
         sums.storeBytes(of: sum, toByteOffset: o, as: SIMD8<Float>.self)
         phase = .zero
     }
+
+    /// fmodf(x, 2π) exactly (bit for bit), without libm's bitwise long division: in double, the
+    /// quotient times 2π and the difference are exact for |x| < 2²⁴ (the float32 remainder is
+    /// representable); the truncated quotient is at most one too large, when x/2π rounds up to
+    /// an integer.
+    @inline(__always)
+    static func fmod2Pi(_ x: Float) -> Float {
+        let c = Double(twoPi), xd = Double(x)
+        var r = xd - (xd / c).rounded(.towardZero) * c
+        if xd >= 0 { if r < 0 { r += c } } else if r > 0 { r -= c }
+        return Float(r)
+    }
 }
 
-/// cos(x) for float32 x up to a few thousand radians, accurate to about 1e-6 plus the
-/// float32 rounding of x itself; branch-free so that loops over partials vectorise.
+/// The oscillator loop for eight partials of one substring over a range of samples.
+struct Partials {
+    typealias V = SIMD8<Float>
+    let w0, dw, a0, a1, f0, df, nyquist: V
+
+    /// Advances `phase` (ddsp's float32 running sum of radians per sample, interpolated
+    /// linearly over the frame) and adds a·cos(phase + ofs) to acc[r]. `masked` zeroes lanes
+    /// at or above Nyquist sample by sample (only needed when a lane crosses it in the frame).
+    @inline(__always)
+    func oscillate(masked: Bool, _ r0: Int, _ r1: Int, _ phase: inout V, _ ofs: V,
+                   _ lp: UnsafeBufferPointer<Float>, _ w: UnsafeBufferPointer<Float>,
+                   _ acc: UnsafeMutableBufferPointer<V>, _ N: Int) {
+        var ph = phase
+        for r in r0..<r1 {
+            let t = lp[r]
+            ph += w0 + dw * t
+            // Half-overlapping Hann windows cross-fade the frame's two amplitudes.
+            var a = VectorMath.mulAdd(a0, V(repeating: w[N + r]), a1 * w[r])
+            if masked { a.replace(with: 0, where: (f0 + df * t) .>= nyquist) }
+            acc[r] = VectorMath.mulAdd(a, VectorMath.vcos(ph + ofs), acc[r])
+        }
+        phase = ph
+    }
+}
+
+/// cos(x) for float32 x up to a few thousand radians (`VectorMath.vcos` on one lane).
 @inline(__always)
 public func fastCos(_ x: Float) -> Float {
-    var y = x * 0.159154943091895335768883763372514362   // x / 2π
-    let magic: Float = 12582912                          // 1.5·2²³: round to nearest
-    y -= (y + magic) - magic                              // y ∈ [−0.5, 0.5]
-    let a = abs(y)
-    let flip = a > 0.25
-    let b = flip ? 0.5 - a : a                            // cos(2πa) = −cos(2π(½ − a))
-    let t = b * 6.28318530717958647692528676655900577
-    let t2 = t * t
-    var c: Float = 1.0 / 479001600
-    c = c * t2 - 1.0 / 3628800
-    c = c * t2 + 1.0 / 40320
-    c = c * t2 - 1.0 / 720
-    c = c * t2 + 1.0 / 24
-    c = c * t2 - 0.5
-    c = c * t2 + 1
-    return flip ? -c : c
+    VectorMath.vcos(SIMD8<Float>(repeating: x))[0]
 }
 
 /// `fastCos` on eight lanes.
 @inline(__always)
 public func fastCos(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    var y = x * 0.159154943091895335768883763372514362
-    let magic = SIMD8<Float>(repeating: 12582912)
-    y -= (y + magic) - magic
-    let a = y.replacing(with: -y, where: y .< 0)
-    let flip = a .> 0.25
-    let b = a.replacing(with: 0.5 - a, where: flip)
-    let t = b * 6.28318530717958647692528676655900577
-    let t2 = t * t
-    var c = SIMD8<Float>(repeating: 1.0 / 479001600)
-    c = c * t2 - 1.0 / 3628800
-    c = c * t2 + 1.0 / 40320
-    c = c * t2 - 1.0 / 720
-    c = c * t2 + 1.0 / 24
-    c = c * t2 - 0.5
-    c = c * t2 + 1
-    return c.replacing(with: -c, where: flip)
+    VectorMath.vcos(x)
 }

@@ -46,46 +46,66 @@ public struct SynthControls: Sendable {
     /// `raw` is [voices, 1 + harmonics + bands]; `f0` [voices, substrings]; `inharm` [voices].
     public mutating func update(raw: UnsafePointer<Float>, f0 f0In: UnsafePointer<Float>, inharm: UnsafePointer<Float>,
                                 sampleRate: Int) {
-        let outputs = 1 + harmonics + bands
+        typealias V = SIMD8<Float>
+        let H = harmonics, B = bands, S = substrings
+        precondition(H % 8 == 0 && B % 8 == 0, "controls are computed 8 at a time")
+        let outputs = 1 + H + B
         let nyquist = Float(sampleRate) / 2
         let nSub = Float(substrings)
-        for v in 0..<voices {
-            let r = raw + v * outputs
-            let f00 = f0In[v * substrings]
-            let b = max(inharm[v], 0)
-            var amp = SynthControls.expSigmoid(r[0])
-            amp *= f00 > SynthControls.minFrequency ? 1 : 0
-            amp /= nSub
-            amplitude[v] = amp
-            silent[v] = amp == 0
-            var sum: Float = 0
-            let hb = v * harmonics
-            for k in 0..<harmonics {
-                let kf = Float(k + 1)
-                let factor = (kf * kf * b + 1).squareRoot()
-                harmonicShift[hb + k] = factor - 1
-                var d = SynthControls.expSigmoid(r[1 + k])
-                if f00 * kf * factor >= nyquist { d = 0 }
-                harmonicDistribution[hb + k] = d
-                sum += d
-            }
-            let denominator = sum == 0 ? 1e-7 : sum
-            for k in 0..<harmonics {
-                let d = harmonicDistribution[hb + k] / denominator
-                harmonicDistribution[hb + k] = d
-                harmonicAmplitude[hb + k] = amp * d
-            }
-            for s in 0..<substrings {
-                let fs = f0In[v * substrings + s]
-                f0[v * substrings + s] = fs
-                let fb = (v * substrings + s) * harmonics
-                for k in 0..<harmonics {
-                    harmonicFrequency[fb + k] = (fs * Float(k + 1)) * (1 + harmonicShift[hb + k])
+        let lane = V(0, 1, 2, 3, 4, 5, 6, 7)
+        amplitude.withUnsafeMutableBufferPointer { ampP in
+        silent.withUnsafeMutableBufferPointer { silentP in
+        harmonicShift.withUnsafeMutableBufferPointer { shP in
+        harmonicDistribution.withUnsafeMutableBufferPointer { distP in
+        harmonicAmplitude.withUnsafeMutableBufferPointer { haP in
+        harmonicFrequency.withUnsafeMutableBufferPointer { hfP in
+        f0.withUnsafeMutableBufferPointer { f0P in
+        magnitudes.withUnsafeMutableBufferPointer { magP in
+            let shR = UnsafeMutableRawPointer(shP.baseAddress!), distR = UnsafeMutableRawPointer(distP.baseAddress!)
+            let haR = UnsafeMutableRawPointer(haP.baseAddress!), hfR = UnsafeMutableRawPointer(hfP.baseAddress!)
+            let magR = UnsafeMutableRawPointer(magP.baseAddress!)
+            for v in 0..<voices {
+                let r = UnsafeRawPointer(raw + v * outputs)
+                let f00 = f0In[v * S]
+                let b = max(inharm[v], 0)
+                var amp = SynthControls.expSigmoid(r.load(as: Float.self))
+                amp *= f00 > SynthControls.minFrequency ? 1 : 0
+                amp /= nSub
+                ampP[v] = amp
+                silentP[v] = amp == 0
+                var sum = V()
+                let hb = 4 * v * H
+                for k in stride(from: 0, to: H, by: 8) {
+                    let kf = lane + Float(k + 1)
+                    let factor = (kf * kf * b + 1).squareRoot()
+                    shR.storeBytes(of: factor - 1, toByteOffset: hb + 4 * k, as: V.self)
+                    var d = VectorMath.vexpSigmoid(r.loadUnaligned(fromByteOffset: 4 * (1 + k), as: V.self))
+                    d.replace(with: 0, where: f00 * kf * factor .>= nyquist)
+                    distR.storeBytes(of: d, toByteOffset: hb + 4 * k, as: V.self)
+                    sum += d
+                }
+                let total = sum.sum()
+                let denominator = V(repeating: total == 0 ? 1e-7 : total)
+                for k in stride(from: 0, to: H, by: 8) {
+                    let d = distR.loadUnaligned(fromByteOffset: hb + 4 * k, as: V.self) / denominator
+                    distR.storeBytes(of: d, toByteOffset: hb + 4 * k, as: V.self)
+                    haR.storeBytes(of: amp * d, toByteOffset: hb + 4 * k, as: V.self)
+                }
+                for s in 0..<S {
+                    let fs = f0In[v * S + s]
+                    f0P[v * S + s] = fs
+                    let fb = 4 * (v * S + s) * H
+                    for k in stride(from: 0, to: H, by: 8) {
+                        let kf = lane + Float(k + 1)
+                        let shift = shR.loadUnaligned(fromByteOffset: hb + 4 * k, as: V.self)
+                        hfR.storeBytes(of: (fs * kf) * (1 + shift), toByteOffset: fb + 4 * k, as: V.self)
+                    }
+                }
+                for j in stride(from: 0, to: B, by: 8) {
+                    let x = r.loadUnaligned(fromByteOffset: 4 * (1 + H + j), as: V.self) - 5
+                    magR.storeBytes(of: VectorMath.vexpSigmoid(x), toByteOffset: 4 * (v * B + j), as: V.self)
                 }
             }
-            for j in 0..<bands {
-                magnitudes[v * bands + j] = SynthControls.expSigmoid(r[1 + harmonics + j] - 5)
-            }
-        }
+        }}}}}}}}
     }
 }
