@@ -130,6 +130,77 @@ final class NormalizationTests: XCTestCase {
         XCTAssertEqual(Double(cumulative.statistics.contextMean), w * 3 + (1 - w) * Double(wholeContext.mean), accuracy: 1e-5)
     }
 
+    /// The same through the real networks: a 2-second pattern repeated for 40 s, normalised
+    /// causally frame by frame; at the end the estimates are those of the whole sequence.
+    func testEstimatorsConvergeThroughTheNetworks() throws {
+        let weights = try Fixtures.dafx22Weights()
+        var notes: [NoteSequence.Note] = []
+        var pedal: [NoteSequence.ControlChange] = []
+        for bar in 0..<20 {
+            let t = Double(bar) * 2
+            pedal.append(.init(time: t, controller: 64, value: 100))
+            pedal.append(.init(time: t + 1.9, controller: 64, value: 0))
+            for (k, p) in [48, 55, 60, 64, 67, 72, 76, 79].enumerated() {
+                notes.append(.init(pitch: p, velocity: 50 + 8 * k, start: t + 0.2 * Double(k), end: t + 0.2 * Double(k) + 0.15))
+            }
+        }
+        let c = UpstreamConditioning.make(sequence: NoteSequence(notes: notes, controlChanges: pedal).applyingSustain())
+        let instrument = 3
+        var network = PianoNetwork(weights: weights, instrument: instrument)
+        let whole = OfflineRenderer.wholeSequenceStatistics(conditioning: c, network: &network)
+        let prior = Calibration.genericPrior(voices: 16)
+        var estimators = [NormalizationEstimator(weights: weights, instrument: instrument),
+                          NormalizationEstimator(prior: prior, mode: .running(timeConstantFrames: 2500))]
+        for k in estimators.indices {
+            network.reset()
+            c.conditioning.withUnsafeBufferPointer { cond in
+                c.pedal.withUnsafeBufferPointer { ped in
+                    for t in 0..<c.frames {
+                        network.step(conditioning: cond.baseAddress! + t * 32, pedal: ped.baseAddress! + t * 4, statistics: estimators[k].statistics)
+                        estimators[k].observe(network)
+                    }
+                }
+            }
+            let s = estimators[k].statistics
+            print(String(format: "estimator %d after %d frames: context %.4f/%.4f (whole %.4f/%.4f), voice 0 %.3f/%.2f (whole %.3f/%.2f)", k, c.frames,
+                         s.contextMean, s.contextVariance, whole.contextMean, whole.contextVariance,
+                         s.monoMeans[0], s.monoVariances[0], whole.monoMeans[0], whole.monoVariances[0]))
+            XCTAssertEqual(s.contextMean, whole.contextMean, accuracy: 0.02)
+            XCTAssertEqual(s.contextVariance / whole.contextVariance, 1, accuracy: 0.03)
+            for v in 0..<16 {
+                XCTAssertEqual(s.monoMeans[v], whole.monoMeans[v], accuracy: 0.3)
+                XCTAssertEqual(s.monoVariances[v] / whole.monoVariances[v], 1, accuracy: 0.03)
+            }
+        }
+    }
+
+    // MARK: - Against --exact
+
+    /// The standard estimator (default prior: these weights have no calibration) comes much
+    /// closer to the exact render than per-frame statistics. Margins from the measured numbers
+    /// (docs/NORMALIZATION.md) with room for platform differences.
+    func testStandardEstimatorBeatsPerFrameStatisticsOnReferenceCases() throws {
+        let weights = try Fixtures.dafx22Weights()
+        let dir = try Fixtures.requireReference().appendingPathComponent("cases")
+        for (name, maxRatio) in [("scale_velocities_p9", 0.6), ("sustain_pedal_chords_p4", 0.6)] {
+            let caseDir = dir.appendingPathComponent(name)
+            let piano = (try Fixtures.meta(caseDir)["piano_type"] as? Int) ?? 9
+            let c = UpstreamConditioning.make(midi: try MIDIFile(bytes: [UInt8](try Data(contentsOf: caseDir.appendingPathComponent("input.mid")))))
+            var settings = RenderSettings()
+            settings.instrument = piano
+            settings.noise = false
+            settings.exact = true
+            let exact = try OfflineRenderer.render(conditioning: c, weights: weights, settings: settings).wet
+            let estimator = NormalizationEstimator(weights: weights, instrument: piano)
+            let causal = try CausalRender.render(conditioning: c, weights: weights, settings: settings, normalization: .estimator(estimator)).wet
+            let perFrame = try CausalRender.render(conditioning: c, weights: weights, settings: settings, normalization: .perFrame).wet
+            XCTAssertEqual(causal.count, exact.count)
+            let d = SpectralMetrics.multiScaleDistance(causal, exact), dPerFrame = SpectralMetrics.multiScaleDistance(perFrame, exact)
+            print(String(format: "%@: distance to --exact: standard estimator %.3f, per-frame statistics %.3f", name, d, dPerFrame))
+            XCTAssertLessThan(d, maxRatio * dPerFrame, name)
+        }
+    }
+
     // MARK: - weights calibrate
 
     func testCalibrateCommandWritesTheCalibration() throws {
@@ -253,11 +324,13 @@ struct Study {
         "score/symusic__testcases_2.mid",
         "score/openttd-openmsx__moo_redfarn_pianoonly.mid",
     ]
-    static let tuningEstimators = ["mean-of-means/fixed", "mean-of-means/run:250", "mean-of-means/run:1250",
-                                   "mean-of-means/run:5000", "mean-of-means/run:15000",
-                                   "mean-of-means/cum:250:inf", "mean-of-means/cum:1250:inf", "mean-of-means/cum:5000:inf"]
-    static let tableEstimators = ["perframe", "generic/fixed", "generated/fixed", "pooled/fixed", "median/fixed",
-                                  "mean-of-means/fixed", "mean-of-means/run:5000", "mean-of-means/cum:1250:inf"]
+    static let tuningEstimators = ["perframe", "mean-of-means/fixed", "mean-of-means/run:250:gate", "mean-of-means/run:500:gate",
+                                   "mean-of-means/run:1250", "mean-of-means/cum:0:inf:gate", "mean-of-means/cum:25:inf:gate",
+                                   "mean-of-means/cum:100:inf", "mean-of-means/cum:100:inf:gate", "mean-of-means/cum:100:inf:pool",
+                                   "mean-of-means/cum:250:inf:gate", "mean-of-means/cum:1000:inf:gate"]
+    static let tableEstimators = ["perframe", "generic/fixed", "generated/fixed", "mean-of-means/fixed", "pooled/fixed", "median/fixed",
+                                  "mean-of-means/run:500:gate", "mean-of-means/cum:25:45000", "mean-of-means/cum:25:45000:gate",
+                                  "generic/cum:25:45000:gate", "generated/cum:25:45000:gate"]
 
     init(directory: URL) throws {
         self.directory = directory
@@ -277,10 +350,11 @@ struct Study {
         }
     }
 
-    func midiPiece(_ file: String, instrument: Int) throws -> Piece {
+    func midiPiece(_ file: String, instrument: Int, crop: Double = Calibration.standardCropSeconds) throws -> Piece {
         let m = try MIDIFile(bytes: [UInt8](try Data(contentsOf: midi.appendingPathComponent(file))))
-        let name = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent + "_p\(instrument)"
-        return Piece(name: name, conditioning: Calibration.conditioning(midi: m), instrument: instrument)
+        var name = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent + "_p\(instrument)"
+        if crop != Calibration.standardCropSeconds { name += "_\(Int(crop))s" }
+        return Piece(name: name, conditioning: Calibration.conditioning(midi: m, cropSeconds: crop), instrument: instrument)
     }
 
     func referencePieces() throws -> [Piece] {
@@ -298,6 +372,7 @@ struct Study {
             case "reference": out += try referencePieces()
             case "heldout": out += try Self.heldOut.map { try midiPiece($0.0, instrument: $0.1) }
             case "tuning": out += try Self.tuning.map { try midiPiece($0.0, instrument: $0.1) }
+            case "tuning-long": out += try Self.tuning.prefix(2).map { try midiPiece($0.0, instrument: $0.1, crop: 180) }
             default: XCTFail("unknown piece set \(part)")
             }
         }
@@ -358,13 +433,16 @@ struct Study {
     }
 
     /// "perframe", or PRIOR/MODE with PRIOR generic | generated | exact (oracle) |
-    /// mean-of-means | pooled | median and MODE fixed | run:TAU | cum:N0:CAP (frames; inf allowed).
+    /// mean-of-means | pooled | median and MODE fixed | run:TAU | cum:N0:CAP (frames; inf allowed),
+    /// optionally followed by :pool (voices share moments) and :gate (silent frames skipped).
     func normalization(_ spec: String, piece: Piece) throws -> CausalRender.Normalization {
         if spec == "perframe" { return .perFrame }
         let parts = spec.split(separator: "/").map(String.init)
         guard parts.count == 2 else { throw StudyError("bad estimator spec \(spec)") }
         let prior = try prior(parts[0], piece: piece)
-        let m = parts[1].split(separator: ":").map(String.init)
+        var m = parts[1].split(separator: ":").map(String.init)
+        let pool = m.contains("pool"), gate = m.contains("gate")
+        m.removeAll { $0 == "pool" || $0 == "gate" }
         func number(_ s: String) -> Double { s == "inf" ? .infinity : Double(s)! }
         let mode: NormalizationEstimator.Mode
         switch m[0] {
@@ -373,7 +451,7 @@ struct Study {
         case "cum": mode = .cumulative(priorFrames: number(m[1]), timeConstantFrames: number(m[2]))
         default: throw StudyError("bad mode \(parts[1])")
         }
-        return .estimator(NormalizationEstimator(prior: prior, mode: mode))
+        return .estimator(NormalizationEstimator(prior: prior, mode: mode, poolsVoices: pool, skipsSilence: gate))
     }
 
     func settings(_ piece: Piece) -> RenderSettings {
@@ -450,26 +528,46 @@ struct Study {
         }
     }
 
+    /// Mean absolute difference in dB of 16-band energies (2048-sample frames) over the bands
+    /// within 60 dB of the exact render's loudest band: a check that the spectral distance's
+    /// verdict holds where one can hear it.
+    static func audibleBandDifference(_ x: [Float], _ exact: [Float]) -> Double {
+        let n = min(x.count, exact.count)
+        let a = SpectralMetrics.bandEnergies(Array(x[..<n])).db, b = SpectralMetrics.bandEnergies(Array(exact[..<n])).db
+        let floor = (b.max() ?? 0) - 60
+        var sum = 0.0, count = 0
+        for i in b.indices where max(a[i], b[i]) > floor {
+            sum += abs(max(a[i], floor) - max(b[i], floor))
+            count += 1
+        }
+        return count > 0 ? sum / Double(count) : 0
+    }
+
     /// Distances of each estimator's causal render to the exact render, per piece; a markdown table.
     func table(pieces: [Piece], estimators: [String], name: String) throws {
         var rows: [[Double]] = []
+        var bandRows: [[Double]] = []
         var header = "| piece | piano | s |"
         for e in estimators { header += " \(e) |" }
         log("\n" + header + "\n|" + String(repeating: "---|", count: estimators.count + 3))
         for piece in pieces {
             let exact = try exactRender(piece)
-            var row: [Double] = []
+            var row: [Double] = [], bandRow: [Double] = []
             for spec in estimators {
                 let causal = try CausalRender.render(conditioning: piece.conditioning, weights: weights, settings: settings(piece),
                                                      normalization: try normalization(spec, piece: piece)).wet
                 row.append(SpectralMetrics.multiScaleDistance(causal, exact))
+                bandRow.append(Self.audibleBandDifference(causal, exact))
             }
             rows.append(row)
-            log("| \(piece.name) | \(piece.instrument) | \(String(format: "%.1f", piece.seconds)) |" + row.map { String(format: " %.3f |", $0) }.joined())
+            bandRows.append(bandRow)
+            log("| \(piece.name) | \(piece.instrument) | \(String(format: "%.1f", piece.seconds)) |"
+                + zip(row, bandRow).map { String(format: " %.3f (%.2f dB) |", $0, $1) }.joined())
         }
         let mean = (0..<estimators.count).map { j in rows.map { $0[j] }.reduce(0, +) / Double(rows.count) }
-        log("| **mean** | | |" + mean.map { String(format: " **%.3f** |", $0) }.joined())
-        let json: [String: Any] = ["estimators": estimators, "pieces": pieces.map(\.name), "distances": rows]
+        let bandMean = (0..<estimators.count).map { j in bandRows.map { $0[j] }.reduce(0, +) / Double(rows.count) }
+        log("| **mean** | | |" + zip(mean, bandMean).map { String(format: " **%.3f** (%.2f dB) |", $0, $1) }.joined())
+        let json: [String: Any] = ["estimators": estimators, "pieces": pieces.map(\.name), "distances": rows, "band_db": bandRows]
         try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted]).write(to: directory.appendingPathComponent("\(name).json"))
     }
 }

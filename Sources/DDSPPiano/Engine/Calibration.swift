@@ -102,12 +102,13 @@ public enum Calibration {
     /// Seconds of each piece used by default (long pieces are cropped to their beginning).
     public static let standardCropSeconds = 60.0
 
-    /// A weight file without calibration: constants that hold for every instrument and slot
-    /// (the means over the dafx22 calibration; see docs/NORMALIZATION.md).
-    public static let genericContextMean: Float = -0.1
-    public static let genericContextVariance: Float = 0.8
-    public static let genericMonoMean: Float = 0.3
-    public static let genericMonoVariance: Float = 105
+    /// A weight file without calibration: constants for every instrument and voice, the means
+    /// over the ten instruments of the dafx22 calibration (docs/NORMALIZATION.md). With the
+    /// standard estimator the prior only matters for the first notes.
+    public static let genericContextMean: Float = -0.14
+    public static let genericContextVariance: Float = 0.83
+    public static let genericMonoMean: Float = 0.44
+    public static let genericMonoVariance: Float = 106
 
     public static func genericPrior(voices: Int) -> NormalizationStatistics {
         NormalizationStatistics(contextMean: genericContextMean, contextVariance: genericContextVariance,

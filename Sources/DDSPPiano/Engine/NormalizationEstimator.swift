@@ -20,32 +20,52 @@ public struct NormalizationEstimator: Sendable {
         case cumulative(priorFrames: Double, timeConstantFrames: Double)
     }
 
-    /// The estimator the streaming engine uses, chosen by measurement (docs/NORMALIZATION.md).
-    public static let standardMode: Mode = .fixed
+    /// The estimator the streaming engine uses, chosen by measurement (docs/NORMALIZATION.md):
+    /// the running mean of the piece so far, per voice, silent frames skipped, the prior
+    /// worth 0.1 s, forgetting beyond 3 minutes of playing. Fixed priors, however calibrated,
+    /// missed by far more: the whole-piece statistics vary with the music (the monophonic
+    /// variance by about ±15 % between pieces), and the output is very sensitive to them.
+    public static let standardMode: Mode = .cumulative(priorFrames: 25, timeConstantFrames: 45_000)
+
+    /// The standard estimator from a prior (`standardMode`, per-voice moments, silence skipped).
+    public static func standard(prior: NormalizationStatistics) -> NormalizationEstimator {
+        NormalizationEstimator(prior: prior, mode: standardMode, poolsVoices: false, skipsSilence: true)
+    }
 
     public var mode: Mode
+    /// One set of monophonic moments shared by all voices (they run the same network, and
+    /// within a piece their statistics differ little) instead of one per voice.
+    public var poolsVoices: Bool
+    /// `observe(_ network:)` ignores frames where no voice sounds (no pitch, no release tail),
+    /// so that a live instrument left idle does not drift towards the statistics of silence.
+    public var skipsSilence: Bool
     public private(set) var statistics: NormalizationStatistics
     /// Frames observed since the last reset.
     public private(set) var framesObserved: Int = 0
     private var contextMoments: (mean: Double, meanSquare: Double)
     private var monoMoments: [(mean: Double, meanSquare: Double)]
+    private var pooledMoments: (mean: Double, meanSquare: Double)
 
-    public init(prior: NormalizationStatistics, mode: Mode) {
+    public init(prior: NormalizationStatistics, mode: Mode, poolsVoices: Bool = false, skipsSilence: Bool = false) {
         self.mode = mode
+        self.poolsVoices = poolsVoices
+        self.skipsSilence = skipsSilence
         statistics = prior
         contextMoments = (Double(prior.contextMean), Double(prior.contextVariance) + Double(prior.contextMean) * Double(prior.contextMean))
         monoMoments = zip(prior.monoMeans, prior.monoVariances).map { (Double($0), Double($1) + Double($0) * Double($0)) }
+        let n = Double(max(1, monoMoments.count))
+        pooledMoments = (monoMoments.reduce(0) { $0 + $1.mean } / n, monoMoments.reduce(0) { $0 + $1.meanSquare } / n)
     }
 
-    /// The standard estimator for one instrument of a weight file: its calibration when the
-    /// file has one, otherwise the built-in default (`PianoWeights.normalizationPrior`).
-    public init(weights: PianoWeights, instrument: Int, mode: Mode = NormalizationEstimator.standardMode) {
-        self.init(prior: weights.normalizationPrior(instrument: instrument), mode: mode)
+    /// The standard estimator for one instrument of a weight file, from its calibration when
+    /// the file has one, otherwise the built-in default (`PianoWeights.normalizationPrior`).
+    public init(weights: PianoWeights, instrument: Int) {
+        self = .standard(prior: weights.normalizationPrior(instrument: instrument))
     }
 
     /// Replaces the prior (e.g. after an instrument change) and restarts the running moments from it.
     public mutating func reset(prior: NormalizationStatistics) {
-        self = NormalizationEstimator(prior: prior, mode: mode)
+        self = NormalizationEstimator(prior: prior, mode: mode, poolsVoices: poolsVoices, skipsSilence: skipsSilence)
     }
 
     /// Weight of the next frame in the moments (0 for `.fixed`).
@@ -59,8 +79,11 @@ public struct NormalizationEstimator: Sendable {
 
     /// Feeds one frame of Normalize inputs: context [contextWidth], mono [voices, monoWidth].
     /// The statistics used for a frame are those from before it (strictly causal).
-    public mutating func observe(context: UnsafePointer<Float>, contextWidth: Int, mono: UnsafePointer<Float>, monoWidth: Int) {
+    /// `sounding`: whether any voice sounds in this frame (see `skipsSilence`).
+    public mutating func observe(context: UnsafePointer<Float>, contextWidth: Int, mono: UnsafePointer<Float>, monoWidth: Int,
+                                 sounding: Bool = true) {
         if case .fixed = mode { return }
+        if skipsSilence && !sounding { return }
         let alpha = nextWeight
         framesObserved += 1
         func frameMoments(_ p: UnsafePointer<Float>, _ n: Int) -> (Double, Double) {
@@ -73,6 +96,18 @@ public struct NormalizationEstimator: Sendable {
         contextMoments.meanSquare += alpha * (cm2 - contextMoments.meanSquare)
         statistics.contextMean = Float(contextMoments.mean)
         statistics.contextVariance = Float(max(1e-6, contextMoments.meanSquare - contextMoments.mean * contextMoments.mean))
+        if poolsVoices {
+            let (m, m2) = frameMoments(mono, monoWidth * monoMoments.count)
+            pooledMoments.mean += alpha * (m - pooledMoments.mean)
+            pooledMoments.meanSquare += alpha * (m2 - pooledMoments.meanSquare)
+            let mean = Float(pooledMoments.mean)
+            let variance = Float(max(1e-6, pooledMoments.meanSquare - pooledMoments.mean * pooledMoments.mean))
+            for v in monoMoments.indices {
+                statistics.monoMeans[v] = mean
+                statistics.monoVariances[v] = variance
+            }
+            return
+        }
         for v in monoMoments.indices {
             let (m, m2) = frameMoments(mono + v * monoWidth, monoWidth)
             monoMoments[v].mean += alpha * (m - monoMoments[v].mean)
@@ -82,13 +117,15 @@ public struct NormalizationEstimator: Sendable {
         }
     }
 
-    /// Feeds the Normalize inputs of the network's last `step` (`context.preNorm`, `mono.preNorm`).
+    /// Feeds the Normalize inputs of the network's last `step` (`context.preNorm`, `mono.preNorm`);
+    /// a frame sounds when a voice has a pitch or a release tail (`extendedPitch` > 0).
     public mutating func observe(_ network: PianoNetwork) {
         if case .fixed = mode { return }
+        let sounding = network.extendedPitch.contains { $0 > 0 }
         let monoWidth = network.mono.hidden.outputs
         network.context.preNorm.withUnsafeBufferPointer { c in
             network.mono.preNorm.withUnsafeBufferPointer { m in
-                observe(context: c.baseAddress!, contextWidth: c.count, mono: m.baseAddress!, monoWidth: monoWidth)
+                observe(context: c.baseAddress!, contextWidth: c.count, mono: m.baseAddress!, monoWidth: monoWidth, sounding: sounding)
             }
         }
     }
