@@ -58,15 +58,15 @@ let package = Package(
             name: "PianoDaemonTests",
             dependencies: ["PianoDaemon", "DDSPPiano", "PianoIO"]
         ),
-        // Training: backward passes, losses, optimiser (the `ddsp-piano-train` tool's library).
+        // Training: backward passes, losses, optimiser, data (the `ddsp-piano-train` tool's library).
         .target(
             name: "PianoTraining",
-            dependencies: ["DDSPPiano", "CBLAS", "CKissFFT"],
+            dependencies: ["DDSPPiano", "PianoIO", "CBLAS", "CKissFFT"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .testTarget(
             name: "PianoTrainingTests",
-            dependencies: ["PianoTraining", "DDSPPiano"]
+            dependencies: ["PianoTraining", "DDSPPiano", "PianoIO"]
         ),
         .testTarget(
             name: "DDSPPianoTests",

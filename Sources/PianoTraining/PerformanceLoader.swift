@@ -1,0 +1,53 @@
+import DDSPPiano
+import Foundation
+import PianoIO
+
+/// One recorded performance ready to be cut into segments: mono audio at the model's rate and
+/// the MIDI through the engine's conditioning (upstream's load_data: note_seq with sustain, no
+/// warm-up).
+public struct Performance: Sendable {
+    public var audio: [Float]                  // [samples] at the model's sample rate
+    public var conditioning: FrameConditioning
+    public var polyphony: [Int]                // [frames]: notes sounding (before the 16-voice allocation)
+}
+
+public enum PerformanceLoader {
+    /// Audio and MIDI lengths may differ by this much (a recording's silent tail, a MIDI file's
+    /// last pedal release) before the pair is taken for a mismatch.
+    public static let lengthTolerance = 10.0
+
+    /// Reads a pair; throws a `TrainingDataError` saying why a pair is unusable: unreadable
+    /// audio or MIDI, silent audio, MIDI without notes, lengths that do not match.
+    public static func load(audio audioURL: URL, midi midiURL: URL, sampleRate: Int = 16_000, frameRate: Int = 250,
+                            voices: Int = 16) throws -> Performance {
+        let data: AudioData
+        do { data = try AudioFile.read(audioURL) } catch { throw TrainingDataError("\(error)") }
+        guard data.frames > 0, data.sampleRate > 0 else { throw TrainingDataError("\(audioURL.path): no audio") }
+        var mono = data.mono()
+        guard let peak = mono.map({ abs($0) }).max(), peak > 0 else { throw TrainingDataError("\(audioURL.path): silent") }
+        guard mono.allSatisfy({ $0.isFinite }) else { throw TrainingDataError("\(audioURL.path): non-finite samples") }
+        if data.sampleRate != sampleRate {
+            do { mono = try OfflineResampler.resample(mono, from: Double(data.sampleRate), to: Double(sampleRate)) }
+            catch { throw TrainingDataError("\(audioURL.path): \(error)") }
+        }
+        // As upstream: int(duration · rate) samples, zero-padded or trimmed.
+        let expected = Int(data.duration * Double(sampleRate))
+        if mono.count > expected { mono.removeLast(mono.count - expected) }
+        else if mono.count < expected { mono += [Float](repeating: 0, count: expected - mono.count) }
+
+        let midi: MIDIFile
+        do { midi = try MIDIFile(bytes: [UInt8](try Data(contentsOf: midiURL))) }
+        catch { throw TrainingDataError("\(midiURL.path): \(error)") }
+        let sequence = NoteSequence(midi: midi).applyingSustain()
+        guard sequence.notes.contains(where: { $0.pitch >= UpstreamConditioning.minPitch && $0.pitch <= UpstreamConditioning.maxPitch && !$0.isDrum }) else {
+            throw TrainingDataError("\(midiURL.path): no piano notes")
+        }
+        let audioSeconds = Double(mono.count) / Double(sampleRate)
+        guard abs(sequence.totalTime - audioSeconds) <= lengthTolerance else {
+            throw TrainingDataError(String(format: "%@: MIDI lasts %.1f s but the audio %.1f s (%@)", midiURL.path, sequence.totalTime, audioSeconds, audioURL.path))
+        }
+        let conditioning = UpstreamConditioning.make(sequence: sequence, warmUp: 0, voices: voices, frameRate: frameRate)
+        let polyphony = Segmenter.polyphony(sequence, frames: conditioning.frames, frameRate: frameRate)
+        return Performance(audio: mono, conditioning: conditioning, polyphony: polyphony)
+    }
+}
