@@ -30,6 +30,7 @@ public struct AdditiveSynth: Sendable {
     private let window: [Float]        // periodic Hann, 2·frameSize
     private var lerp: [Float]          // r / frameSize
     private var partialSum: [SIMD8<Float>]    // [frameSize] scratch: per-sample lanes of partial sums
+    private var silentBlocks: [Int]           // scratch: byte offsets of the frame's silent 8-partial blocks
 
     public init(hyper h: PianoWeights.Hyper) {
         voices = h.voices; substrings = h.substrings; harmonics = h.harmonics
@@ -42,6 +43,7 @@ public struct AdditiveSynth: Sendable {
         window = (0..<wl).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(wl))) }
         lerp = (0..<frameSize).map { Float($0) * (1 / Float(h.samplesPerFrame)) }
         partialSum = [SIMD8<Float>](repeating: .zero, count: frameSize)
+        silentBlocks = [Int](repeating: 0, count: n / 8 + 1)
     }
 
     public mutating func reset() {
@@ -70,6 +72,8 @@ public struct AdditiveSynth: Sendable {
         next.harmonicAmplitude.withUnsafeBufferPointer { an in
         window.withUnsafeBufferPointer { w in
         lerp.withUnsafeBufferPointer { lp in
+        silentBlocks.withUnsafeMutableBufferPointer { pending in
+            var silentCount = 0
             let cpR = UnsafeMutableRawPointer(cp.baseAddress!), osR = UnsafeMutableRawPointer(os.baseAddress!)
             let offR = UnsafeMutableRawPointer(off.baseAddress!)
             let fcR = UnsafeRawPointer(fc.baseAddress!), fnR = UnsafeRawPointer(fn.baseAddress!)
@@ -116,27 +120,35 @@ public struct AdditiveSynth: Sendable {
                                     p.oscillate(masked: false, chunk, N, &phase, ofs, lp, w, acc, N)
                                 }
                             }
+                            cpR.storeBytes(of: phase, toByteOffset: o, as: SIMD8<Float>.self)
+                            offR.storeBytes(of: ofs, toByteOffset: o, as: SIMD8<Float>.self)
                         } else {
-                            for r in 0..<chunk { phase += w0 + dw * lp[r] }
-                            if folds {
-                                AdditiveSynth.foldChunk(&phase, &ofs, osR, o)
-                                for r in chunk..<N { phase += w0 + dw * lp[r] }
-                            }
+                            pending[silentCount] = o
+                            silentCount += 1
                         }
-                        cpR.storeBytes(of: phase, toByteOffset: o, as: SIMD8<Float>.self)
-                        offR.storeBytes(of: ofs, toByteOffset: o, as: SIMD8<Float>.self)
                     }
                     if audible { for r in 0..<N { out[r] += acc[r].sum() } }
                 }
             }
-        }}}}}}}}}}
+            // Silent blocks only advance their phases: a running sum whose add latency, not the
+            // arithmetic, bounds one block (most of the 384 blocks are silent), so they advance
+            // four at a time as independent chains.
+            let phases = Phases(cp: cpR, off: offR, sums: osR, fc: fcR, fn: fnR, twoPi: twoPi, sr: sr,
+                                lp: lp, chunk: chunk, folds: folds, N: N)
+            var i = 0
+            while i + 4 <= silentCount {
+                phases.advance4(pending[i], pending[i + 1], pending[i + 2], pending[i + 3])
+                i += 4
+            }
+            while i < silentCount { phases.advance1(pending[i]); i += 1 }
+        }}}}}}}}}}}
         sampleIndex += N
     }
 
     /// ddsp angular_cumsum at a chunk end: the next chunk starts from 0, offset by the float32
     /// running sum of previous chunk ends (each mod 2π), mod 2π.
     @inline(__always)
-    private static func foldChunk(_ phase: inout SIMD8<Float>, _ ofs: inout SIMD8<Float>, _ sums: UnsafeMutableRawPointer, _ o: Int) {
+    static func foldChunk(_ phase: inout SIMD8<Float>, _ ofs: inout SIMD8<Float>, _ sums: UnsafeMutableRawPointer, _ o: Int) {
         var sum = sums.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
         for l in 0..<8 {
             sum[l] += fmod2Pi(phase[l])
@@ -156,6 +168,61 @@ public struct AdditiveSynth: Sendable {
         var r = xd - (xd / c).rounded(.towardZero) * c
         if xd >= 0 { if r < 0 { r += c } } else if r > 0 { r -= c }
         return Float(r)
+    }
+}
+
+/// Phase-only advance of silent 8-partial blocks (same arithmetic as the audible loop).
+struct Phases {
+    typealias V = SIMD8<Float>
+    let cp, off, sums: UnsafeMutableRawPointer
+    let fc, fn: UnsafeRawPointer
+    let twoPi, sr: V
+    let lp: UnsafeBufferPointer<Float>
+    let chunk: Int, folds: Bool, N: Int
+
+    @inline(__always)
+    func rates(_ o: Int) -> (V, V) {
+        let w0 = (fc.loadUnaligned(fromByteOffset: o, as: V.self) * twoPi) / sr
+        return (w0, (fn.loadUnaligned(fromByteOffset: o, as: V.self) * twoPi) / sr - w0)
+    }
+
+    @inline(__always)
+    func advance1(_ o: Int) {
+        let (w0, dw) = rates(o)
+        var p = cp.loadUnaligned(fromByteOffset: o, as: V.self)
+        for r in 0..<chunk { p += w0 + dw * lp[r] }
+        if folds {
+            var ofs = off.loadUnaligned(fromByteOffset: o, as: V.self)
+            AdditiveSynth.foldChunk(&p, &ofs, sums, o)
+            off.storeBytes(of: ofs, toByteOffset: o, as: V.self)
+            for r in chunk..<N { p += w0 + dw * lp[r] }
+        }
+        cp.storeBytes(of: p, toByteOffset: o, as: V.self)
+    }
+
+    @inline(__always)
+    func advance4(_ o0: Int, _ o1: Int, _ o2: Int, _ o3: Int) {
+        let (w00, dw0) = rates(o0), (w01, dw1) = rates(o1), (w02, dw2) = rates(o2), (w03, dw3) = rates(o3)
+        var p0 = cp.loadUnaligned(fromByteOffset: o0, as: V.self), p1 = cp.loadUnaligned(fromByteOffset: o1, as: V.self)
+        var p2 = cp.loadUnaligned(fromByteOffset: o2, as: V.self), p3 = cp.loadUnaligned(fromByteOffset: o3, as: V.self)
+        for r in 0..<chunk {
+            let t = lp[r]
+            p0 += w00 + dw0 * t; p1 += w01 + dw1 * t; p2 += w02 + dw2 * t; p3 += w03 + dw3 * t
+        }
+        if folds {
+            var q0 = off.loadUnaligned(fromByteOffset: o0, as: V.self), q1 = off.loadUnaligned(fromByteOffset: o1, as: V.self)
+            var q2 = off.loadUnaligned(fromByteOffset: o2, as: V.self), q3 = off.loadUnaligned(fromByteOffset: o3, as: V.self)
+            AdditiveSynth.foldChunk(&p0, &q0, sums, o0); AdditiveSynth.foldChunk(&p1, &q1, sums, o1)
+            AdditiveSynth.foldChunk(&p2, &q2, sums, o2); AdditiveSynth.foldChunk(&p3, &q3, sums, o3)
+            off.storeBytes(of: q0, toByteOffset: o0, as: V.self); off.storeBytes(of: q1, toByteOffset: o1, as: V.self)
+            off.storeBytes(of: q2, toByteOffset: o2, as: V.self); off.storeBytes(of: q3, toByteOffset: o3, as: V.self)
+            for r in chunk..<N {
+                let t = lp[r]
+                p0 += w00 + dw0 * t; p1 += w01 + dw1 * t; p2 += w02 + dw2 * t; p3 += w03 + dw3 * t
+            }
+        }
+        cp.storeBytes(of: p0, toByteOffset: o0, as: V.self); cp.storeBytes(of: p1, toByteOffset: o1, as: V.self)
+        cp.storeBytes(of: p2, toByteOffset: o2, as: V.self); cp.storeBytes(of: p3, toByteOffset: o3, as: V.self)
     }
 }
 
