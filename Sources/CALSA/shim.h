@@ -1,5 +1,4 @@
 // ALSA sequencer (Debian: libasound2-dev, LGPL-2.1+, dynamically linked).
-#define _GNU_SOURCE 1
 #include <alsa/asoundlib.h>
 #include <stdint.h>
 

@@ -1,7 +1,7 @@
 import XCTest
 import Foundation
 import CSndFile
-@testable import PianoIO
+import PianoIO
 
 final class AudioFileTests: XCTestCase {
     var dir: URL!

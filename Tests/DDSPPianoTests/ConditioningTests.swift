@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import DDSPPiano
+import DDSPPiano
 
 /// The conditioning must equal what upstream fed its model, value for value.
 final class ConditioningTests: XCTestCase {

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import DDSPPiano
+import DDSPPiano
 
 /// Builds Standard MIDI File bytes by hand for the parser tests.
 enum SMF {

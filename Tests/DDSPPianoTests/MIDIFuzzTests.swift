@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import DDSPPiano
+import DDSPPiano
 
 /// SplitMix64: tiny, fixed-seed, so every fuzz input can be regenerated from (seed, iteration).
 struct FuzzRNG: RandomNumberGenerator {
