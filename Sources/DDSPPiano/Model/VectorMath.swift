@@ -236,19 +236,20 @@ extension VectorMath {
     /// that |x| < 22 can take through expm1f is computed and the right one selected per lane.
     @inline(__always)
     public static func tanhfLibm(_ x: V) -> V {
-        typealias VI = SIMD8<Int32>
-        let jx = bits(x)
-        let ix = jx & 0x7FFF_FFFF
-        let ax = float(ix)
-        let large = ix .>= 0x3F80_0000                 // |x| ≥ 1: t = expm1f(2|x|)
+        // libm branches on bit patterns of |x|; for non-negative floats those order like the
+        // values, and float compares stay vector instructions (SSE2 has no unsigned integer
+        // compare: Swift lowers those lane by lane).
+        func f(_ b: UInt32) -> Float { Float(bitPattern: b) }
+        let ax = float(bits(x) & 0x7FFF_FFFF)
+        let large = ax .>= 1                            // |x| ≥ 1: t = expm1f(2|x|)
         // expm1f's argument: 2|x| or −2|x| (exact).
-        let a = (ax + ax).replacing(with: -(ax + ax), where: .!large)
-        let ha = bits(a) & 0x7FFF_FFFF
+        let aa = ax + ax
+        let a = aa.replacing(with: -aa, where: .!large)
         let neg = .!large                               // the argument's sign
         // Argument reduction (|a| > ½ ln 2): k = ±1 directly below 1.5 ln 2, else rounded.
         let ln2Hi = V(repeating: 6.9313812256e-01), ln2Lo = V(repeating: 9.0580006145e-06)
-        let reduce = ha .> 0x3EB1_7218
-        let near = ha .< 0x3F85_1592
+        let reduce = aa .> f(0x3EB1_7218)
+        let near = aa .< f(0x3F85_1592)
         // k = (int)(invln2·a ± 0.5), truncated toward zero; |k| ≤ 64 here.
         let kfRaw = a * 1.4426950216 + V(repeating: 0.5).replacing(with: -0.5, where: neg)
         var kt = roundMagic(kfRaw)                          // to nearest, then fix to truncation
@@ -281,9 +282,9 @@ extension VectorMath {
         e -= hxs
         let resultKm1 = 0.5 * (xr - e) - 0.5
         // k ≥ 2 (positive arguments ≥ 2, so k ≥ 3) or k ≤ −2: scale by 2^k through the exponent.
-        let ki = unsafeBitCast(bits(k + 12_582_912) &- 0x4B40_0000, to: VI.self)
-        let kShift = unsafeBitCast(ki &<< 23, to: SIMD8<UInt32>.self)
-        let twoMinusK = float(unsafeBitCast((127 &- ki) &<< 23, to: SIMD8<UInt32>.self))   // 2^−k
+        let kb = bits(k + 12_582_912) &- 0x4B40_0000          // k as a two's complement integer
+        let kShift = kb &<< 23
+        let twoMinusK = float((127 &- kb) &<< 23)             // 2^−k
         let yA = 1 - (e - xr)                                  // k ≤ −2 or k > 56
         let resultA = float(bits(yA) &+ kShift) - 1
         let yB = (1 - twoMinusK) - (e - xr)                    // 2 ≤ k < 23: t = 1 − 2^−k (exact)
@@ -291,20 +292,20 @@ extension VectorMath {
         let yC = (xr - (e + twoMinusK)) + 1                    // 23 ≤ k ≤ 56
         let resultC = float(bits(yC) &+ kShift)
         var em1 = resultC
-        em1.replace(with: resultB, where: ki .< 23)
-        em1.replace(with: resultA, where: (ki .<= -2) .| (ki .> 56))
-        em1.replace(with: resultKm1, where: ki .== -1)
-        em1.replace(with: resultK0, where: ki .== 0)
-        em1.replace(with: a, where: ha .< 0x3300_0000)        // |a| < 2⁻²⁵: expm1f(a) = a
+        em1.replace(with: resultB, where: k .< 23)
+        em1.replace(with: resultA, where: (k .<= -2) .| (k .> 56))
+        em1.replace(with: resultKm1, where: k .== -1)
+        em1.replace(with: resultK0, where: k .== 0)
+        em1.replace(with: a, where: aa .< f(0x3300_0000))      // |a| < 2⁻²⁵: expm1f(a) = a
         // tanh from expm1f.
         let zLarge = 1 - 2 / (em1 + 2)
         let zSmall = -em1 / (em1 + 2)
         var zv = zSmall.replacing(with: zLarge, where: large)
-        zv.replace(with: 1, where: ix .>= 0x41B0_0000)          // |x| ≥ 22
+        zv.replace(with: 1, where: ax .>= 22)
         var result = zv.replacing(with: -zv, where: x .< 0)
-        result.replace(with: x * (1 + x), where: ix .< 0x2400_0000)   // |x| < 2⁻⁵⁵
-        result.replace(with: x, where: ix .== 0)
-        result.replace(with: x + x, where: ix .> 0x7F80_0000)   // NaN
+        result.replace(with: x * (1 + x), where: ax .< f(0x2400_0000))   // |x| < 2⁻⁵⁵
+        result.replace(with: x, where: ax .== 0)
+        result.replace(with: x + x, where: x .!= x)             // NaN
         return result
     }
 }
