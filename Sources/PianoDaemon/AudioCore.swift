@@ -22,11 +22,16 @@ public final class AudioStats: @unchecked Sendable {
     public let xruns = ManagedAtomic<Int>(0)
     public let voices = ManagedAtomic<Int>(0)
     public let cpuPermille = ManagedAtomic<Int>(0)
+    /// Largest single-callback load seen (permille of the period).
+    public let peakPermille = ManagedAtomic<Int>(0)
+    /// Callbacks that took longer than their period: xruns of our own making (JACK's xrun
+    /// count also includes the server's and other clients').
+    public let lateCycles = ManagedAtomic<Int>(0)
     public let cycles = ManagedAtomic<Int>(0)
     public let instrument = ManagedAtomic<Int>(-1)
     public let silentCycles = ManagedAtomic<Int>(0)
-    /// Host sample position (driver's clock, e.g. JACK frame time) of the engine's sample 0;
-    /// −1 before the first cycle of the current engine.
+    /// Driver clock (JACK frame time) minus engine samples rendered: the clock position of
+    /// engine sample 0 if no cycle was skipped since; −1 before the current engine's first cycle.
     public let engineOrigin = ManagedAtomic<Int>(-1)
     public init() {}
 }
@@ -147,7 +152,8 @@ public final class AudioCore: @unchecked Sendable {
         addDriverEvents(self)
         sortEvents()
         engine.gain = Float(bitPattern: gainBits.load(ordering: .relaxed))
-        if rendered == 0 { stats.engineOrigin.store(position, ordering: .relaxed) }
+        // The driver's clock at engine sample 0; it moves when the server skipped cycles.
+        stats.engineOrigin.store(position - rendered, ordering: .relaxed)
         engine.render(events: UnsafeBufferPointer(start: events, count: eventCount),
                       into: UnsafeMutableBufferPointer(start: left, count: frames))
         rendered += frames
@@ -159,6 +165,9 @@ public final class AudioCore: @unchecked Sendable {
             let load = Double(monotonicNanoseconds() &- start) / Double(period)
             loadAverage += 0.05 * (load - loadAverage)
             stats.cpuPermille.store(Int(loadAverage * 1000), ordering: .relaxed)
+            let permille = Int(load * 1000)
+            if permille > stats.peakPermille.load(ordering: .relaxed) { stats.peakPermille.store(permille, ordering: .relaxed) }
+            if load > 1 { stats.lateCycles.wrappingIncrement(ordering: .relaxed) }
         }
     }
 

@@ -312,7 +312,8 @@ public final class Daemon {
 
     func statusLine() -> String {
         let st = core.stats
-        return "\(describe(st.instrument.load(ordering: .relaxed))), notes \(st.notesReceived.load(ordering: .relaxed)), xruns \(st.xruns.load(ordering: .relaxed))"
+        let audio = jack.map { $0.isOpen ? "JACK" : "waiting for the JACK server" } ?? "null audio"
+        return "\(describe(st.instrument.load(ordering: .relaxed))), \(audio), notes \(st.notesReceived.load(ordering: .relaxed)), xruns \(st.xruns.load(ordering: .relaxed))"
     }
 
     func handle(_ line: String) -> (ok: Bool, lines: [String], error: String) {
@@ -328,6 +329,7 @@ public final class Daemon {
                 } else {
                     lines.append("audio: jack (waiting for the server)")
                 }
+                lines.append("freewheel: \(core.freewheeling.load(ordering: .relaxed) ? "yes" : "no")")
                 for port in ["out_L", "out_R", "midi_in"] {
                     lines.append("connections \(port): \((connections[port] ?? []).joined(separator: ", "))")
                 }
@@ -347,6 +349,8 @@ public final class Daemon {
                 "dropped events: \(core.alsaQueue.dropped + core.controlMIDIQueue.dropped)",
                 "ignored program changes: \(st.programsIgnored.load(ordering: .relaxed))",
                 String(format: "callback cpu load: %.1f%%", Double(st.cpuPermille.load(ordering: .relaxed)) / 10),
+                String(format: "callback peak load: %.1f%%", Double(st.peakPermille.load(ordering: .relaxed)) / 10),
+                "late callbacks: \(st.lateCycles.load(ordering: .relaxed))",
                 "latency samples: \(core.latencySamples)",
                 "engine origin: \(st.engineOrigin.load(ordering: .relaxed))",
                 "gain db: \(String(format: "%.1f", 20 * log10(Double(Float(bitPattern: core.gainBits.load(ordering: .relaxed))))))",

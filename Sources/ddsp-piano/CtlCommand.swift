@@ -9,7 +9,7 @@ struct CtlCommand: ParsableCommand {
         abstract: "Control a running ddsp-pianod.",
         discussion: """
         Commands:
-          status          instrument, connections, notes received, active voices, xruns, CPU load
+          status          instrument, connections, notes, voices, xruns, CPU load
           list            the pianos of the loaded weights (* marks the one playing)
           piano N|YEAR    switch piano while playing (index or name, e.g. 3 or 2009)
           gain DB         output gain in decibels (-60…24)
@@ -21,7 +21,8 @@ struct CtlCommand: ParsableCommand {
     @Option(name: .long, help: "Control socket (default: $XDG_RUNTIME_DIR/ddsp-piano/control.sock).")
     var socket: String?
 
-    @Argument(help: "status | list | piano N|YEAR | gain DB | panic | reload")
+    // Passthrough: "gain -6" must not be read as an option.
+    @Argument(parsing: .captureForPassthrough, help: "status | list | piano N|YEAR | gain DB | panic | reload")
     var command: [String]
 
     func run() throws {

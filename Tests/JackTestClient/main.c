@@ -2,7 +2,9 @@
 // graph is sender -> ddsp-piano -> recorder with no feedback loop (every port is read in
 // the cycle it was written).
 //   jack-test-client TARGET OUT.f32 SECONDS NOTE:START_MS:DUR_MS ...
-// connects jtc-send:out -> TARGET:midi_in and TARGET:out_L -> jtc-rec:in, waits for both,
+//   jack-test-client TARGET OUT.f32|- SECONDS --events FILE
+// (FILE: lines "SAMPLE STATUS DATA1 DATA2", sample offsets from the start, sorted; OUT "-":
+// play without recording, for soak runs) connects jtc-send:out -> TARGET:midi_in and TARGET:out_L -> jtc-rec:in, waits for both,
 // picks a start frame T0 a little ahead, plays the notes relative to T0 (velocity 100),
 // records SECONDS of out_L from T0 as raw float32, and prints "start_frame T0", "rate R"
 // and one "note PITCH ON_FRAME OFF_FRAME" line per note (absolute JACK frames).
@@ -16,6 +18,9 @@
 typedef struct { unsigned char note; jack_nframes_t on, off; } Note;
 static Note notes[256];
 static int nnotes;
+typedef struct { jack_nframes_t frame; unsigned char bytes[3]; } Event;
+static Event *events;
+static long nevents, next_event;
 static jack_client_t *snd, *rec;
 static jack_port_t *midi_out, *audio_in;
 static volatile jack_nframes_t t0;      // 0 until connections are made
@@ -29,6 +34,12 @@ static int send_process(jack_nframes_t n, void *arg) {
     jack_midi_clear_buffer(buf);
     if (!t0_set) return 0;
     jack_nframes_t ft = jack_last_frame_time(snd);
+    while (next_event < nevents && (long)(events[next_event].frame - ft) < (long)n) {
+        long off = (long)(events[next_event].frame - ft);
+        int size = (events[next_event].bytes[0] & 0xF0) == 0xC0 ? 2 : 3;
+        jack_midi_event_write(buf, off < 0 ? 0 : (jack_nframes_t)off, events[next_event].bytes, size);
+        next_event++;
+    }
     // Events sorted by time within a buffer: offs and ons of this cycle in frame order.
     for (jack_nframes_t i = 0; i < n; i++) {
         jack_nframes_t f = ft + i;
@@ -47,7 +58,7 @@ static int rec_process(jack_nframes_t n, void *arg) {
     jack_nframes_t ft = jack_last_frame_time(rec);
     for (jack_nframes_t i = 0; i < n; i++) {
         long k = (long)(ft + i) - (long)t0;
-        if (k >= 0 && k < (long)total) buffer[k] = in[i];
+        if (buffer && k >= 0 && k < (long)total) buffer[k] = in[i];
     }
     if ((long)(ft + n) - (long)t0 >= (long)total) recorded_done = 1;
     return 0;
@@ -63,7 +74,8 @@ int main(int argc, char **argv) {
     if (!snd || !rec) { fprintf(stderr, "jack-test-client: no JACK server (0x%x)\n", st); return 1; }
     jack_nframes_t rate = jack_get_sample_rate(snd);
     total = (jack_nframes_t)(seconds * rate);
-    buffer = calloc(total, sizeof(float));
+    int record = strcmp(out, "-") != 0;
+    if (record) buffer = calloc(total, sizeof(float));
     midi_out = jack_port_register(snd, "out", JACK_DEFAULT_MIDI_TYPE, JackPortIsOutput, 0);
     audio_in = jack_port_register(rec, "in", JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
     jack_set_process_callback(snd, send_process, 0);
@@ -82,6 +94,20 @@ int main(int argc, char **argv) {
     if (!ok) { fprintf(stderr, "jack-test-client: cannot connect to %s\n", target); return 1; }
     usleep(100000);   // the graph order settles
     jack_nframes_t start = jack_frame_time(snd) + rate / 5;
+    if (argc == 6 && strcmp(argv[4], "--events") == 0) {
+        FILE *ef = fopen(argv[5], "r");
+        if (!ef) { fprintf(stderr, "cannot read %s\n", argv[5]); return 2; }
+        long cap = 1024; events = malloc(cap * sizeof(Event));
+        unsigned long frame; unsigned st, d1, d2;
+        while (fscanf(ef, "%lu %u %u %u", &frame, &st, &d1, &d2) == 4) {
+            if (nevents == cap) { cap *= 2; events = realloc(events, cap * sizeof(Event)); }
+            events[nevents].frame = start + (jack_nframes_t)frame;
+            events[nevents].bytes[0] = st; events[nevents].bytes[1] = d1; events[nevents].bytes[2] = d2;
+            nevents++;
+        }
+        fclose(ef);
+        argc = 4;
+    }
     for (int i = 4; i < argc && nnotes < 256; i++) {
         int note, s, d;
         if (sscanf(argv[i], "%d:%d:%d", &note, &s, &d) != 3) { fprintf(stderr, "bad note '%s'\n", argv[i]); return 2; }
@@ -98,10 +124,11 @@ int main(int argc, char **argv) {
     jack_client_close(snd);
     jack_client_close(rec);
     if (!recorded_done) { fprintf(stderr, "jack-test-client: recording did not complete\n"); return 1; }
+    printf("start_frame %u\nrate %u\nevents %ld\n", start, rate, next_event);
+    for (int k = 0; k < nnotes; k++) printf("note %d %u %u\n", notes[k].note, notes[k].on, notes[k].off);
+    if (!record) return 0;
     FILE *f = fopen(out, "wb");
     if (!f || fwrite(buffer, sizeof(float), total, f) != total) { fprintf(stderr, "cannot write %s\n", out); return 1; }
     fclose(f);
-    printf("start_frame %u\nrate %u\n", start, rate);
-    for (int k = 0; k < nnotes; k++) printf("note %d %u %u\n", notes[k].note, notes[k].on, notes[k].off);
     return 0;
 }

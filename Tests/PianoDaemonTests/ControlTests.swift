@@ -47,6 +47,25 @@ final class ControlTests: XCTestCase {
         cli.waitUntilExit()
         XCTAssertEqual(cli.terminationStatus, 0)
         XCTAssertTrue(text.contains("notes received: 0"), text)
+        let gain = Process()
+        gain.executableURL = cli.executableURL
+        gain.arguments = ["ctl", "--socket", d.socket, "gain", "-12"]
+        gain.standardOutput = FileHandle.nullDevice
+        try gain.run()
+        gain.waitUntilExit()
+        XCTAssertEqual(gain.terminationStatus, 0, "a negative gain is not an option")
+        XCTAssertEqual(try d.status()["gain db"], "-12.0")
+        let bad = Process()
+        bad.executableURL = cli.executableURL
+        bad.arguments = ["ctl", "--socket", d.socket, "sing"]
+        let errPipe = Pipe()
+        bad.standardError = errPipe
+        bad.standardOutput = FileHandle.nullDevice
+        try bad.run()
+        let err = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        bad.waitUntilExit()
+        XCTAssertEqual(bad.terminationStatus, 1)
+        XCTAssertEqual(err, "ddsp-piano: unknown command 'sing' (known: status, piano, gain, panic, reload, list)\n")
 
         XCTAssertEqual(d.stop(), 0, d.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: d.socket), "socket removed at shutdown")

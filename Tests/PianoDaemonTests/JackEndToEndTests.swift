@@ -74,18 +74,31 @@ final class JackEndToEndTests: XCTestCase {
         let jack = try JackServer(dir: dir)
         try jack.start()
         defer { jack.stop() }
-        let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", "9", "--connect-audio", "none",
+        // C4 at 0.3 s for 0.5 s, E4 at 1.0 s for 0.4 s, G4 at 1.6 s for 0.3 s. The exact
+        // comparison needs the daemon's engine and JACK's clock to stay in step from the engine's
+        // first sample: if the server skipped cycles (an xrun on a busy machine), start over
+        // with a fresh daemon.
+        var daemon: DaemonProcess!
+        var take = Take(samples: [], startFrame: 0, rate: 0, notes: [])
+        var status: [String: String] = [:]
+        for attempt in 1...4 {
+            daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", "9", "--connect-audio", "none",
                                                    "--connect-midi", "none"], dir: dir, environment: jack.environment)
+            XCTAssertTrue(daemon.waitReady(60), daemon.output)
+            XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["engine origin"]).flatMap { Int($0) } ?? -1 >= 0 }, daemon.output)
+            let before = try daemon.status()
+            take = try play(jack, dir: dir, seconds: 3, notes: ["60:300:500", "64:1000:400", "67:1600:300"])
+            status = try daemon.status()
+            if before["engine origin"] == status["engine origin"] { break }
+            print("take \(attempt): JACK skipped cycles (xruns \(status["xruns"] ?? "?"), late callbacks \(status["late callbacks"] ?? "?")); again with a fresh daemon")
+            XCTAssertEqual(status["late callbacks"], "0", "the daemon's callback overran its period")
+            _ = daemon.stop()
+        }
         defer { _ = daemon.stop() }
-        XCTAssertTrue(daemon.waitReady(60), daemon.output)
-        XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["audio"])?.hasPrefix("jack ddsp-piano") ?? false }, daemon.output)
-
-        // C4 at 0.3 s for 0.5 s, E4 at 1.0 s for 0.4 s, G4 at 1.6 s for 0.3 s.
-        let take = try play(jack, dir: dir, seconds: 3, notes: ["60:300:500", "64:1000:400", "67:1600:300"])
         XCTAssertEqual(take.rate, 48000)
         XCTAssertEqual(take.notes.count, 3)
-        let status = try daemon.status()
         print("daemon status: \(status)")
+        XCTAssertEqual(status["late callbacks"], "0", "the daemon's callback overran its period")
         XCTAssertEqual(status["notes received"], "3")
         XCTAssertEqual(status["notes released"], "3")
 
@@ -93,7 +106,6 @@ final class JackEndToEndTests: XCTestCase {
         // JACK frame of the engine's first sample, which the daemon reports).
         let origin = Int(status["engine origin"] ?? "") ?? -1
         XCTAssertGreaterThanOrEqual(origin, 0)
-        XCTAssertEqual(status["xruns"], "0", "an xrun would shift the daemon's timeline")
         var events: [(Int, MIDIMessage)] = []
         for n in take.notes {
             events.append((n.on - origin, .noteOn(channel: 0, pitch: UInt8(n.pitch), velocity: 100)))
@@ -111,9 +123,10 @@ final class JackEndToEndTests: XCTestCase {
         XCTAssertGreaterThan(snr, 60, "the recording matches the offline render (same engine, same sample positions)")
 
         // Latency: the model is never silent (noise floor, reverb), so the note's first effect is
-        // the first sample where the recording leaves the same engine's output without notes.
+        // the first sample where the recording leaves the same engine's output without notes
+        // (bit-exact before it, so any difference counts; the sound then ramps up over frames).
         let firstOn = take.notes[0].on - take.startFrame
-        let onset = zip(take.samples.indices, zip(take.samples, baseline)).first { $0.0 >= firstOn && abs($0.1.0 - $0.1.1) > 1e-5 }?.0
+        let onset = zip(take.samples.indices, zip(take.samples, baseline)).first { $0.0 >= firstOn && $0.1.0 != $0.1.1 }?.0
         XCTAssertNotNil(onset, "no sound after the first note")
         let latency = (onset ?? firstOn) - firstOn
         let expectedLatency = Int(status["latency samples"] ?? "") ?? -1
@@ -126,6 +139,42 @@ final class JackEndToEndTests: XCTestCase {
             let a = n.on - take.startFrame + audible
             let level = Self.rms(take.samples[a..<(a + 4800)])
             XCTAssertGreaterThan(level, 10 * before, "sound for pitch \(n.pitch) (rms \(level), before the notes \(before))")
+        }
+
+        // A new buffer size: a new engine is prepared off the audio thread and swapped in.
+        if let bufsize = DaemonSupport.tool("jack_bufsize") {
+            let b = Process()
+            b.executableURL = bufsize
+            b.arguments = ["512"]
+            b.environment = jack.environment
+            b.standardOutput = FileHandle.nullDevice
+            try b.run()
+            b.waitUntilExit()
+            XCTAssertTrue(DaemonSupport.waitUntil(10) { (try? daemon.status()["audio"]) == "jack ddsp-piano 48000 Hz 512 frames" }, daemon.output)
+            let big = try play(jack, dir: dir, seconds: 1.5, notes: ["65:200:600"])
+            let on = big.notes[0].on - big.startFrame
+            let quiet = Self.rms(big.samples[max(0, on - 4800)..<on])
+            XCTAssertGreaterThan(Self.rms(big.samples[(on + audible)..<(on + audible + 4800)]), 10 * quiet, "plays at 512 frames")
+            print("buffer size 256 -> 512: engine swapped, plays")
+        }
+        // Freewheeling (as a DAW's export does): the daemon follows and keeps rendering.
+        if let freewheel = DaemonSupport.tool("jack_freewheel") {
+            func set(_ on: Bool) throws {
+                let f = Process()
+                f.executableURL = freewheel
+                f.arguments = [on ? "y" : "n"]
+                f.environment = jack.environment
+                f.standardOutput = FileHandle.nullDevice
+                try f.run()
+                f.waitUntilExit()
+            }
+            let cycles = Int((try? daemon.status()["cycles"]) ?? "") ?? 0
+            try set(true)
+            XCTAssertTrue(DaemonSupport.waitUntil(10) { (try? daemon.status()["freewheel"]) == "yes" }, daemon.output)
+            Thread.sleep(forTimeInterval: 0.5)
+            try set(false)
+            XCTAssertTrue(DaemonSupport.waitUntil(10) { (try? daemon.status()["freewheel"]) == "no" }, daemon.output)
+            XCTAssertGreaterThan(Int((try? daemon.status()["cycles"]) ?? "") ?? 0, cycles, "rendered while freewheeling")
         }
 
         // jackd goes away and comes back: the daemon reconnects and plays again.
