@@ -92,18 +92,28 @@ final class SynthGradientTests: XCTestCase {
         }}}}
         // One partial crosses Nyquist inside the segment: its cut samples carry no gradient.
         freq[((1 * T + 2) * S + 0) * H + 2] = 8100
-        let input = OscillatorInputs(amplitude: amp, frequency: freq)
+        var input = OscillatorInputs(amplitude: amp, frequency: freq)
         let w = rng.array(T * 64)
-        let audio = synth.forward(harmonicAmplitude: amp, harmonicFrequency: freq, batch: B, voices: V, frames: T, substrings: S, harmonics: H)
-        XCTAssertEqual(audio.count, T * 64)
-        let (dA, dF) = synth.backward(w, harmonicAmplitude: amp, harmonicFrequency: freq, batch: B, voices: V, frames: T, substrings: S, harmonics: H)
-        let loss = { (x: OscillatorInputs) in
+        func loss(_ x: OscillatorInputs) -> Double {
             weightedSum(synth.forward(harmonicAmplitude: x.amplitude, harmonicFrequency: x.frequency, batch: B, voices: V, frames: T, substrings: S, harmonics: H), w)
         }
-        check("additive.harmonic_amplitude", input, \.amplitude, dA, eps: 1e-2, loss: loss)
-        // In Hz: at 1e-2 the float32 audio's rounding dominates (a 440 Hz partial over 3 frames:
-        // analytic -0.0164194, numeric -0.0164196 / -0.0164328 / -0.0164559 at 0.1 / 0.01 / 0.001).
-        check("additive.frequency", input, \.frequency, dF, eps: 0.2, loss: loss)
+        func grads(_ x: OscillatorInputs) -> (dAmplitude: [Float], dFrequency: [Float]) {
+            synth.backward(w, harmonicAmplitude: x.amplitude, harmonicFrequency: x.frequency, batch: B, voices: V, frames: T, substrings: S, harmonics: H)
+        }
+        check("additive.harmonic_amplitude", input, \.amplitude, grads(input).dAmplitude, eps: 1e-2, loss: loss)
+        // A partial silent over frame 1 (amplitude 0 at frames 1 and 2): its phase advances in
+        // closed form there, and the frequency gradient crosses the gap. In Hz: at 1e-2 the float32
+        // audio's rounding dominates (a 440 Hz partial over 3 frames: analytic -0.0164194, numeric
+        // -0.0164196 / -0.0164328 / -0.0164559 at 0.1 / 0.01 / 0.001).
+        input.amplitude[(0 * T + 1) * H + 0] = 0; input.amplitude[(0 * T + 2) * H + 0] = 0
+        let g = grads(input)
+        check("additive.frequency", input, \.frequency, g.dFrequency, eps: 0.2, loss: loss)
+        // Where the synthesiser is silent (a zero amplitude at both ends of a frame) the
+        // amplitudes get no gradient from that frame (documented: only the f0 gate and the
+        // Nyquist mask make exact zeros, and they pass no gradient on).
+        var probe = input
+        probe.amplitude[(0 * T + 1) * H + 0] = 1e-30   // not silent: the same frame now counts
+        XCTAssertNotEqual(grads(probe).dAmplitude[(0 * T + 1) * H + 0], g.dAmplitude[(0 * T + 1) * H + 0])
     }
 
     /// Same audio as the engine's `AdditiveSynth` over a segment shorter than its 1000-sample
