@@ -20,7 +20,7 @@ final class ALSAGuestTests: XCTestCase {
 
     func testALSASequencerInQEMUGuest() throws {
         guard getuid() == 0 else { print("skipped: the QEMU guest test needs root"); throw XCTSkip("not root") }
-        for tool in ["qemu-system-x86_64", "busybox", "cpio", "depmod", "aplaymidi", "aconnect"] where DaemonSupport.tool(tool) == nil
+        for tool in ["qemu-system-x86_64", "busybox", "cpio", "depmod", "aplaymidi", "aconnect", "aseqnet"] where DaemonSupport.tool(tool) == nil
             && !FileManager.default.isExecutableFile(atPath: "/sbin/\(tool)") {
             print("skipped: \(tool) is not installed (qemu-system-x86 busybox-static cpio kmod alsa-utils)")
             throw XCTSkip("\(tool) missing")
@@ -42,7 +42,7 @@ final class ALSAGuestTests: XCTestCase {
         field() { ctl status 2>/dev/null | sed -n "s/^$1: //p"; }
         wait_for() { i=0; while [ "$(field "$1")" != "$2" ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "timeout waiting for $1 = $2 (is $(field "$1"))"; return 1; }; sleep 0.1; done; }
         \(daemon.path) --audio null --sample-rate 16000 --block-size 256 --weights \(weights.path) \\
-            --connect-midi 'Virtual Raw MIDI' --control-socket $SOCK > $O/daemon.log 2>&1 &
+            --connect-midi 'Virtual Raw MIDI|Net' --control-socket $SOCK > $O/daemon.log 2>&1 &
         PID=$!
         i=0; until ctl status >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 1200 ] && { echo "daemon not ready"; cat $O/daemon.log; exit 1; }; sleep 0.1; done
         aconnect -l > $O/aconnect.txt
@@ -59,6 +59,14 @@ final class ALSAGuestTests: XCTestCase {
         aconnect -d $VCLIENT:0 $PORT
         wait_for "notes released" 9 || { ctl status; exit 1; }
         ctl status > $O/status-virmidi.txt
+        # Hot-plug: a MIDI port that appears later (aseqnet's) is subscribed through System
+        # Announce, and forgotten when it goes away.
+        aseqnet > $O/aseqnet.log 2>&1 &
+        NET=$!
+        i=0; until ctl status | grep -q '^alsa: .*Net'; do i=$((i+1)); [ $i -gt 300 ] && { echo "hot-plugged port not subscribed"; ctl status; cat $O/aseqnet.log; exit 1; }; sleep 0.1; done
+        ctl status > $O/status-hotplug.txt
+        kill $NET; wait $NET
+        i=0; while ctl status | grep -q '^alsa: .*Net'; do i=$((i+1)); [ $i -gt 300 ] && { echo "unplugged port still listed"; exit 1; }; sleep 0.1; done
         kill -TERM $PID; wait $PID; echo "daemon exit status $?" >> $O/daemon.log
         """.write(to: script, atomically: true, encoding: .utf8)
         chmod(script.path, 0o755)
@@ -90,6 +98,8 @@ final class ALSAGuestTests: XCTestCase {
         XCTAssertTrue(status.contains("alsa: DDSP Piano"), status)
         let virmidi = (try? String(contentsOf: out.appendingPathComponent("status-virmidi.txt"), encoding: .utf8)) ?? ""
         XCTAssertTrue(virmidi.contains("notes released: 9"), virmidi)
+        let hotplug = (try? String(contentsOf: out.appendingPathComponent("status-hotplug.txt"), encoding: .utf8)) ?? ""
+        XCTAssertTrue(hotplug.contains("Net"), hotplug)
         XCTAssertTrue(daemonLog.contains("daemon exit status 0"), daemonLog)
     }
 }

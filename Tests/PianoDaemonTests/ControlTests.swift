@@ -125,3 +125,35 @@ final class ControlTests: XCTestCase {
         }
     }
 }
+
+/// sd_notify: READY when up (with a STATUS), STOPPING at SIGTERM, through $NOTIFY_SOCKET.
+final class NotifyTests: XCTestCase {
+    func testReadyAndStoppingReachNotifySocket() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let weights = try DaemonSupport.syntheticWeights(in: dir)
+        let path = dir.appendingPathComponent("notify.sock").path
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        XCTAssertEqual(bound, 0)
+        var tv = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        func receive() -> String {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = recv(fd, &buffer, buffer.count, 0)
+            return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : ""
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["NOTIFY_SOCKET"] = path
+        let d = try DaemonProcess(arguments: ["--audio", "null", "--sample-rate", "16000", "--weights", weights.path], dir: dir, environment: env)
+        let ready = receive()
+        XCTAssertTrue(ready.hasPrefix("READY=1\nSTATUS=piano 1 (beta), null audio"), ready)
+        XCTAssertEqual(d.stop(), 0)
+        XCTAssertEqual(receive(), "STOPPING=1")
+    }
+}
