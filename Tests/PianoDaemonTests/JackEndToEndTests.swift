@@ -177,6 +177,17 @@ final class JackEndToEndTests: XCTestCase {
             XCTAssertGreaterThan(Int((try? daemon.status()["cycles"]) ?? "") ?? 0, cycles, "rendered while freewheeling")
         }
 
+        // A connection made by someone else (a patchbay) is remembered across the restart.
+        if let connect = DaemonSupport.tool("jack_connect") {
+            let c = Process()
+            c.executableURL = connect
+            c.arguments = ["ddsp-piano:out_R", "system:playback_2"]
+            c.environment = jack.environment
+            try c.run()
+            c.waitUntilExit()
+            XCTAssertTrue(DaemonSupport.waitUntil(5) { (try? daemon.status()["connections out_R"]) == "system:playback_2" }, daemon.output)
+        }
+
         // jackd goes away and comes back: the daemon reconnects and plays again.
         jack.stop()
         XCTAssertTrue(DaemonSupport.waitUntil(10) { (try? daemon.status()["audio"]) == "jack (waiting for the server)" }, daemon.output)
@@ -184,6 +195,9 @@ final class JackEndToEndTests: XCTestCase {
         try jack.start()
         XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["audio"])?.hasPrefix("jack ddsp-piano") ?? false }, daemon.output)
         print("reconnected \(String(format: "%.2f", Date().timeIntervalSince(restart))) s after jackd restarted")
+        if DaemonSupport.tool("jack_connect") != nil {
+            XCTAssertTrue(DaemonSupport.waitUntil(5) { (try? daemon.status()["connections out_R"]) == "system:playback_2" }, "connection restored")
+        }
         let again = try play(jack, dir: dir, seconds: 1.5, notes: ["72:200:600"])
         let on = again.notes[0].on - again.startFrame
         let quiet = Self.rms(again.samples[max(0, on - 4800)..<on])
