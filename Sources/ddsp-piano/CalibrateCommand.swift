@@ -15,12 +15,12 @@ extension WeightsCommand {
             abstract: "Measure the streaming normalisation statistics on real music and store them in a weight file.",
             discussion: """
             The model's two Normalize layers use statistics of the whole piece, which a live \
-            instrument cannot know; the streaming engine uses statistics measured beforehand \
-            instead. This runs every instrument of FILE over the MIDI files (each cropped to its \
-            first --seconds), averages the exact per-piece statistics and writes them into the \
+            instrument cannot know: the streaming engine estimates them while it plays, starting \
+            from a prior (and '.fixed' normalisation uses the prior alone). This measures that \
+            prior: it runs every instrument of FILE over the MIDI files (each cropped to its \
+            first --seconds), combines the exact per-piece statistics and writes them into the \
             weight file as the calibration.* tensors (atomically; the other tensors are kept). \
-            Without a calibration the engine falls back to generic constants. \
-            See docs/NORMALIZATION.md.
+            Without a calibration the engine uses generic constants. See docs/NORMALIZATION.md.
             """
         )
 

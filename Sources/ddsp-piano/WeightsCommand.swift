@@ -136,6 +136,7 @@ extension WeightsCommand {
                     let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
                     out += "  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + shape + "\n"
                 }
+                out += "normalisation calibration: " + (w.calibration.map { "\($0.instruments) instruments x \($0.voices) voices (calibration.* tensors)\n" } ?? "none (generic prior; see 'weights calibrate')\n")
                 out += "provenance:" + (w.provenance.isEmpty ? " none\n" : "\n")
                 for key in w.provenance.keys.sorted() { out += "  \(key): \(w.provenance[key]!)\n" }
                 print(out, terminator: "")

@@ -231,6 +231,9 @@ final class NormalizationTests: XCTestCase {
         let exact = Calibration.measure(conditioning: Calibration.conditioning(midi: m, cropSeconds: 3), weights: weights, instruments: [4])[0]
         XCTAssertEqual(c.statistics(instrument: 4), exact)
         XCTAssertEqual(calibrated.zEmbedding, weights.zEmbedding)
+        let info = try run(["weights", "info", out.path]), plainInfo = try run(["weights", "info", source.path])
+        XCTAssertTrue(info.output.contains("normalisation calibration: 10 instruments x 16 voices"), info.output)
+        XCTAssertTrue(plainInfo.output.contains("normalisation calibration: none"), plainInfo.output)
 
         let missing = try run(["weights", "calibrate", source.path, "--midi", dir.appendingPathComponent("nope").path])
         XCTAssertEqual(missing.status, 1)

@@ -96,8 +96,10 @@ public enum Calibration {
         case median
     }
 
-    /// The averaging `calibrate` uses by default, chosen by measurement (docs/NORMALIZATION.md).
-    public static let standardAveraging: Averaging = .meanOfMeans
+    /// The averaging `calibrate` uses by default, chosen by measurement (docs/NORMALIZATION.md):
+    /// a few loud, dense pieces pull the mean of the monophonic variance up; the median is the
+    /// better prior, fixed or as the start of the standard estimator.
+    public static let standardAveraging: Averaging = .median
 
     /// Seconds of each piece used by default (long pieces are cropped to their beginning).
     public static let standardCropSeconds = 60.0

@@ -24,7 +24,7 @@ public struct NormalizationEstimator: Sendable {
     /// the running mean of the piece so far, per voice, silent frames skipped, the prior
     /// worth 0.1 s, forgetting beyond 3 minutes of playing. Fixed priors, however calibrated,
     /// missed by far more: the whole-piece statistics vary with the music (the monophonic
-    /// variance by about ±15 % between pieces), and the output is very sensitive to them.
+    /// variance from 91 to 134 between pieces), and the output is very sensitive to them.
     public static let standardMode: Mode = .cumulative(priorFrames: 25, timeConstantFrames: 45_000)
 
     /// The standard estimator from a prior (`standardMode`, per-voice moments, silence skipped).
