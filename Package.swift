@@ -1,5 +1,24 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
+
+// The engine's oscillators and gate math use AVX2 + FMA when the building machine has them
+// (15.7x -> 22.6x real time, same samples; docs/PERFORMANCE.md). Like -march=native, the binary
+// then needs such a CPU: build with DDSP_PIANO_PORTABLE=1 for one that runs on any x86-64.
+let engineUsesAVX2: Bool = {
+    #if arch(x86_64)
+    guard ProcessInfo.processInfo.environment["DDSP_PIANO_PORTABLE"] == nil,
+          let cpu = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
+    let flags = Set(cpu.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).map(String.init))
+    return flags.contains("avx2") && flags.contains("fma")
+    #else
+    return false
+    #endif
+}()
+let engineFlags: [SwiftSetting] = engineUsesAVX2
+    ? [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release)),
+       .define("DDSP_AVX2", .when(configuration: .release))]
+    : [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
 // Dependencies point inward: executables -> PianoIO (files, audio, network) -> DDSPPiano (pure engine).
 let package = Package(
@@ -30,7 +49,7 @@ let package = Package(
         .target(
             name: "DDSPPiano",
             dependencies: ["CBLAS", "CKissFFT", "CSoxr", "CFloatEnv"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            swiftSettings: engineFlags
         ),
         // Files, WAV (libsndfile), HTTP download: everything the engine must not do.
         .target(
