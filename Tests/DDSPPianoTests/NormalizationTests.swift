@@ -174,6 +174,53 @@ final class NormalizationTests: XCTestCase {
         }
     }
 
+    /// A piano switch moves the estimate by the difference of the priors and keeps the rest.
+    func testRebaseKeepsWhatWasLearned() {
+        let a = NormalizationStatistics(contextMean: -0.2, contextVariance: 0.8, monoMeans: [Float](repeating: 0.5, count: 16),
+                                        monoVariances: [Float](repeating: 100, count: 16))
+        let b = NormalizationStatistics(contextMean: 0.05, contextVariance: 0.7, monoMeans: [Float](repeating: 0.2, count: 16),
+                                        monoVariances: [Float](repeating: 110, count: 16))
+        var fresh = NormalizationEstimator.standard(prior: a)
+        fresh.rebase(from: a, to: b)
+        XCTAssertEqual(fresh.statistics.contextMean, b.contextMean, accuracy: 1e-6)
+        XCTAssertEqual(fresh.statistics.contextVariance, b.contextVariance, accuracy: 1e-5)
+        XCTAssertEqual(fresh.statistics.monoVariances[3], 110, accuracy: 1e-3)
+
+        var e = NormalizationEstimator.standard(prior: a)
+        let context = [Float](repeating: 1, count: 64)
+        var mono = [Float](repeating: 0, count: 16 * 192)
+        for i in mono.indices { mono[i] = i % 2 == 0 ? 12 : -12 }
+        for _ in 0..<100 {
+            context.withUnsafeBufferPointer { c in mono.withUnsafeBufferPointer { m in
+                e.observe(context: c.baseAddress!, contextWidth: 64, mono: m.baseAddress!, monoWidth: 192)
+            }}
+        }
+        let before = e.statistics
+        // Gliding in steps composes to one move.
+        var glided = e
+        var previous = a
+        for step in 1...10 {
+            let t = Float(step) / 10
+            var mid = a
+            mid.contextMean = (1 - t) * a.contextMean + t * b.contextMean
+            mid.contextVariance = (1 - t) * a.contextVariance + t * b.contextVariance
+            for v in 0..<16 {
+                mid.monoMeans[v] = (1 - t) * a.monoMeans[v] + t * b.monoMeans[v]
+                mid.monoVariances[v] = (1 - t) * a.monoVariances[v] + t * b.monoVariances[v]
+            }
+            glided.rebase(from: previous, to: mid)
+            previous = mid
+        }
+        e.rebase(from: a, to: b)
+        XCTAssertEqual(e.statistics.contextMean, before.contextMean + 0.25, accuracy: 1e-5)
+        XCTAssertEqual(e.statistics.contextVariance, before.contextVariance * 0.7 / 0.8, accuracy: 1e-5)
+        XCTAssertEqual(e.statistics.monoMeans[5], before.monoMeans[5] - 0.3, accuracy: 1e-4)
+        XCTAssertEqual(e.statistics.monoVariances[5], before.monoVariances[5] * 1.1, accuracy: 1e-2)
+        XCTAssertEqual(glided.statistics.contextMean, e.statistics.contextMean, accuracy: 1e-5)
+        XCTAssertEqual(glided.statistics.monoVariances[5], e.statistics.monoVariances[5], accuracy: 1e-2)
+        XCTAssertEqual(e.framesObserved, 100)
+    }
+
     // MARK: - Against --exact
 
     /// The standard estimator (default prior: these weights have no calibration) comes much

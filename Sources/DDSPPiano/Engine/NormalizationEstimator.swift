@@ -68,6 +68,40 @@ public struct NormalizationEstimator: Sendable {
         self = NormalizationEstimator(prior: prior, mode: mode, poolsVoices: poolsVoices, skipsSilence: skipsSilence)
     }
 
+    /// Moves the estimate from one prior to another while keeping what was learned about the
+    /// music: each mean moves by the difference of the priors, each variance scales by their
+    /// ratio (e.g. a piano switch: the context statistics depend on the piano, the piece's
+    /// deviation from the prior carries over). Applied frame by frame with the priors of a
+    /// glide (from the previous blend to the next) it follows the glide. Does not allocate.
+    public mutating func rebase(from old: NormalizationStatistics, to new: NormalizationStatistics) {
+        func moved(_ m: inout (mean: Double, meanSquare: Double), _ om: Float, _ ov: Float, _ nm: Float, _ nv: Float) {
+            let variance = max(1e-6, m.meanSquare - m.mean * m.mean) * Double(nv) / max(1e-12, Double(ov))
+            m.mean += Double(nm) - Double(om)
+            m.meanSquare = variance + m.mean * m.mean
+        }
+        moved(&contextMoments, old.contextMean, old.contextVariance, new.contextMean, new.contextVariance)
+        statistics.contextMean = Float(contextMoments.mean)
+        statistics.contextVariance = Float(max(1e-6, contextMoments.meanSquare - contextMoments.mean * contextMoments.mean))
+        var oldMean = 0.0, oldVariance = 0.0, newMean = 0.0, newVariance = 0.0
+        for v in monoMoments.indices {
+            moved(&monoMoments[v], old.monoMeans[v], old.monoVariances[v], new.monoMeans[v], new.monoVariances[v])
+            oldMean += Double(old.monoMeans[v]); oldVariance += Double(old.monoVariances[v])
+            newMean += Double(new.monoMeans[v]); newVariance += Double(new.monoVariances[v])
+            if !poolsVoices {
+                statistics.monoMeans[v] = Float(monoMoments[v].mean)
+                statistics.monoVariances[v] = Float(max(1e-6, monoMoments[v].meanSquare - monoMoments[v].mean * monoMoments[v].mean))
+            }
+        }
+        if poolsVoices {
+            let n = Float(max(1, monoMoments.count))
+            moved(&pooledMoments, Float(oldMean) / n, Float(oldVariance) / n, Float(newMean) / n, Float(newVariance) / n)
+            for v in monoMoments.indices {
+                statistics.monoMeans[v] = Float(pooledMoments.mean)
+                statistics.monoVariances[v] = Float(max(1e-6, pooledMoments.meanSquare - pooledMoments.mean * pooledMoments.mean))
+            }
+        }
+    }
+
     /// Weight of the next frame in the moments (0 for `.fixed`).
     private var nextWeight: Double {
         switch mode {
