@@ -69,9 +69,8 @@ final class EngineTests: XCTestCase {
     func testRenderDoesNotAllocate() throws {
         let weights = try Fixtures.dafx22Weights()
         for rate in [16_000.0, 48_000.0] {
-            var options = PianoEngine.Options()
-            options.normalization = .running(timeConstantFrames: 2500)
-            let engine = PianoEngine(weights: weights, options: options)
+            // The default options: the running Normalize estimate, rebased through piano switches.
+            let engine = PianoEngine(weights: weights, options: PianoEngine.Options())
             let block = 128
             try engine.prepare(sampleRate: rate, maxBlockSize: block)
             var out = [Float](repeating: 0, count: block)

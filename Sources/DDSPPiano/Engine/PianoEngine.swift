@@ -28,7 +28,9 @@ public final class PianoEngine: @unchecked Sendable {
         public var instrument = 9
         public var seed: UInt64 = 0
         public var noise = true
-        public var normalization: NormalizationEstimator.Mode = .fixed
+        /// How the Normalize statistics are estimated (docs/NORMALIZATION.md): by default a
+        /// running average of the piece so far, per voice, silence skipped.
+        public var normalization: NormalizationEstimator.Mode = NormalizationEstimator.standardMode
         /// Per-instrument statistics for the Normalize layers; nil: the weight file's calibration,
         /// or the built-in default without one (`PianoWeights.normalizationPrior`).
         public var priors: [NormalizationStatistics]? = nil
@@ -65,8 +67,10 @@ public final class PianoEngine: @unchecked Sendable {
     private var dry: [Float]               // [frameSize]
     private var wet: [Float]               // [frameSize]
     private let priors: [NormalizationStatistics]
-    /// The statistics in use in `.fixed` mode (blended in place during a piano switch).
+    /// The pianos' priors blended for a switch (in place); in `.fixed` mode, the statistics in use.
     private var fixedStatistics: NormalizationStatistics
+    /// The blend of the previous glide frame, to move the running estimate along with it.
+    private var previousBlend: NormalizationStatistics
 
     // Timeline (model samples at 16 kHz, 0 = the first host sample).
     private var audioFrame = 0             // next audio frame to synthesise
@@ -108,8 +112,9 @@ public final class PianoEngine: @unchecked Sendable {
             // The weight file's calibration when it has one, else the built-in default.
             priors = (0..<count).map { weights.normalizationPrior(instrument: $0) }
         }
-        estimator = NormalizationEstimator(prior: priors[options.instrument], mode: options.normalization)
+        estimator = NormalizationEstimator(prior: priors[options.instrument], mode: options.normalization, skipsSilence: true)
         fixedStatistics = priors[options.instrument]
+        previousBlend = priors[options.instrument]
         live = LiveConditioning(voices: weights.hyper.voices, sustainPedalHolds: options.sustainPedalHolds)
         current = SynthControls(hyper: weights.hyper)
         next = SynthControls(hyper: weights.hyper)
@@ -150,11 +155,12 @@ public final class PianoEngine: @unchecked Sendable {
         switchStep = 0
         synth.reset(seed: options.seed)
         synth.setInstrument(instrument, fadeFrames: 1)
-        estimator.reset(prior: priors[instrument])
-        // Own buffers: blending in place during a switch must not copy-on-write on the audio thread.
-        fixedStatistics = priors[instrument]
-        fixedStatistics.monoMeans = priors[instrument].monoMeans.map { $0 }
-        fixedStatistics.monoVariances = priors[instrument].monoVariances.map { $0 }
+        // Own buffers everywhere: a buffer shared with `priors` would be copied on its first
+        // write, on the audio thread.
+        estimator = NormalizationEstimator(prior: PianoEngine.uniqueCopy(priors[instrument]), mode: options.normalization,
+                                           skipsSilence: true)
+        fixedStatistics = PianoEngine.uniqueCopy(priors[instrument])
+        previousBlend = PianoEngine.uniqueCopy(priors[instrument])
         live = LiveConditioning(voices: weights.hyper.voices, sustainPedalHolds: options.sustainPedalHolds)
         wetStream?.reset()
         dryStream?.reset()
@@ -289,7 +295,10 @@ public final class PianoEngine: @unchecked Sendable {
             let total = max(1, options.switchFrames)
             let t = Float(total - switchStep + 1) / Float(total)
             network.blendInstruments(from: switchFrom, to: instrument, amount: t)
+            PianoEngine.copy(fixedStatistics, into: &previousBlend)
             PianoEngine.blend(into: &fixedStatistics, priors[switchFrom], priors[instrument], t)
+            // The running estimate keeps what it learned of the music and follows the glide.
+            estimator.rebase(from: previousBlend, to: fixedStatistics)
             switchStep -= 1
         }
         conditioningRow.withUnsafeMutableBufferPointer { c in
@@ -299,11 +308,7 @@ public final class PianoEngine: @unchecked Sendable {
                 network.step(conditioning: c.baseAddress!, pedal: p.baseAddress!, statistics: statistics)
             }
         }
-        network.context.preNorm.withUnsafeBufferPointer { c in
-            network.mono.preNorm.withUnsafeBufferPointer { m in
-                estimator.observe(context: c.baseAddress!, contextWidth: c.count, mono: m.baseAddress!, monoWidth: network.mono.hidden.outputs)
-            }
-        }
+        estimator.observe(network)
         network.mono.raw.withUnsafeBufferPointer { raw in
             network.f0.withUnsafeBufferPointer { f0 in
                 network.inharmCoefficient.withUnsafeBufferPointer { b in
@@ -311,6 +316,19 @@ public final class PianoEngine: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    static func uniqueCopy(_ s: NormalizationStatistics) -> NormalizationStatistics {
+        var c = s
+        c.monoMeans = s.monoMeans.map { $0 }
+        c.monoVariances = s.monoVariances.map { $0 }
+        return c
+    }
+
+    static func copy(_ s: NormalizationStatistics, into d: inout NormalizationStatistics) {
+        d.contextMean = s.contextMean
+        d.contextVariance = s.contextVariance
+        for v in d.monoMeans.indices { d.monoMeans[v] = s.monoMeans[v]; d.monoVariances[v] = s.monoVariances[v] }
     }
 
     /// (1 − t)·a + t·b, written in place (no allocation).

@@ -14,7 +14,7 @@ public struct RenderSettings: Sendable {
     /// Block size the streaming engine is driven with (the output does not depend on it).
     public var blockSize: Int = 256
     /// How the streaming engine estimates the Normalize statistics.
-    public var normalization: NormalizationEstimator.Mode = .fixed
+    public var normalization: NormalizationEstimator.Mode = NormalizationEstimator.standardMode
     /// Per-instrument priors for the estimator (nil: generic values).
     public var priors: [NormalizationStatistics]? = nil
     public init() {}
