@@ -23,16 +23,7 @@ public struct FilteredNoiseTraining: Sendable {
         let n = 2 * (bands - 1)
         taps = n
         delay = (n - 1) / 2 - 1
-        var d = [Float](repeating: 0, count: bands * n)
-        for i in 0..<n {
-            let w = 0.5 - 0.5 * cos(2 * Double.pi * Double(i) / Double(n))
-            let m = (i + n / 2) % n   // causal tap i is zero-phase index i + n/2
-            for k in 0..<bands {
-                let weight = (k == 0 || k == bands - 1) ? 1.0 : 2.0
-                d[k * n + i] = Float(w * weight * cos(2 * Double.pi * Double(k * m) / Double(n)) / Double(n))
-            }
-        }
-        design = d
+        design = FilteredNoise.designMatrix(bands: bands)
     }
 
     /// `magnitudes` [batch·voices, frames, bands], `noise` [batch·voices, frames·frameSize] → audio [batch, frames·frameSize].

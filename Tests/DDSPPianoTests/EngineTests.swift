@@ -31,24 +31,7 @@ final class EngineTests: XCTestCase {
 
     func render(_ weights: PianoWeights, events: [TimedMessage], seconds: Double, rate: Double, block: Int,
                 options: PianoEngine.Options = PianoEngine.Options()) throws -> [Float] {
-        let engine = PianoEngine(weights: weights, options: options)
-        try engine.prepare(sampleRate: rate, maxBlockSize: block)
-        let total = Int(seconds * rate)
-        var out = [Float](repeating: 0, count: total)
-        var pos = 0
-        var feed = BlockEventFeed(events: events, sampleRate: rate)
-        var blockEvents: [EngineEvent] = []
-        while pos < total {
-            let n = min(block, total - pos)
-            feed.take(position: pos, count: n, into: &blockEvents)
-            blockEvents.withUnsafeBufferPointer { ev in
-                out.withUnsafeMutableBufferPointer { o in
-                    engine.render(events: ev, into: UnsafeMutableBufferPointer(rebasing: o[pos..<(pos + n)]))
-                }
-            }
-            pos += n
-        }
-        return out
+        try renderEngine(weights, options: options, events: events, seconds: seconds, rate: rate, block: block)
     }
 
     func testAnyBlockSizeGivesTheSameSamples() throws {

@@ -19,24 +19,7 @@ final class StreamingTests: XCTestCase {
         var options = PianoEngine.Options()
         options.noise = noise
         options.instrument = instrument
-        let engine = PianoEngine(weights: try weights(), options: options)
-        try engine.prepare(sampleRate: rate, maxBlockSize: block)
-        let total = Int(seconds * rate)
-        var out = [Float](repeating: 0, count: total)
-        var pos = 0
-        var feed = BlockEventFeed(events: events, sampleRate: rate)
-        var blockEvents: [EngineEvent] = []
-        while pos < total {
-            let n = min(block, total - pos)
-            feed.take(position: pos, count: n, into: &blockEvents)
-            blockEvents.withUnsafeBufferPointer { ev in
-                out.withUnsafeMutableBufferPointer { o in
-                    engine.render(events: ev, into: UnsafeMutableBufferPointer(rebasing: o[pos..<(pos + n)]))
-                }
-            }
-            pos += n
-        }
-        return out
+        return try renderEngine(try weights(), options: options, events: events, seconds: seconds, rate: rate, block: block)
     }
 
     static func on(_ t: Double, _ p: UInt8, _ v: UInt8 = 100) -> TimedMessage { TimedMessage(time: t, message: .noteOn(channel: 0, pitch: p, velocity: v)) }

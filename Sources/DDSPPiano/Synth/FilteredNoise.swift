@@ -31,6 +31,17 @@ public struct FilteredNoise: Sendable {
         irSize = 2 * (bands - 1)
         delay = (irSize - 1) / 2 - 1
         let n = irSize
+        design = FilteredNoise.designMatrix(bands: bands)
+        impulse = [Float](repeating: 0, count: voices * n)
+        noise = [Float](repeating: 0, count: frameSize)
+        acc = [Float](repeating: 0, count: 4 * frameSize + n)
+        generator = NoiseGenerator(seed: seed)
+    }
+
+    /// The filter design as a matrix [bands, 2·(bands − 1)]: magnitudes → causal windowed IR
+    /// (inverse real FFT, periodic Hann, rotation to causal form), shared with training.
+    public static func designMatrix(bands: Int) -> [Float] {
+        let n = 2 * (bands - 1)
         var d = [Float](repeating: 0, count: bands * n)
         for i in 0..<n {
             let w = 0.5 - 0.5 * cos(2 * Double.pi * Double(i) / Double(n))
@@ -40,11 +51,7 @@ public struct FilteredNoise: Sendable {
                 d[k * n + i] = Float(w * weight * cos(2 * Double.pi * Double(k * m) / Double(n)) / Double(n))
             }
         }
-        design = d
-        impulse = [Float](repeating: 0, count: voices * n)
-        noise = [Float](repeating: 0, count: frameSize)
-        acc = [Float](repeating: 0, count: 4 * frameSize + n)
-        generator = NoiseGenerator(seed: seed)
+        return d
     }
 
     public mutating func reset(seed: UInt64) {
