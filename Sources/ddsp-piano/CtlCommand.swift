@@ -21,8 +21,8 @@ struct CtlCommand: ParsableCommand {
     @Option(name: .long, help: "Control socket (default: $XDG_RUNTIME_DIR/ddsp-piano/control.sock).")
     var socket: String?
 
-    // Passthrough: "gain -6" must not be read as an option.
-    @Argument(parsing: .captureForPassthrough, help: "status | list | piano N|YEAR | gain DB | panic | reload")
+    // "gain -6": a negative number is not an option (while --help and --socket still are).
+    @Argument(parsing: .allUnrecognized, help: "status | list | piano N|YEAR | gain DB | panic | reload")
     var command: [String]
 
     func run() throws {

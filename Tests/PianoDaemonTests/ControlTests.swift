@@ -65,6 +65,15 @@ final class ControlTests: XCTestCase {
         let err = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         bad.waitUntilExit()
         XCTAssertEqual(bad.terminationStatus, 1)
+        let help = Process()
+        help.executableURL = cli.executableURL
+        help.arguments = ["ctl", "--help"]
+        let helpPipe = Pipe()
+        help.standardOutput = helpPipe
+        try help.run()
+        let helpText = String(decoding: helpPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        help.waitUntilExit()
+        XCTAssertTrue(helpText.contains("USAGE: ddsp-piano ctl"), helpText)
         XCTAssertEqual(err, "ddsp-piano: unknown command 'sing' (known: status, piano, gain, panic, reload, list)\n")
 
         XCTAssertEqual(d.stop(), 0, d.output)
