@@ -10,7 +10,9 @@ enum RenderInputs {
     /// Returns the reader's tolerated problems as warnings; a truncated file is an error here,
     /// because rendering part of a piece without failing would look like success.
     static func midi(midiBytes: [UInt8], warmUp: Double, duration: Double?) throws -> (MIDIFile, warnings: [String]) {
-        let midi = try MIDIFile(bytes: midiBytes)
+        // Tempo from the first track only, as pretty_midi reads it for upstream: the SMF rule for
+        // format 1, and the one that keeps renders of odd files identical to upstream's.
+        let midi = try MIDIFile(bytes: midiBytes, tempoSource: .firstTrack)
         if midi.isTruncated {
             let detail = (midi.warnings.first { $0.contains("truncated") } ?? midi.warnings.first(where: isTruncation))?
                 .replacingOccurrences(of: "; reading what is there", with: "") ?? "the file ends early"
