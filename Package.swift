@@ -26,6 +26,7 @@ let package = Package(
     products: [
         .executable(name: "ddsp-piano", targets: ["ddsp-piano"]),
         .executable(name: "ddsp-pianod", targets: ["ddsp-pianod"]),
+        .executable(name: "ddsp-piano-train", targets: ["ddsp-piano-train"]),
         .library(name: "DDSPPiano", targets: ["DDSPPiano"]),
     ],
     dependencies: [
@@ -82,6 +83,13 @@ let package = Package(
             name: "PianoTraining",
             dependencies: ["DDSPPiano", "PianoIO", "CBLAS", "CKissFFT"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        .executableTarget(
+            name: "ddsp-piano-train",
+            dependencies: [
+                "PianoTraining", "DDSPPiano", "PianoIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .testTarget(
             name: "PianoTrainingTests",

@@ -1,0 +1,42 @@
+import DDSPPiano
+import Foundation
+import PianoIO
+
+/// How close a model's renders of MIDI files are to recordings of the same files: the
+/// multi-scale spectral distance (FFT sizes 2048…64, 75 % overlap, L1 on magnitude and log
+/// magnitude, as the training loss) between `ddsp-piano render`'s output and the recording,
+/// both at 16 kHz, over their common length.
+public enum Evaluation {
+    public struct Item: Sendable {
+        public var name: String
+        public var instrument: String
+        public var piano: Int
+        public var seconds: Double
+        public var distance: Double
+    }
+
+    /// One pair: the MIDI rendered with `weights`' instrument `piano` (`settings` otherwise),
+    /// compared with the recording. `maxSeconds` limits both to their beginning.
+    public static func distance(audio audioURL: URL, midi midiURL: URL, weights: PianoWeights, piano: Int,
+                                settings base: RenderSettings = RenderSettings(), maxSeconds: Double? = nil) throws -> (distance: Double, seconds: Double) {
+        let data: AudioData
+        do { data = try AudioFile.read(audioURL) } catch { throw TrainingDataError("\(error)") }
+        var recording = data.mono()
+        let rate = weights.hyper.sampleRate
+        if data.sampleRate != rate {
+            do { recording = try OfflineResampler.resample(recording, from: Double(data.sampleRate), to: Double(rate)) }
+            catch { throw TrainingDataError("\(audioURL.path): \(error)") }
+        }
+        let midi: MIDIFile
+        do { midi = try MIDIFile(bytes: [UInt8](try Data(contentsOf: midiURL))) } catch { throw TrainingDataError("\(midiURL.path): \(error)") }
+        var settings = base
+        settings.instrument = piano
+        settings.sampleRate = Double(rate)
+        if let m = maxSeconds { settings.duration = m }
+        let rendered = try OfflineRenderer.render(midi: midi, weights: weights, settings: settings).wet
+        var n = min(rendered.count, recording.count)
+        if let m = maxSeconds { n = min(n, Int(m * Double(rate))) }
+        guard n >= 2048 else { throw TrainingDataError("\(audioURL.path): too short to compare") }
+        return (SpectralMetrics.multiScaleDistance(Array(rendered[..<n]), Array(recording[..<n])), Double(n) / Double(rate))
+    }
+}

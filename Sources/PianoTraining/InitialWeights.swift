@@ -1,0 +1,137 @@
+import DDSPPiano
+import Foundation
+
+// Where a training run's weights come from: a fresh model initialised as upstream's Keras
+// layers are, or an existing weight file with instruments added or renamed for fine-tuning.
+
+/// A small seeded generator (SplitMix64) for initialisation and data order: the same seed gives
+/// the same run on every machine.
+public struct TrainingRNG: Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    public mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+
+    /// Standard normal (Box–Muller).
+    public mutating func normal() -> Double {
+        let u = max(uniform(), 1e-300), v = uniform()
+        return (-2 * Foundation.log(u)).squareRoot() * cos(2 * .pi * v)
+    }
+
+    /// Fisher–Yates shuffle of 0..<n.
+    public mutating func permutation(_ n: Int) -> [Int] {
+        var p = Array(0..<n)
+        if n > 1 { for i in stride(from: n - 1, to: 0, by: -1) { p.swapAt(i, Int(next() % UInt64(i + 1))) } }
+        return p
+    }
+
+    /// A seed derived from several integers (for per-epoch orders and per-step noise).
+    public static func derive(_ parts: UInt64...) -> UInt64 {
+        var g = TrainingRNG(seed: 0x5EED)
+        for p in parts { g.state ^= p &* 0xD6E8_FEB8_6659_FD93; _ = g.next() }
+        return g.next()
+    }
+}
+
+extension PianoWeights {
+    /// A fresh model as upstream builds it before training (Keras defaults): dense and GRU input
+    /// kernels Glorot-uniform, recurrent kernels orthogonal, biases zero, Normalize scale 1 and
+    /// shift 0, embeddings uniform in ±0.05, reverb impulse responses N(0, 1e-6), the detuner and
+    /// the inharmonicity modifiers zero, Rigaud's fixed inharmonicity lines and a 1.1 s release.
+    public static func initial(hyper h: Hyper = Hyper(), instruments: [String], seed: UInt64) -> PianoWeights {
+        var w = PianoWeights(hyper: h, instruments: instruments)
+        var rng = TrainingRNG(seed: seed)
+        func uniform(_ p: WritableKeyPath<PianoWeights, Tensor>, _ limit: Double) {
+            for i in 0..<w[keyPath: p].count { w[keyPath: p].values[i] = Float((2 * rng.uniform() - 1) * limit) }
+        }
+        func glorot(_ p: WritableKeyPath<PianoWeights, Tensor>) {
+            let s = w[keyPath: p].shape
+            uniform(p, (6.0 / Double(s[0] + s[1])).squareRoot())
+        }
+        func orthogonal(_ p: WritableKeyPath<PianoWeights, Tensor>) {
+            // [units, 3·units]: orthonormal rows (Gram–Schmidt on Gaussian rows), as Keras'
+            // Orthogonal initializer gives for a wide matrix.
+            let s = w[keyPath: p].shape, rows = s[0], cols = s[1]
+            var m = (0..<(rows * cols)).map { _ in rng.normal() }
+            for r in 0..<rows {
+                for q in 0..<r {
+                    var dot = 0.0
+                    for c in 0..<cols { dot += m[r * cols + c] * m[q * cols + c] }
+                    for c in 0..<cols { m[r * cols + c] -= dot * m[q * cols + c] }
+                }
+                var norm = 0.0
+                for c in 0..<cols { norm += m[r * cols + c] * m[r * cols + c] }
+                norm = norm.squareRoot()
+                for c in 0..<cols { m[r * cols + c] /= norm }
+            }
+            w[keyPath: p].values = m.map { Float($0) }
+        }
+        func fill(_ p: WritableKeyPath<PianoWeights, Tensor>, _ v: Float) {
+            w[keyPath: p].values = [Float](repeating: v, count: w[keyPath: p].count)
+        }
+        uniform(\.zEmbedding, 0.05); uniform(\.inharmonicityEmbedding, 0.05); uniform(\.detuningEmbedding, 0.05)
+        glorot(\.contextDenseKernel); glorot(\.contextGRUKernel); orthogonal(\.contextGRURecurrentKernel); glorot(\.contextOutKernel)
+        fill(\.contextNormScale, 1)
+        glorot(\.monoDenseKernel); glorot(\.monoGRUKernel); orthogonal(\.monoGRURecurrentKernel)
+        glorot(\.monoHiddenKernel); glorot(\.monoOutKernel)
+        fill(\.monoNormScale, 1)
+        w.releaseDuration.values = [1.1]
+        // Rigaud et al.'s treble and bass lines, in upstream's normalised form (sub_modules.py).
+        let trebleSlope: Float = 9.26e-2, trebleIntercept: Float = -13.64, bassSlope: Float = -8.47e-2, bassIntercept: Float = -5.82
+        w.inharmSlopes.values = [trebleSlope * 128, bassSlope * 128]
+        w.inharmOffsets.values = [trebleIntercept / (128 * trebleSlope), bassIntercept / (128 * bassSlope)]
+        for i in 0..<w.reverbImpulseResponses.count { w.reverbImpulseResponses.values[i] = Float(rng.normal() * 1e-6) }
+        w.provenance["initialisation"] = "ddsp-piano-train: Keras-default initialisation, seed \(seed)"
+        return w
+    }
+
+    /// The per-instrument tensors (first dimension = instrument).
+    static let perInstrumentTensors: [WritableKeyPath<PianoWeights, Tensor>] =
+        [\.zEmbedding, \.inharmonicityEmbedding, \.detuningEmbedding, \.reverbImpulseResponses]
+
+    /// These weights with the instrument list `names`: a name the file has keeps its rows, a
+    /// name in `aliases` takes the rows of the file's instrument it names (fine-tuning an existing
+    /// piano under a new name), any other name is added with the mean of the file's rows. The
+    /// normalisation calibration is dropped when the list changes (`export` measures a new one).
+    public func withInstruments(_ names: [String], aliases: [String: String] = [:]) throws -> PianoWeights {
+        if names == instruments { return self }
+        var sources: [Int?] = []
+        for name in names {
+            let existing = aliases[name] ?? name
+            if let i = instruments.firstIndex(of: existing) { sources.append(i) }
+            else if aliases[name] != nil {
+                throw WeightsError("instrument '\(existing)' (for '\(name)') is not in the weights; they have \(instruments.joined(separator: ", "))")
+            } else { sources.append(nil) }
+        }
+        var out = self
+        out.instruments = names
+        out.calibration = nil
+        let n = instruments.count
+        for p in Self.perInstrumentTensors {
+            let t = self[keyPath: p]
+            let row = t.count / n
+            var values = [Float](); values.reserveCapacity(names.count * row)
+            for source in sources {
+                if let s = source { values += t.values[(s * row)..<((s + 1) * row)] }
+                else {
+                    for j in 0..<row {
+                        var sum: Float = 0
+                        for i in 0..<n { sum += t.values[i * row + j] }
+                        values.append(sum / Float(n))
+                    }
+                }
+            }
+            out[keyPath: p] = Tensor(shape: [names.count] + Array(t.shape.dropFirst()), values: values)
+        }
+        return out
+    }
+}

@@ -1,0 +1,232 @@
+import CBLAS
+import DDSPPiano
+import Foundation
+
+/// One phase of a run as executed: upstream's phase (what it trains, detuning on or off), its
+/// batch size and learning rate, and how many optimiser steps it lasts.
+public struct PhasePlan: Codable, Sendable, Equatable {
+    public var number: Int
+    public var batchSize: Int
+    public var learningRate: Double
+    public var steps: Int
+    public init(number: Int, batchSize: Int, learningRate: Double, steps: Int) {
+        self.number = number; self.batchSize = batchSize; self.learningRate = learningRate; self.steps = steps
+    }
+    public var phase: TrainingPhase { TrainingPhase(number: number, batchSize: batchSize, epochs: 0, learningRate: learningRate) }
+}
+
+/// Everything that decides a run's arithmetic; stored in its checkpoints so `--resume` repeats it.
+public struct TrainerConfig: Codable, Sendable, Equatable {
+    public var seed: UInt64 = 1
+    public var phases: [PhasePlan] = []
+    /// Data-parallel replicas (threads); each takes a contiguous part of every batch.
+    public var threads: Int = 2
+    public var validationSegments: Int = 24
+    public var lossSizes: [Int] = [2048, 1024, 512, 256, 128, 64]
+    public init() {}
+
+    public var json: String { String(decoding: try! JSONEncoder().encode(self), as: UTF8.self) }
+    public static func from(json: String) throws -> TrainerConfig { try JSONDecoder().decode(TrainerConfig.self, from: Data(json.utf8)) }
+}
+
+public struct TrainingDiverged: Error, CustomStringConvertible {
+    public var step: Int
+    public var what: String
+    public var description: String { "training diverged at step \(step): \(what) is not finite; the update was not applied" }
+}
+
+/// Runs the phase schedule over a training set: batches drawn in a seeded order per epoch,
+/// forward and backward on `threads` replicas of the model at once (data parallel, gradients
+/// summed in a fixed order, so a run does not depend on thread timing), Adam, validation.
+/// The caller drives it step by step (progress, logging, checkpoints and stopping are its job).
+public final class Trainer: @unchecked Sendable {
+    public let config: TrainerConfig
+    public let train: TrainingSet
+    public let validation: TrainingSet?
+    public private(set) var replicas: [PianoModelTraining]
+    public private(set) var adam: Adam
+    /// Position in the schedule: phase index into config.phases and steps done in it.
+    public private(set) var phaseIndex: Int
+    public private(set) var stepInPhase: Int
+    /// Fixed tensors, shapes, names and metadata of the exported weights.
+    public let base: PianoWeights
+
+    public struct StepReport: Sendable {
+        public var globalStep: Int       // completed steps over the whole run, this one included
+        public var phase: Int            // upstream's phase number
+        public var stepInPhase: Int      // completed steps in the phase
+        public var epoch: Int            // in the phase, from 0
+        public var losses: PianoModelTraining.Losses
+        public var gradientNorm: Double
+        public var learningRate: Double
+        public var segments: Int
+    }
+
+    public init(weights: PianoWeights, config: TrainerConfig, train: TrainingSet, validation: TrainingSet?,
+                adam: Adam? = nil, phaseIndex: Int = 0, stepInPhase: Int = 0) throws {
+        guard !config.phases.isEmpty else { throw TrainingDataError("no training phase planned") }
+        guard !train.windows.isEmpty else { throw TrainingDataError("the training set has no usable 3-second segment") }
+        guard weights.instruments.count >= train.instruments.count else {
+            throw TrainingDataError("the weights have \(weights.instruments.count) instruments but the data \(train.instruments.count)")
+        }
+        self.config = config; self.train = train; self.validation = validation; self.base = weights
+        self.phaseIndex = phaseIndex; self.stepInPhase = stepInPhase
+        replicas = (0..<max(1, config.threads)).map { _ in PianoModelTraining(weights: weights, lossSizes: config.lossSizes) }
+        self.adam = adam ?? Adam(learningRate: config.phases[0].learningRate)
+        if phaseIndex < config.phases.count { enter(phase: phaseIndex, resetLearningRate: adam == nil) }
+        // Threads are ours: OpenBLAS's own would compete with the replicas for the cores.
+        if config.threads > 1 { openblas_set_num_threads(1) }
+    }
+
+    /// Continues a run from its checkpoint (the data must be the same for an exact continuation).
+    public convenience init(checkpoint c: TrainingCheckpoint, train: TrainingSet, validation: TrainingSet?) throws {
+        guard let json = c.state["config"], let config = try? TrainerConfig.from(json: json),
+              let p = c.state["phase_index"].flatMap(Int.init), let s = c.state["step_in_phase"].flatMap(Int.init) else {
+            throw TrainingDataError("the checkpoint lacks the run's configuration or position")
+        }
+        try self.init(weights: c.weights, config: config, train: train, validation: validation, adam: c.adam, phaseIndex: p, stepInPhase: s)
+    }
+
+    public var isFinished: Bool { phaseIndex >= config.phases.count }
+    public var totalSteps: Int { config.phases.reduce(0) { $0 + $1.steps } }
+    public var completedSteps: Int { config.phases.prefix(phaseIndex).reduce(0) { $0 + $1.steps } + (isFinished ? 0 : stepInPhase) }
+
+    private func enter(phase i: Int, resetLearningRate: Bool) {
+        let plan = config.phases[i]
+        for r in replicas { plan.phase.configure(&r.network) }
+        if resetLearningRate { adam.learningRate = plan.learningRate }
+    }
+
+    public func stepsPerEpoch(batchSize: Int) -> Int { max(1, train.windows.count / max(1, min(batchSize, train.windows.count))) }
+
+    /// The windows of the next batch: epoch e of phase p visits the windows in a permutation
+    /// seeded by (seed, p, e).
+    func nextBatchIndices() -> (indices: [Int], epoch: Int) {
+        let plan = config.phases[phaseIndex]
+        let B = min(plan.batchSize, train.windows.count)
+        let perEpoch = stepsPerEpoch(batchSize: B)
+        let epoch = stepInPhase / perEpoch, k = stepInPhase % perEpoch
+        var rng = TrainingRNG(seed: TrainingRNG.derive(config.seed, UInt64(phaseIndex), UInt64(epoch)))
+        let order = rng.permutation(train.windows.count)
+        return (Array(order[(k * B)..<((k + 1) * B)]), epoch)
+    }
+
+    /// Splits `indices` into the replicas' contiguous parts (sizes differ by at most one).
+    func parts(_ n: Int) -> [Range<Int>] {
+        let r = min(replicas.count, n)
+        return (0..<r).map { i in (i * n / r)..<((i + 1) * n / r) }
+    }
+
+    /// One optimiser step. Throws `TrainingDiverged` (and leaves the parameters untouched) when
+    /// a loss or the gradient is not finite.
+    public func step() throws -> StepReport {
+        precondition(!isFinished)
+        let plan = config.phases[phaseIndex]
+        let (indices, epoch) = nextBatchIndices()
+        let globalStep = completedSteps
+        let ranges = parts(indices.count)
+        final class Box: @unchecked Sendable { var losses: [PianoModelTraining.Losses?]; init(_ n: Int) { losses = Array(repeating: nil, count: n) } }
+        let box = Box(ranges.count)
+        DispatchQueue.concurrentPerform(iterations: ranges.count) { i in
+            let (batch, target) = train.batch(Array(indices[ranges[i]]))
+            let model = replicas[i]
+            model.network.zeroGrad()
+            box.losses[i] = model.step(batch, target: target, noiseSeed: TrainingRNG.derive(config.seed, UInt64(globalStep), UInt64(i))).losses
+        }
+        // Each replica's losses are means over its part: weight them by the part's share.
+        let B = Float(indices.count)
+        var grads: [[[Float]]] = []
+        for i in 1..<ranges.count {
+            var g: [[Float]] = []
+            replicas[i].network.forEachParameter { _, _, _, grad in g.append(grad) }
+            grads.append(g)
+        }
+        let share0 = Float(ranges[0].count) / B
+        var t = 0
+        replicas[0].network.forEachParameter { _, _, _, grad in
+            for j in grad.indices { grad[j] *= share0 }
+            for i in 1..<ranges.count {
+                let s = Float(ranges[i].count) / B
+                let gi = grads[i - 1][t]
+                for j in grad.indices { grad[j] += s * gi[j] }
+            }
+            t += 1
+        }
+        var losses = PianoModelTraining.Losses(spectral: 0, reverb: 0, inharmonicityL1: box.losses[0]!.inharmonicityL1)
+        for (i, r) in ranges.enumerated() {
+            let s = Double(r.count) / Double(indices.count)
+            losses.spectral += s * box.losses[i]!.spectral
+            losses.reverb += s * box.losses[i]!.reverb
+        }
+        guard losses.total.isFinite else { throw TrainingDiverged(step: globalStep + 1, what: "the loss") }
+        let phase = plan.phase
+        var trainable: [[Float]] = []
+        replicas[0].network.forEachParameter { name, group, _, grad in if phase.trains(group) { trainable.append(grad) } }
+        let norm = Adam.globalNorm(trainable)
+        guard norm.isFinite else { throw TrainingDiverged(step: globalStep + 1, what: "the gradient") }
+        let lr = adam.currentLearningRate
+        adam.update(&replicas[0].network) { _, group in phase.trains(group) }
+        var values: [[Float]] = []
+        replicas[0].network.forEachParameter { _, _, value, _ in values.append(value) }
+        for r in replicas.dropFirst() {
+            var k = 0
+            r.network.forEachParameter { _, _, value, _ in value = values[k]; k += 1 }
+        }
+        stepInPhase += 1
+        let report = StepReport(globalStep: globalStep + 1, phase: plan.number, stepInPhase: stepInPhase, epoch: epoch,
+                                losses: losses, gradientNorm: norm, learningRate: lr, segments: indices.count)
+        if stepInPhase >= plan.steps {
+            phaseIndex += 1; stepInPhase = 0
+            if phaseIndex < config.phases.count { enter(phase: phaseIndex, resetLearningRate: true) }
+        }
+        return report
+    }
+
+    /// The validation windows used every time: up to `validationSegments`, evenly spread.
+    public var validationWindows: [Int] {
+        guard let v = validation, !v.windows.isEmpty else { return [] }
+        let n = min(config.validationSegments, v.windows.count)
+        return (0..<n).map { $0 * v.windows.count / n }
+    }
+
+    /// Mean spectral loss over the validation windows (fixed noise: comparable between steps).
+    public func validationLoss() -> Double? {
+        guard let v = validation else { return nil }
+        let windows = validationWindows
+        guard !windows.isEmpty else { return nil }
+        let per = 3
+        let chunks = stride(from: 0, to: windows.count, by: per).map { Array(windows[$0..<min($0 + per, windows.count)]) }
+        final class Box: @unchecked Sendable { var sums: [Double]; init(_ n: Int) { sums = Array(repeating: 0, count: n) } }
+        let box = Box(chunks.count)
+        let workers = min(replicas.count, chunks.count)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for c in stride(from: w, to: chunks.count, by: workers) {
+                let (batch, target) = v.batch(chunks[c])
+                let l = replicas[w].step(batch, target: target, noiseSeed: TrainingRNG.derive(config.seed, 0xFA11, UInt64(c)), gradients: false).losses
+                box.sums[c] = l.spectral * Double(chunks[c].count)
+            }
+        }
+        return box.sums.reduce(0, +) / Double(windows.count)
+    }
+
+    /// Target and model audio of one validation window (for the spectrogram picture).
+    public func validationExample(_ k: Int = 0) -> (target: [Float], model: [Float])? {
+        guard let v = validation, !validationWindows.isEmpty else { return nil }
+        let (batch, target) = v.batch([validationWindows[k % validationWindows.count]])
+        let audio = replicas[0].step(batch, target: target, noiseSeed: TrainingRNG.derive(config.seed, 0xFA11, 0), gradients: false).audio
+        return (target, audio)
+    }
+
+    /// The current parameters as a weight file.
+    public func weights() throws -> PianoWeights { try replicas[0].network.weights(updating: base) }
+
+    /// A checkpoint from which `init(checkpoint:…)` continues exactly; `state` adds run facts.
+    public func checkpoint(state extra: [String: String] = [:]) throws -> TrainingCheckpoint {
+        var state = extra
+        state["config"] = config.json
+        state["phase_index"] = String(phaseIndex)
+        state["step_in_phase"] = String(stepInPhase)
+        let phase = isFinished ? config.phases.last!.number : config.phases[phaseIndex].number
+        return TrainingCheckpoint(weights: try weights(), adam: adam, phase: phase, state: state)
+    }
+}
