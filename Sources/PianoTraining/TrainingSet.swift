@@ -156,7 +156,11 @@ public struct TrainingSet: Sendable {
         for (i, job) in jobs.enumerated() {
             switch results.items[i]! {
             case .success(let p): set.add(p, instrument: job.instrument, name: job.name)
-            case .failure(let e): set.skipped.append(TrainingPairs.Skipped(path: job.pair.audio, reason: "\(e)"))
+            case .failure(let e):
+                // The loader's messages start with the file they are about.
+                let d = "\(e)"
+                let path = [job.pair.audio, job.pair.midi].first { d.hasPrefix($0 + ": ") }
+                set.skipped.append(TrainingPairs.Skipped(path: path ?? job.pair.audio, reason: path.map { String(d.dropFirst($0.count + 2)) } ?? d))
             }
         }
         return set

@@ -131,7 +131,17 @@ struct TrainCommand: ParsableCommand {
         var maxSecondsPerFile: Double?
     }
 
+    /// Loads the sets, lists skipped pairs (one line each) and refuses data with no usable segment.
     func loadSets(_ source: DataSource, instruments: inout [String], threads: Int) throws -> (TrainingSet, TrainingSet?) {
+        let (t, v) = try loadSetsQuietly(source, instruments: &instruments, threads: threads)
+        for s in t.skipped + (v?.skipped ?? []) { FileHandle.standardError.write(Data("ddsp-piano-train: \(s.path): \(s.reason); skipped\n".utf8)) }
+        guard !t.windows.isEmpty else {
+            throw TrainingDataError("\(source.data ?? source.maestro ?? "data"): no usable 3-second segment (\(t.performances.count) usable pieces, \(t.skipped.count) files skipped)")
+        }
+        return (t, v)
+    }
+
+    func loadSetsQuietly(_ source: DataSource, instruments: inout [String], threads: Int) throws -> (TrainingSet, TrainingSet?) {
         let progress = TerminalProgress(label: "loading data")
         defer { progress.finish() }
         if let m = source.maestro {
@@ -221,7 +231,6 @@ struct TrainCommand: ParsableCommand {
             try folder.openLog(resumingAt: 0)
         }
         let t = trainer.train
-        for s in t.skipped { FileHandle.standardError.write(Data("ddsp-piano-train: \(s.path): \(s.reason); skipped\n".utf8)) }
         print(String(format: "data: %d pieces, %.1f min, %d segments (%d dropped: over 16 notes), instruments %@; validation: %d segments",
                      t.performances.count, t.seconds / 60, t.windows.count, t.droppedForPolyphony, t.instruments.joined(separator: ", "),
                      trainer.validationWindows.count))

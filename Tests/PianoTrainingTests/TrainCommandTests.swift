@@ -1,0 +1,152 @@
+import DDSPPiano
+import Foundation
+import PianoIO
+import PianoTraining
+import XCTest
+
+/// `ddsp-piano-train` as a user runs it: train, Ctrl-C (checkpoint saved), --resume, export,
+/// render the exported weights with `ddsp-piano`, evaluate; and its errors on bad input.
+final class TrainCommandTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ddsp-train-cli-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    static func executable(_ name: String) throws -> URL {
+        var dirs: [URL] = []
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
+        }
+        dirs += Bundle.allBundles.filter { $0.bundlePath.hasSuffix(".xctest") }.map { $0.bundleURL.deletingLastPathComponent() }
+        for d in dirs where FileManager.default.isExecutableFile(atPath: d.appendingPathComponent(name).path) { return d.appendingPathComponent(name) }
+        print("skipped: \(name) not built beside the tests")
+        throw XCTSkip("\(name) not built")
+    }
+
+    struct Run { var status: Int32; var out: String; var err: String }
+
+    func start(_ tool: String, _ args: [String]) throws -> (Process, URL, URL) {
+        let p = Process()
+        p.executableURL = try Self.executable(tool)
+        p.arguments = args
+        p.currentDirectoryURL = dir
+        var env = ProcessInfo.processInfo.environment
+        env["XDG_DATA_HOME"] = dir.appendingPathComponent("xdg").path
+        env["DDSP_PIANO_WEIGHTS"] = nil
+        p.environment = env
+        let id = UUID().uuidString
+        let o = dir.appendingPathComponent("\(id).out"), e = dir.appendingPathComponent("\(id).err")
+        FileManager.default.createFile(atPath: o.path, contents: nil); FileManager.default.createFile(atPath: e.path, contents: nil)
+        p.standardOutput = try FileHandle(forWritingTo: o); p.standardError = try FileHandle(forWritingTo: e)
+        try p.run()
+        return (p, o, e)
+    }
+
+    func run(_ tool: String, _ args: [String]) throws -> Run {
+        let (p, o, e) = try start(tool, args)
+        p.waitUntilExit()
+        let r = Run(status: p.terminationStatus, out: try String(contentsOf: o, encoding: .utf8), err: try String(contentsOf: e, encoding: .utf8))
+        print("$ \(tool) \(args.joined(separator: " "))  → \(r.status)\n\(r.out)\(r.err)")
+        return r
+    }
+
+    func testTrainInterruptResumeExportRenderEvaluate() throws {
+        _ = try Self.executable("ddsp-piano-train")
+        let data = dir.appendingPathComponent("data")
+        try TrainerTests.writePair(folder: data.appendingPathComponent("train/grand"), name: "a", seconds: 8, seed: 1)
+        try TrainerTests.writePair(folder: data.appendingPathComponent("train/upright"), name: "b", seconds: 7, seed: 2)
+        try TrainerTests.writePair(folder: data.appendingPathComponent("validation/grand"), name: "c", seconds: 5, seed: 3)
+        let runDir = dir.appendingPathComponent("run")
+        let log = runDir.appendingPathComponent("log.jsonl")
+
+        // Ctrl-C after the second step: a checkpoint is saved and the tool says how to go on.
+        let (p, o, _) = try start("ddsp-piano-train", ["train", "--data", data.path, "--run", runDir.path, "--phases", "1", "--steps", "6",
+                                                        "--batch-size", "2", "--validate-every", "3", "--checkpoint-every", "100",
+                                                        "--validation-segments", "2", "--seed", "5"])
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, p.isRunning {
+            if let text = try? String(contentsOf: log, encoding: .utf8), text.contains("\"step\":2,") { break }
+            usleep(50_000)
+        }
+        XCTAssertTrue(p.isRunning, "the run ended before it could be interrupted")
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        let said = try String(contentsOf: o, encoding: .utf8)
+        print(said)
+        XCTAssertEqual(p.terminationStatus, 130)
+        XCTAssertTrue(said.contains("interrupted at step"), said)
+        let checkpoint = try TrainingCheckpoint.load(runDir.appendingPathComponent("checkpoint.safetensors"))
+        let stoppedAt = checkpoint.adam.step
+        XCTAssertGreaterThanOrEqual(stoppedAt, 2); XCTAssertLessThan(stoppedAt, 6)
+
+        let resumed = try run("ddsp-piano-train", ["train", "--run", runDir.path, "--resume"])
+        XCTAssertEqual(resumed.status, 0)
+        XCTAssertTrue(resumed.out.contains("resuming") && resumed.out.contains("done: 6 steps"), resumed.out)
+        // The log holds each step once, 1...6, and validations at 0, 3, 6.
+        let records = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        XCTAssertEqual(records.filter { $0["loss"] != nil }.compactMap { $0["step"] as? Int }, [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(records.filter { $0["validation_loss"] != nil }.compactMap { $0["step"] as? Int }, [0, 3, 6])
+        for picture in ["loss.png", "spectrogram.png"] {
+            let bytes = try Data(contentsOf: runDir.appendingPathComponent(picture))
+            XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47], picture)
+        }
+
+        let model = dir.appendingPathComponent("model.safetensors")
+        let exported = try run("ddsp-piano-train", ["export", runDir.appendingPathComponent("checkpoint.safetensors").path, "-o", model.path])
+        XCTAssertEqual(exported.status, 0)
+        let w = try WeightStore.load(model)
+        XCTAssertEqual(w.instruments, ["grand", "upright"])
+        XCTAssertEqual(w.provenance["training.steps"], "6")
+        XCTAssertNotNil(w.calibration, "export measures a normalisation calibration")
+
+        let wav = dir.appendingPathComponent("out.wav")
+        let rendered = try run("ddsp-piano", ["render", "--weights", model.path, "--piano", "upright",
+                                              data.appendingPathComponent("train/upright/b.mid").path, wav.path])
+        XCTAssertEqual(rendered.status, 0)
+        let audio = try AudioFile.read(wav).mono()
+        let peak = audio.map { abs($0) }.max() ?? 0
+        print("render with the exported weights: \(audio.count) samples, peak \(peak)")
+        XCTAssertTrue(audio.allSatisfy(\.isFinite))
+        XCTAssertGreaterThan(peak, 1e-4)
+
+        let evaluated = try run("ddsp-piano-train", ["evaluate", "--weights", model.path, "--data", data.appendingPathComponent("validation").path])
+        XCTAssertEqual(evaluated.status, 0)
+        XCTAssertTrue(evaluated.out.contains("mean over all 1 renders"), evaluated.out)
+    }
+
+    func testBadInputGetsOneLineNamingTheFile() throws {
+        _ = try Self.executable("ddsp-piano-train")
+        let missing = dir.appendingPathComponent("nothing-here").path
+        let a = try run("ddsp-piano-train", ["train", "--data", missing, "--run", dir.appendingPathComponent("r1").path])
+        XCTAssertEqual(a.status, 1)
+        XCTAssertEqual(a.err.split(separator: "\n").count, 1); XCTAssertTrue(a.err.contains(missing), a.err)
+
+        let b = try run("ddsp-piano-train", ["train", "--run", dir.appendingPathComponent("r2").path, "--resume"])
+        XCTAssertEqual(b.status, 1)
+        XCTAssertTrue(b.err.contains("no checkpoint to resume from"), b.err)
+
+        let junk = dir.appendingPathComponent("junk.safetensors")
+        try Data("not a checkpoint".utf8).write(to: junk)
+        let c = try run("ddsp-piano-train", ["export", junk.path, "-o", dir.appendingPathComponent("x.safetensors").path])
+        XCTAssertEqual(c.status, 1)
+        XCTAssertEqual(c.err.split(separator: "\n").count, 1); XCTAssertTrue(c.err.contains(junk.path), c.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("x.safetensors").path))
+
+        // A folder whose only pair is unusable: listed with the reason, then a clear error.
+        let data = dir.appendingPathComponent("bad/grand")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try Data("MThd garbage".utf8).write(to: data.appendingPathComponent("x.mid"))
+        try AudioFile.write([Float](repeating: 0.1, count: 16_000), channels: 1, sampleRate: 16_000, format: .f32, to: data.appendingPathComponent("x.wav"))
+        let d = try run("ddsp-piano-train", ["train", "--data", dir.appendingPathComponent("bad").path, "--run", dir.appendingPathComponent("r3").path])
+        XCTAssertEqual(d.status, 1)
+        XCTAssertTrue(d.err.contains("x.mid"), d.err)
+        XCTAssertTrue(d.err.contains("no usable 3-second segment"), d.err)
+        XCTAssertEqual(d.err.split(separator: "\n").count, 2, "one line for the skipped pair, one for the error")
+    }
+}
