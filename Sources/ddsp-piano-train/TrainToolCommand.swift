@@ -12,6 +12,6 @@ struct TrainToolCommand: ParsableCommand {
           ddsp-piano-train export runs/first/checkpoint.safetensors -o my-piano.safetensors
           ddsp-piano render --weights my-piano.safetensors examples/arpeggios.mid out.wav
         """,
-        subcommands: [DatasetCommand.self, TrainCommand.self, ExportCommand.self, EvaluateCommand.self]
+        subcommands: [DatasetCommand.self, TrainCommand.self, ExportCommand.self, EvaluateCommand.self, BenchCommand.self]
     )
 }
