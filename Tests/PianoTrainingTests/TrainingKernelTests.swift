@@ -74,6 +74,20 @@ final class TrainingKernelTests: XCTestCase {
         XCTAssertLessThan(ea, 2e-2); XCTAssertLessThan(da, 1e-3)
         XCTAssertLessThan(ef, 2e-2); XCTAssertLessThan(df, 1e-3)
     }
+    func testFilteredNoiseMatchesScalarReference() {
+        var rng = TestRNG(seed: 95)
+        for (K, N) in [(2, 16), (9, 16), (64, 64)] {
+            let B = 2, V = 3, T = 5
+            let mags = rng.array(B * V * T * K).map { abs($0) }
+            let x = rng.array(B * V * T * N), g = rng.array(B * T * N)
+            let fast = FilteredNoiseTraining(bands: K, frameSize: N), ref = ReferenceFilteredNoise(bands: K, frameSize: N)
+            let da = relativeL2(fast.forward(magnitudes: mags, noise: x, batch: B, voices: V, frames: T),
+                                ref.forward(magnitudes: mags, noise: x, batch: B, voices: V, frames: T))
+            let dg = relativeL2(fast.backward(g, noise: x, batch: B, voices: V, frames: T), ref.backward(g, noise: x, batch: B, voices: V, frames: T))
+            print(String(format: "filtered noise vs scalar reference (bands %d, frame %d): audio %.2e, dMagnitudes %.2e", K, N, da, dg))
+            XCTAssertLessThan(da, 1e-5); XCTAssertLessThan(dg, 1e-5)
+        }
+    }
 }
 
 func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
@@ -221,5 +235,71 @@ struct ReferenceAdditiveSynth {
             }
         }
         return (dA, dF)
+    }
+}
+
+/// The previous scalar filtered noise (direct convolution, Double sums), as the reference.
+struct ReferenceFilteredNoise {
+    let bands: Int
+    let frameSize: Int
+    let taps: Int
+    let delay: Int
+    let design: [Float]   // [bands, taps]: the same frequency-sampling design as FilteredNoise
+
+    init(bands: Int, frameSize: Int) {
+        self.bands = bands; self.frameSize = frameSize
+        let n = 2 * (bands - 1)
+        taps = n
+        delay = (n - 1) / 2 - 1
+        design = FilteredNoise.designMatrix(bands: bands)
+    }
+
+    /// `magnitudes` [batch·voices, frames, bands], `noise` [batch·voices, frames·frameSize] → audio [batch, frames·frameSize].
+    func forward(magnitudes M: [Float], noise: [Float], batch B: Int, voices V: Int, frames T: Int) -> [Float] {
+        let N = frameSize, n = T * N, K = bands, L = taps
+        precondition(M.count == B * V * T * K && noise.count == B * V * n)
+        var out = [Double](repeating: 0, count: B * n)
+        var ir = [Float](repeating: 0, count: L)
+        for q in 0..<(B * V) {
+            let b = q / V
+            for F in 0..<T {
+                for i in 0..<L {
+                    var s: Float = 0
+                    for k in 0..<K { s += M[(q * T + F) * K + k] * design[k * L + i] }
+                    ir[i] = s
+                }
+                for r in 0..<N {
+                    let x = Double(noise[q * n + F * N + r])
+                    let base = F * N + r - delay
+                    for i in max(0, -base)..<min(L, n - base) { out[b * n + base + i] += x * Double(ir[i]) }
+                }
+            }
+        }
+        return out.map { Float($0) }
+    }
+
+    /// dL/dmagnitudes [batch·voices, frames, bands] from dL/daudio [batch, frames·frameSize].
+    func backward(_ dAudio: [Float], noise: [Float], batch B: Int, voices V: Int, frames T: Int) -> [Float] {
+        let N = frameSize, n = T * N, K = bands, L = taps
+        precondition(dAudio.count == B * n && noise.count == B * V * n)
+        var dM = [Float](repeating: 0, count: B * V * T * K)
+        var dIR = [Double](repeating: 0, count: L)
+        for q in 0..<(B * V) {
+            let b = q / V
+            for F in 0..<T {
+                for i in 0..<L { dIR[i] = 0 }
+                for r in 0..<N {
+                    let x = Double(noise[q * n + F * N + r])
+                    let base = F * N + r - delay
+                    for i in max(0, -base)..<min(L, n - base) { dIR[i] += x * Double(dAudio[b * n + base + i]) }
+                }
+                for k in 0..<K {
+                    var s = 0.0
+                    for i in 0..<L { s += Double(design[k * L + i]) * dIR[i] }
+                    dM[(q * T + F) * K + k] = Float(s)
+                }
+            }
+        }
+        return dM
     }
 }
