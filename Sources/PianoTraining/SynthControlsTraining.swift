@@ -36,6 +36,7 @@ public struct SynthControlsTraining: Sendable {
         var denominator: [Float]    // [sequences·frames]
         var magnitudes: [Float]
         var raw: [Float]
+        var derivative: [Float]     // [sequences·frames, 1 + harmonics + bands]: exp_sigmoid′ of each raw output (as used)
         var f0: [Float]
         var inharm: [Float]
     }
@@ -58,16 +59,21 @@ public struct SynthControlsTraining: Sendable {
         var dist = [Float](repeating: 0, count: rows * H), masked = dist, hAmp = dist
         var hFreq = [Float](repeating: 0, count: rows * S * H)
         var mags = [Float](repeating: 0, count: rows * bands)
+        var deriv = [Float](repeating: 0, count: rows * O)
         for i in 0..<rows {
             let r = i * O, f00 = f0[i * S], b = max(inharm[i], 0)
-            let ea = Self.expSigmoid(raw[r]).value
+            let es = Self.expSigmoid(raw[r])
+            let ea = es.value
+            deriv[r] = es.derivative
             gate[i] = (f00 > SynthControls.minFrequency ? 1 : 0) / Float(S)
             expAmp[i] = ea
             amp[i] = ea * gate[i]
             var sum: Float = 0
             for k in 0..<H {
                 let kf = Float(k + 1), factor = (kf * kf * b + 1).squareRoot()
-                let e = Self.expSigmoid(raw[r + 1 + k]).value
+                let es = Self.expSigmoid(raw[r + 1 + k])
+                let e = es.value
+                deriv[r + 1 + k] = es.derivative
                 let m: Float = f00 * kf * factor >= nyquist ? 0 : 1
                 masked[i * H + k] = e * m
                 sum += e * m
@@ -78,10 +84,14 @@ public struct SynthControlsTraining: Sendable {
                 dist[i * H + k] = masked[i * H + k] / den[i]
                 hAmp[i * H + k] = amp[i] * dist[i * H + k]
             }
-            for j in 0..<bands { mags[i * bands + j] = Self.expSigmoid(raw[r + 1 + H + j] - 5).value }
+            for j in 0..<bands {
+                let es = Self.expSigmoid(raw[r + 1 + H + j] - 5)
+                mags[i * bands + j] = es.value
+                deriv[r + 1 + H + j] = es.derivative
+            }
         }
         let cache = Cache(sequences: Q, frames: T, substrings: S, amplitude: amp, gate: gate, expAmplitude: expAmp,
-                          distribution: dist, masked: masked, denominator: den, magnitudes: mags, raw: raw, f0: f0, inharm: inharm)
+                          distribution: dist, masked: masked, denominator: den, magnitudes: mags, raw: raw, derivative: deriv, f0: f0, inharm: inharm)
         return (Output(harmonicAmplitude: hAmp, harmonicFrequency: hFreq, magnitudes: mags), cache)
     }
 
@@ -102,11 +112,11 @@ public struct SynthControlsTraining: Sendable {
                     da += g * Double(c.distribution[i * H + k])
                     gd += g * Double(c.amplitude[i]) * Double(c.distribution[i * H + k])
                 }
-                dRaw[r] = Float(da) * c.gate[i] * Self.expSigmoid(c.raw[r]).derivative
+                dRaw[r] = Float(da) * c.gate[i] * c.derivative[r]
                 for k in 0..<H where c.masked[i * H + k] != 0 {
                     let gk = Double(dA[i * H + k]) * Double(c.amplitude[i])
                     let de = (gk - gd) / Double(c.denominator[i])
-                    dRaw[r + 1 + k] = Float(de) * Self.expSigmoid(c.raw[r + 1 + k]).derivative
+                    dRaw[r + 1 + k] = Float(de) * c.derivative[r + 1 + k]
                 }
             }
             if !dF.isEmpty {
@@ -124,7 +134,7 @@ public struct SynthControlsTraining: Sendable {
                 dB[i] = Float(db)
             }
             if !dM.isEmpty {
-                for j in 0..<bands { dRaw[r + 1 + H + j] = dM[i * bands + j] * Self.expSigmoid(c.raw[r + 1 + H + j] - 5).derivative }
+                for j in 0..<bands { dRaw[r + 1 + H + j] = dM[i * bands + j] * c.derivative[r + 1 + H + j] }
             }
         }
         return (dRaw, dF0, dB)
