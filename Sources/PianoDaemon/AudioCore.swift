@@ -19,7 +19,10 @@ public final class AudioStats: @unchecked Sendable {
     public let notesReceived = ManagedAtomic<Int>(0)
     public let notesReleased = ManagedAtomic<Int>(0)
     public let programsIgnored = ManagedAtomic<Int>(0)
+    /// xrun notifications from the server (JACK's xrun callback, every one counted), and the
+    /// incidents they make (JACK2 sends one per cause: late driver, each unfinished client).
     public let xruns = ManagedAtomic<Int>(0)
+    public let xrunIncidents = ManagedAtomic<Int>(0)
     public let voices = ManagedAtomic<Int>(0)
     public let cpuPermille = ManagedAtomic<Int>(0)
     /// Largest single-callback load seen (permille of the period).
@@ -96,6 +99,57 @@ public final class AudioCore: @unchecked Sendable {
         }
     }
 
+    // MARK: - Warm-up (control thread, while no audio thread runs)
+
+    /// Runs the real-time path on the calling thread before the driver's audio thread exists,
+    /// so that first-time costs land here instead of in the first real cycles: code pages,
+    /// lazily bound symbols, Swift runtime metadata and one-time initialisers, every
+    /// instrument's reverb spectra and embeddings (a glide to each), all voices, the pedal,
+    /// panic, the resampler. `cycle` runs one driver cycle (the driver's own callback, so its
+    /// code is warmed too). Afterwards the engine is back to silence and the counters to zero.
+    /// Only while no other thread consumes the queues (before activation).
+    public func warmUp(engine: PianoEngine, frames: Int, cycle: () -> Void) {
+        let hostPerFrame = Double(engine.frameSize) * engine.hostRate / Double(engine.modelRate)
+        let glide = Int((Double(max(1, engine.options.switchFrames) + 2) * hostPerFrame / Double(max(1, frames))).rounded(.up)) + 1
+        func run(_ n: Int) { for _ in 0..<n { cycle() } }
+        func send(_ status: UInt8, _ d1: UInt8, _ d2: UInt8) {
+            controlMIDIQueue.push(TimedMIDI(time: monotonicNanoseconds(), status: status, data1: d1, data2: d2))
+        }
+        let original = engine.instrument
+        run(2)                                    // takes the engine: silence
+        send(0xB0, 64, 127)                       // sustain pedal down
+        let voices = engine.weights.hyper.voices
+        for v in 0..<voices { send(0x90, UInt8(21 + (v * 87) / max(1, voices - 1)), UInt8(40 + (v * 80) / max(1, voices))) }
+        run(glide)
+        // Every piano once, with notes sounding: embeddings, priors and reverb crossfades.
+        for i in 0..<engine.weights.instruments.count where i != original {
+            _ = commands.push(.instrument(i))
+            run(glide)
+        }
+        _ = commands.push(.instrument(original))
+        run(glide)
+        for v in 0..<voices { send(0x80, UInt8(21 + (v * 87) / max(1, voices - 1)), 0) }
+        send(0x90, 60, 0)                         // a velocity-0 note-on
+        send(0xB0, 64, 0)
+        send(0xC0, 0, 0)                          // a program change (routed or ignored)
+        run(2)
+        _ = commands.push(.panic)
+        run(2)
+        if engine.instrument != original {        // a program change switched it
+            _ = commands.push(.instrument(original))
+            run(glide)
+        }
+        engine.reset()
+        rendered = 0
+        loadAverage = 0
+        stats.engineOrigin.store(-1, ordering: .relaxed)
+        for counter in [stats.notesReceived, stats.notesReleased, stats.programsIgnored, stats.voices, stats.cpuPermille,
+                        stats.peakPermille, stats.lateCycles,
+                        stats.cycles, stats.silentCycles] {
+            counter.store(0, ordering: .relaxed)
+        }
+    }
+
     // What the audio thread's engine was prepared for (published at handover).
     private let latencyAtomic = ManagedAtomic<Int>(0)
     private let blockAtomic = ManagedAtomic<Int>(0)
@@ -111,11 +165,14 @@ public final class AudioCore: @unchecked Sendable {
     /// `cycleStart`: monotonic ns at the start of this cycle; `period`: its duration in ns;
     /// `position`: the driver's sample clock at this cycle (for engineOrigin).
     /// `addDriverEvents` may call `addEvent` with the driver's own MIDI (JACK MIDI).
+    /// `callbackStart`: when the driver's callback was entered (monotonic ns), for the load
+    /// figures; 0: now.
     @inline(__always)
     public func process(frames: Int, cycleStart: UInt64, period: UInt64, position: Int,
                         left: UnsafeMutablePointer<Float>, right: UnsafeMutablePointer<Float>?,
+                        callbackStart: UInt64 = 0,
                         addDriverEvents: (AudioCore) -> Void) {
-        let start = monotonicNanoseconds()
+        let start = callbackStart != 0 ? callbackStart : monotonicNanoseconds()
         takeHandovers()
         eventCount = 0
         cycleFrames = frames

@@ -39,6 +39,12 @@ public final class Daemon {
     private var lastWatchdogCycles = -1
     private var lastWatchdog: UInt64 = 0
     private var connections: [String: [String]] = [:]
+    /// What the engine last handed to the audio thread was prepared for (the audio thread
+    /// publishes it only at its next cycle, which may not have run yet).
+    private var preparedBlock = 0
+    private var preparedRate = 0.0
+    private var loggedXruns = 0
+    private var memoryLocked = false
 
     public init(configPath: String?, log: @escaping (String) -> Void, overrides: @escaping (DaemonSettings) -> DaemonSettings) {
         self.configPath = configPath
@@ -85,6 +91,13 @@ public final class Daemon {
         let engine = PianoEngine(weights: weights, options: Self.engineOptions(instrument: instrument, noise: settings.noise))
         try engine.prepare(sampleRate: rate, maxBlockSize: block)
         return engine
+    }
+
+    /// Hands a prepared engine to the audio thread and notes what it was prepared for.
+    private func install(_ engine: PianoEngine) {
+        _ = core.install(engine: engine)
+        preparedBlock = engine.maxBlockSize
+        preparedRate = engine.hostRate
     }
 
     private var currentInstrument: Int {
@@ -139,6 +152,7 @@ public final class Daemon {
         do { settings = try loadSettings() } catch let e as ConfigError {
             throw Failure(description: e.description, status: 2)
         }
+        lockMemory()
         let store = WeightStore()
         do {
             let loaded = try store.load(explicit: settings.weights)
@@ -161,8 +175,9 @@ public final class Daemon {
         switch settings.audio {
         case "null":
             let engine = try makeEngine(rate: Double(settings.sampleRate), block: settings.blockSize, instrument: instrument)
-            _ = core.install(engine: engine)
+            install(engine)
             let n = NullDriver(core: core, sampleRate: settings.sampleRate, blockSize: settings.blockSize)
+            n.warmUp(engine: engine)
             n.start()
             null = n
             log("playing \(describe(instrument)) on null audio (\(settings.sampleRate) Hz, \(settings.blockSize) frames); control: \(socketPath)")
@@ -174,6 +189,21 @@ public final class Daemon {
                 announcedWaiting = true
             }
         }
+    }
+
+    /// mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): no page the process uses (code, heap,
+    /// engine, stacks) is ever paged out, so after the warm-up has touched what the callback
+    /// uses, a cycle never waits for a page. ONFAULT keeps mappings nobody touches out of memory
+    /// (see clinux_lock_all_memory; DDSP_PIANOD_MLOCK_POPULATE=1 faults everything in instead).
+    /// Needs RLIMIT_MEMLOCK (the systemd unit's LimitMEMLOCK) or CAP_IPC_LOCK; said once if refused.
+    private func lockMemory() {
+        let populate = ProcessInfo.processInfo.environment["DDSP_PIANOD_MLOCK_POPULATE"] == "1"
+        let err = clinux_lock_all_memory(populate ? 1 : 0)
+        memoryLocked = err == 0
+        guard err != 0 else { return }
+        let limit = clinux_memlock_limit()
+        let shown = limit < 0 ? "unlimited" : "\(limit / 1024) KiB"
+        log("memory not locked (mlockall: \(String(cString: strerror(err))); RLIMIT_MEMLOCK \(shown)): page faults may cause xruns; raise it (LimitMEMLOCK=infinity in the systemd unit, or memlock in /etc/security/limits.conf)")
     }
 
     private func describe(_ instrument: Int) -> String {
@@ -188,7 +218,8 @@ public final class Daemon {
             try jack.open()
             let engine = try makeEngine(rate: Double(jack.sampleRate.load(ordering: .relaxed)),
                                         block: jack.bufferSize.load(ordering: .relaxed), instrument: currentInstrument)
-            _ = core.install(engine: engine)
+            install(engine)
+            jack.warmUp(engine: engine)
             try jack.activate()
             backoff = 0.5
             announcedWaiting = false
@@ -224,15 +255,16 @@ public final class Daemon {
             if jack.isOpen {
                 // Buffer size or rate changed: prepare an engine here, hand it over atomically.
                 let block = jack.bufferSize.load(ordering: .relaxed), rate = Double(jack.sampleRate.load(ordering: .relaxed))
-                if block > 0 && (block > core.engineBlockSize || rate != core.engineRate) {
+                if block > 0 && (block > preparedBlock || rate != preparedRate) {
                     if let e = try? makeEngine(rate: rate, block: block, instrument: currentInstrument) {
-                        _ = core.install(engine: e)
+                        install(e)
                         log("JACK now \(Int(rate)) Hz, \(block) frames: engine prepared again")
                         // Wait for the handover so that the check above sees the new engine.
                         let deadline = monotonicNanoseconds() + 500_000_000
                         while core.engineBlockSize < block && monotonicNanoseconds() < deadline { usleep(1000) }
                     }
                 }
+                logXruns(jack, now: now)
                 if now - lastConnectionsRefresh > 1_000_000_000 {
                     connections = jack.refreshConnections()
                     lastConnectionsRefresh = now
@@ -248,6 +280,21 @@ public final class Daemon {
             }
             lastWatchdog = now
         }
+    }
+
+    /// One line per xrun JACK reports (the first 20, then every 100th): when, and whether our
+    /// callback had anything to do with it.
+    private func logXruns(_ jack: JackDriver, now: UInt64) {
+        let st = core.stats
+        let count = st.xruns.load(ordering: .relaxed)
+        guard count != loggedXruns else { return }
+        loggedXruns = count
+        guard count <= 20 || count % 100 == 0 else { return }
+        let at = jack.lastXrunTime.load(ordering: .relaxed)
+        let since = at > jack.activatedAt ? Double(at - jack.activatedAt) / 1e9 : 0
+        log(String(format: "JACK xrun (%d notifications so far, %d incidents) %.2f s after activation; our callback: %d late, peak load %.1f%%",
+                   count, st.xrunIncidents.load(ordering: .relaxed), since, st.lateCycles.load(ordering: .relaxed),
+                   Double(st.peakPermille.load(ordering: .relaxed)) / 10))
     }
 
     private func shutdown() {
@@ -291,7 +338,7 @@ public final class Daemon {
             let rate = jack.map { Double($0.sampleRate.load(ordering: .relaxed)) } ?? Double(s.sampleRate)
             let block = jack.map { $0.bufferSize.load(ordering: .relaxed) } ?? s.blockSize
             if rate > 0 && block > 0, let e = try? makeEngine(rate: rate, block: block, instrument: instrument) {
-                _ = core.install(engine: e)
+                install(e)
             }
         } else if pianoChanged {
             _ = core.commands.push(.instrument(instrument))
@@ -346,6 +393,7 @@ public final class Daemon {
                 "notes released: \(st.notesReleased.load(ordering: .relaxed))",
                 "active voices: \(st.voices.load(ordering: .relaxed))",
                 "xruns: \(st.xruns.load(ordering: .relaxed))",
+                "xrun incidents: \(st.xrunIncidents.load(ordering: .relaxed))",
                 "dropped events: \(core.alsaQueue.dropped + core.controlMIDIQueue.dropped)",
                 "ignored program changes: \(st.programsIgnored.load(ordering: .relaxed))",
                 String(format: "callback cpu load: %.1f%%", Double(st.cpuPermille.load(ordering: .relaxed)) / 10),
@@ -355,6 +403,7 @@ public final class Daemon {
                 "engine origin: \(st.engineOrigin.load(ordering: .relaxed))",
                 "gain db: \(String(format: "%.1f", 20 * log10(Double(Float(bitPattern: core.gainBits.load(ordering: .relaxed))))))",
                 "cycles: \(st.cycles.load(ordering: .relaxed))",
+                "memory locked: \(memoryLocked ? "yes" : "no")",
             ]
             return (true, lines, "")
         case ("list", 1):

@@ -1,5 +1,7 @@
 import Atomics
 import CJACK
+import CLinux
+import DDSPPiano
 import Foundation
 
 /// JACK client "ddsp-piano": audio outputs out_L/out_R (the mono model on both), MIDI input
@@ -24,6 +26,10 @@ public final class JackDriver: @unchecked Sendable {
     public let serverGone = ManagedAtomic<Bool>(false)
     public let bufferSize = ManagedAtomic<Int>(0)
     public let sampleRate = ManagedAtomic<Int>(0)
+    /// When the last xrun notification arrived (monotonic ns; 0: none yet), for the log.
+    public let lastXrunTime = ManagedAtomic<UInt64>(0)
+    /// When the client was activated (monotonic ns).
+    public private(set) var activatedAt: UInt64 = 0
     /// Connections seen while running (our port short name → peers), restored on reconnect.
     private var remembered: [String: Set<String>] = [:]
     public private(set) var actualName = ""
@@ -62,8 +68,15 @@ public final class JackDriver: @unchecked Sendable {
         jack_set_process_callback(c, { n, arg in
             Unmanaged<JackDriver>.fromOpaque(arg!).takeUnretainedValue().process(n)
         }, me)
+        // The server's xrun notification (JACK's own count: the server's, any client's, ours).
         jack_set_xrun_callback(c, { arg in
-            Unmanaged<JackDriver>.fromOpaque(arg!).takeUnretainedValue().core.stats.xruns.wrappingIncrement(ordering: .relaxed)
+            let d = Unmanaged<JackDriver>.fromOpaque(arg!).takeUnretainedValue()
+            // JACK2 sends one notification per cause (the driver's late wake-up, each client
+            // still running): those within 50 ms make one incident.
+            let now = monotonicNanoseconds(), last = d.lastXrunTime.load(ordering: .relaxed)
+            if last == 0 || now &- last > 50_000_000 { d.core.stats.xrunIncidents.wrappingIncrement(ordering: .relaxed) }
+            d.lastXrunTime.store(now, ordering: .relaxed)
+            d.core.stats.xruns.wrappingIncrement(ordering: .relaxed)
             return 0
         }, me)
         jack_set_buffer_size_callback(c, { n, arg in
@@ -78,13 +91,32 @@ public final class JackDriver: @unchecked Sendable {
         jack_set_freewheel_callback(c, { on, arg in
             Unmanaged<JackDriver>.fromOpaque(arg!).takeUnretainedValue().core.freewheeling.store(on != 0, ordering: .relaxed)
         }, me)
+        // In JACK's process thread before its first cycle: map the stack pages the callback
+        // will use (already resident when memory is locked; this covers the case where not).
+        jack_set_thread_init_callback(c, { _ in clinux_prefault_stack(256 * 1024) }, me)
         jack_on_info_shutdown(c, { _, _, arg in
             Unmanaged<JackDriver>.fromOpaque(arg!).takeUnretainedValue().serverGone.store(true, ordering: .relaxed)
         }, me)
     }
 
+    /// Before `activate`, on the control thread: the process callback itself, run on the
+    /// installed engine through every path (AudioCore.warmUp), and each JACK function it calls
+    /// once, so that nothing is done for the first time in the real-time thread.
+    public func warmUp(engine: PianoEngine) {
+        guard client != nil, let midiIn else { return }
+        let n = jack_nframes_t(max(1, bufferSize.load(ordering: .relaxed)))
+        var event = jack_midi_event_t()
+        _ = jack_midi_event_get(&event, jack_port_get_buffer(midiIn, n), 0)
+        core.warmUp(engine: engine, frames: Int(n)) { _ = process(n) }
+        // The callback wrote into our output ports' buffers: leave them silent.
+        for port in [outL, outR] {
+            if let port { jack_port_get_buffer(port, n).assumingMemoryBound(to: Float.self).update(repeating: 0, count: Int(n)) }
+        }
+    }
+
     public func activate() throws {
         guard let c = client, jack_activate(c) == 0 else { throw Failure(description: "cannot activate the JACK client") }
+        activatedAt = monotonicNanoseconds()
         connect()
     }
 
@@ -100,6 +132,7 @@ public final class JackDriver: @unchecked Sendable {
     // MARK: - Real-time
 
     private func process(_ nframes: jack_nframes_t) -> Int32 {
+        let entered = monotonicNanoseconds()
         guard let c = client, let outL, let outR, let midiIn else { return 0 }
         let n = Int(nframes)
         let left = jack_port_get_buffer(outL, nframes).assumingMemoryBound(to: Float.self)
@@ -107,8 +140,8 @@ public final class JackDriver: @unchecked Sendable {
         let midi = jack_port_get_buffer(midiIn, nframes)
         let rate = max(1, sampleRate.load(ordering: .relaxed))
         let period = UInt64(n) * 1_000_000_000 / UInt64(rate)
-        core.process(frames: n, cycleStart: monotonicNanoseconds(), period: period,
-                     position: Int(jack_last_frame_time(c)), left: left, right: right) { core in
+        core.process(frames: n, cycleStart: entered, period: period,
+                     position: Int(jack_last_frame_time(c)), left: left, right: right, callbackStart: entered) { core in
             let count = jack_midi_get_event_count(midi)
             var event = jack_midi_event_t()
             var i: UInt32 = 0

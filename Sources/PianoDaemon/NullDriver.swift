@@ -1,4 +1,5 @@
 import Atomics
+import DDSPPiano
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -18,6 +19,17 @@ public final class NullDriver: @unchecked Sendable {
         self.core = core
         self.sampleRate = sampleRate
         self.blockSize = blockSize
+    }
+
+    /// Before `start`: the real-time path once through every branch (AudioCore.warmUp).
+    public func warmUp(engine: PianoEngine) {
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: blockSize)
+        defer { buffer.deallocate() }
+        let period = UInt64(blockSize) * 1_000_000_000 / UInt64(sampleRate)
+        core.warmUp(engine: engine, frames: blockSize) {
+            core.process(frames: blockSize, cycleStart: monotonicNanoseconds(), period: period, position: 0,
+                         left: buffer, right: nil, addDriverEvents: { _ in })
+        }
     }
 
     public func start() {

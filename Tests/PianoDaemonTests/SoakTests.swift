@@ -91,10 +91,17 @@ final class SoakTests: XCTestCase {
         XCTAssertEqual(p.terminationStatus, 0, output)
         let late = Self.residentKiB(daemon.process.processIdentifier)
         let status = try daemon.status()
-        print("soak: \(Int(seconds)) s, \(notes) notes from \(used.count) performances (looped), xruns \(status["xruns"] ?? "?") (\(xrunsEarly) after the first tenth), " +
+        print("soak: \(Int(seconds)) s, \(notes) notes from \(used.count) performances (looped), xruns \(status["xruns"] ?? "?") in \(status["xrun incidents"] ?? "?") incidents (\(xrunsEarly) by the end of the first tenth), " +
+              "memory locked \(status["memory locked"] ?? "?"), " +
               "late callbacks \(status["late callbacks"] ?? "?"), notes received \(status["notes received"] ?? "?"), dropped \(status["dropped events"] ?? "?"), " +
               "callback load: average up to \(peakLoad)%, single-callback peak \(status["callback peak load"] ?? "?"), load average \(Self.loadAverage()), " +
               "RSS \(early) KiB -> \(late) KiB")
+        // Where the xruns came from: the daemon logs each (time since activation, its own
+        // callback's figures), jackd names a client that did not finish.
+        let xrunLines = daemon.output.split(separator: "\n").filter { $0.contains("xrun") }
+            + ((try? String(contentsOf: jack.log, encoding: .utf8)) ?? "").split(separator: "\n")
+                .filter { $0.localizedCaseInsensitiveContains("xrun") || $0.contains("not finished") }.prefix(20)
+        if !xrunLines.isEmpty { print("soak xrun log:\n" + xrunLines.joined(separator: "\n")) }
         XCTAssertEqual(status["notes received"], String(notes))
         // Our callback must never overrun its period. JACK's own xrun count also counts the
         // dummy driver's late timer wake-ups and other clients', which a busy shared machine
