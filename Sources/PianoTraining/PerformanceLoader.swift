@@ -15,6 +15,8 @@ public enum PerformanceLoader {
     /// Audio and MIDI lengths may differ by this much (a recording's silent tail, a MIDI file's
     /// last pedal release) before the pair is taken for a mismatch.
     public static let lengthTolerance = 10.0
+    /// Samples this close to full scale count as clipped.
+    public static let clipLevel: Float = 0.999
 
     /// Reads a pair; throws a `TrainingDataError` saying why a pair is unusable: unreadable
     /// audio or MIDI, silent audio, MIDI without notes, lengths that do not match.
@@ -26,6 +28,11 @@ public enum PerformanceLoader {
         var mono = data.mono()
         guard let peak = mono.map({ abs($0) }).max(), peak > 0 else { throw TrainingDataError("\(audioURL.path): silent") }
         guard mono.allSatisfy({ $0.isFinite }) else { throw TrainingDataError("\(audioURL.path): non-finite samples") }
+        // A clipped recording teaches the model distortion: refuse it (0.1 % of samples at full scale).
+        let clipped = mono.reduce(0) { $0 + (abs($1) >= clipLevel ? 1 : 0) }
+        if peak >= clipLevel, clipped * 1000 >= mono.count {
+            throw TrainingDataError(String(format: "%@: clipped (%d samples at full scale, %.2f %%)", audioURL.path, clipped, 100 * Double(clipped) / Double(mono.count)))
+        }
         if data.sampleRate != sampleRate {
             do { mono = try OfflineResampler.resample(mono, from: Double(data.sampleRate), to: Double(sampleRate)) }
             catch { throw TrainingDataError("\(audioURL.path): \(error)") }

@@ -60,6 +60,9 @@ final class PerformanceLoaderTests: XCTestCase {
         try Data(midiBytes([(60, 0, 960)])).write(to: midi)
         let silent = try write("s.wav", seconds: 1, silent: true)
         XCTAssertThrowsError(try PerformanceLoader.load(audio: silent, midi: midi)) { XCTAssertTrue("\($0)".hasSuffix("silent"), "\($0)") }
+        let clippedURL = dir.appendingPathComponent("c.wav")
+        try AudioFile.write((0..<16_000).map { Float(max(-1, min(1, 3 * sin(Double($0) * 0.1)))) }, channels: 1, sampleRate: 16_000, format: .f32, to: clippedURL)
+        XCTAssertThrowsError(try PerformanceLoader.load(audio: clippedURL, midi: midi)) { XCTAssertTrue("\($0)".contains("clipped ("), "\($0)") }
         let long = try write("l.wav", seconds: 15, rate: 16_000)
         XCTAssertThrowsError(try PerformanceLoader.load(audio: long, midi: midi)) { XCTAssertTrue("\($0)".contains("MIDI lasts 1.0 s but the audio 15.0 s"), "\($0)") }
         let empty = dir.appendingPathComponent("e.mid")
