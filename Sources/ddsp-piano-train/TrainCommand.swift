@@ -28,7 +28,8 @@ struct TrainCommand: ParsableCommand {
         inharmonicity regularisers.
 
         The run folder gets checkpoint.safetensors (every --checkpoint-every steps, on Ctrl-C, \
-        at the end; written then renamed), log.jsonl, loss.png, spectrogram.png. --resume \
+        at the end; written then renamed), initial.safetensors (the weights it started from), \
+        log.jsonl, loss.png, spectrogram.png. --resume \
         continues exactly where the checkpoint stopped. A non-finite loss or gradient stops the \
         run without applying the update; the last checkpoint is kept.
         """
@@ -229,6 +230,9 @@ struct TrainCommand: ParsableCommand {
             config.phases = (0..<n).map { PhasePlan(number: phaseNumbers[$0], batchSize: batches[$0], learningRate: rates[$0], steps: stepCounts[$0]) }
             trainer = try Trainer(weights: weights, config: config, train: t, validation: v)
             try folder.openLog(resumingAt: 0)
+            // The starting point, for comparisons ("untrained" in an evaluation) and re-runs.
+            do { try WeightStore.install(weights, at: folder.url.appendingPathComponent("initial.safetensors")) }
+            catch { throw TrainingDataError("\(folder.url.path): cannot write initial.safetensors (\(error))") }
         }
         let t = trainer.train
         print(String(format: "data: %d pieces, %.1f min, %d segments (%d dropped: over 16 notes), instruments %@; validation: %d segments",

@@ -92,6 +92,7 @@ final class TrainCommandTests: XCTestCase {
         }
         XCTAssertEqual(records.filter { $0["loss"] != nil }.compactMap { $0["step"] as? Int }, [1, 2, 3, 4, 5, 6])
         XCTAssertEqual(records.filter { $0["validation_loss"] != nil }.compactMap { $0["step"] as? Int }, [0, 3, 6])
+        XCTAssertEqual(try WeightStore.load(runDir.appendingPathComponent("initial.safetensors")).instruments, ["grand", "upright"])
         for picture in ["loss.png", "spectrogram.png"] {
             let bytes = try Data(contentsOf: runDir.appendingPathComponent(picture))
             XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47], picture)
