@@ -43,6 +43,7 @@ let package = Package(
         .systemLibrary(name: "CALSA", path: "Sources/CALSA"),
         .systemLibrary(name: "CJACK", path: "Sources/CJACK"),
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Counts malloc calls in tests (the real-time path must not allocate).
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
 
@@ -81,7 +82,7 @@ let package = Package(
         // Training: backward passes, losses, optimiser, data (the `ddsp-piano-train` tool's library).
         .target(
             name: "PianoTraining",
-            dependencies: ["DDSPPiano", "PianoIO", "CBLAS", "CKissFFT"],
+            dependencies: ["DDSPPiano", "PianoIO", "CBLAS", "CKissFFT", "CZlib"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .executableTarget(

@@ -1,8 +1,8 @@
+import CZlib
 import DDSPPiano
 import Foundation
 
-/// An RGB picture written as PNG (uncompressed deflate blocks: no zlib dependency for two
-/// small pictures per run; a 900×420 plot is ~1 MB).
+/// An RGB picture written as PNG (zlib deflate).
 public struct RGBImage: Sendable {
     public let width: Int
     public let height: Int
@@ -65,18 +65,11 @@ public struct RGBImage: Sendable {
     public func png() -> [UInt8] {
         var raw = [UInt8](); raw.reserveCapacity(height * (width * 3 + 1))
         for y in 0..<height { raw.append(0); raw += pixels[(y * width * 3)..<((y + 1) * width * 3)] }
-        var zlib: [UInt8] = [0x78, 0x01]
-        var offset = 0
-        repeat {
-            let n = min(65_535, raw.count - offset)
-            let last: UInt8 = offset + n == raw.count ? 1 : 0
-            zlib += [last, UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8((~n >> 8) & 0xFF)]
-            zlib += raw[offset..<(offset + n)]
-            offset += n
-        } while offset < raw.count
-        var a: UInt32 = 1, b: UInt32 = 0
-        for byte in raw { a = (a + UInt32(byte)) % 65_521; b = (b + a) % 65_521 }
-        zlib += be32((b << 16) | a)
+        var size = compressBound(uLong(raw.count))
+        var zlib = [UInt8](repeating: 0, count: Int(size))
+        let status = zlib.withUnsafeMutableBufferPointer { z in raw.withUnsafeBufferPointer { r in compress2(z.baseAddress, &size, r.baseAddress, uLong(r.count), 9) } }
+        precondition(status == Z_OK, "zlib compress2 failed (\(status))")
+        zlib.removeLast(zlib.count - Int(size))
         var out: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
         out += chunk("IHDR", be32(UInt32(width)) + be32(UInt32(height)) + [8, 2, 0, 0, 0])
         out += chunk("IDAT", zlib)

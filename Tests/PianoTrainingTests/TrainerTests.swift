@@ -182,7 +182,8 @@ final class TrainerTests: XCTestCase {
         let img = TrainingPlots.lossCurve(train: (1...50).map { ($0, 10 / Double($0)) }, validation: [(10, 2), (50, 0.5)])
         let png = img.png()
         XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
-        XCTAssertEqual(png.count, 8 + 25 + 12 + (2 + img.height * (img.width * 3 + 1) + 5 * ((img.height * (img.width * 3 + 1) + 65_534) / 65_535) + 4) + 12)
+        print("loss curve PNG: \(png.count) bytes")
+        XCTAssertLessThan(png.count, 100_000, "deflated")
         // Python's zlib (if present) decodes it: the checksums are right.
         let url = dir.appendingPathComponent("loss.png")
         try Data(png).write(to: url)
