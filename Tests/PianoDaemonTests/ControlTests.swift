@@ -135,7 +135,8 @@ final class ControlTests: XCTestCase {
     }
 }
 
-/// sd_notify: READY when up (with a STATUS), STOPPING at SIGTERM, through $NOTIFY_SOCKET.
+/// sd_notify: READY when up (with a STATUS), STOPPING at SIGTERM, WATCHDOG=1 while the audio
+/// thread cycles, through $NOTIFY_SOCKET.
 final class NotifyTests: XCTestCase {
     func testReadyAndStoppingReachNotifySocket() throws {
         let dir = try DaemonSupport.temporaryDirectory()
@@ -164,5 +165,142 @@ final class NotifyTests: XCTestCase {
         XCTAssertTrue(ready.hasPrefix("READY=1\nSTATUS=piano 1 (beta), null audio"), ready)
         XCTAssertEqual(d.stop(), 0)
         XCTAssertEqual(receive(), "STOPPING=1")
+    }
+
+    /// WATCHDOG_USEC=200000: READY (with its STATUS) comes first, then WATCHDOG=1 about every
+    /// WATCHDOG_USEC/2 while the null audio clock cycles, and STOPPING=1 at SIGTERM.
+    func testWatchdogFedAfterReadyUntilStopping() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let weights = try DaemonSupport.syntheticWeights(in: dir)
+        let listener = try NotifyListener(path: dir.appendingPathComponent("notify.sock").path)
+        let usec = 200_000
+        var env = ProcessInfo.processInfo.environment
+        env["NOTIFY_SOCKET"] = listener.path
+        env["WATCHDOG_USEC"] = String(usec)
+        let d = try DaemonProcess(arguments: ["--audio", "null", "--sample-rate", "16000", "--weights", weights.path], dir: dir, environment: env)
+        defer { _ = d.stop() }
+
+        // Nothing before READY: the first datagram is READY=1 with the STATUS line.
+        guard let ready = listener.receive(within: 20) else { return XCTFail("no READY=1: \(d.output)") }
+        XCTAssertTrue(ready.text.hasPrefix("READY=1\nSTATUS=piano 1 (beta), null audio"), ready.text)
+
+        // ~2 s of messages after READY.
+        let messages = listener.collect(until: ready.at + 2)
+        let watchdog = messages.filter { $0.text == "WATCHDOG=1" }
+        XCTAssertEqual(messages.count, watchdog.count, "only WATCHDOG=1 while running: \(messages.map(\.text))")
+        let times = [ready.at] + watchdog.map(\.at)
+        let gaps = zip(times.dropFirst(), times).map { ($0 - $1) * 1000 }
+        let largest = gaps.max() ?? .infinity, mean = gaps.isEmpty ? 0 : gaps.reduce(0, +) / Double(gaps.count)
+        print(String(format: "watchdog: %d WATCHDOG=1 in %.2f s after READY, gaps mean %.1f ms, smallest %.1f ms, largest %.1f ms (WATCHDOG_USEC/2 = %d ms)",
+                     watchdog.count, (times.last ?? ready.at) - ready.at, mean, gaps.min() ?? 0, largest, usec / 2000))
+        XCTAssertGreaterThanOrEqual(watchdog.count, 10, "fed about every WATCHDOG_USEC/2")
+        // The daemon sends once more than WATCHDOG_USEC/2 has passed (its loop wakes every
+        // 20 ms): typical gaps just over 100 ms; systemd's deadline is WATCHDOG_USEC itself,
+        // which leaves room for a loaded machine's scheduling delays.
+        XCTAssertLessThan(largest, Double(usec) / 1000, "a gap reached the watchdog deadline")
+        XCTAssertGreaterThan(gaps.min() ?? 0, Double(usec) / 4000, "not sent more often than needed")
+        XCTAssertLessThan(mean, Double(usec) / 1000 * 0.75, "about every WATCHDOG_USEC/2")
+
+        // SIGTERM: STOPPING=1 (after any last WATCHDOG=1), and nothing after it.
+        kill(d.process.processIdentifier, SIGTERM)
+        var tail: [String] = []
+        while let m = listener.receive(within: 10) {
+            tail.append(m.text)
+            if m.text == "STOPPING=1" { break }
+        }
+        XCTAssertEqual(tail.last, "STOPPING=1", "\(tail)")
+        XCTAssertTrue(tail.dropLast().allSatisfy { $0 == "WATCHDOG=1" }, "\(tail)")
+        XCTAssertEqual(d.stop(), 0, d.output)
+        XCTAssertNil(listener.receive(within: 0.5), "nothing after STOPPING=1")
+    }
+
+    /// The watchdog is fed only while the audio thread cycles: jackd stopped (SIGSTOP) with the
+    /// daemon's client still open, no more WATCHDOG=1 (systemd would restart a daemon whose
+    /// audio hangs); jackd continued (SIGCONT), it comes back.
+    func testWatchdogStarvesWhileJackStalls() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let weights = try DaemonSupport.syntheticWeights(in: dir)
+        let jack = try JackServer(dir: dir)
+        try jack.start()
+        defer { jack.stop() }
+        let listener = try NotifyListener(path: dir.appendingPathComponent("notify.sock").path)
+        var env = jack.environment
+        env["NOTIFY_SOCKET"] = listener.path
+        env["WATCHDOG_USEC"] = "200000"
+        let d = try DaemonProcess(arguments: ["--weights", weights.path, "--connect-audio", "none", "--connect-midi", "none"], dir: dir, environment: env)
+        defer { _ = d.stop() }
+        // The client opened (a STATUS line) before READY; no WATCHDOG=1 before it.
+        var early: [String] = []
+        var ready = listener.receive(within: 20)
+        while let m = ready, !m.text.hasPrefix("READY=1") { early.append(m.text); ready = listener.receive(within: 20) }
+        guard let ready else { return XCTFail("no READY=1: \(early) \(d.output)") }
+        XCTAssertTrue(early.allSatisfy { $0.hasPrefix("STATUS=") }, "\(early)")
+        XCTAssertTrue(ready.text.hasPrefix("READY=1\nSTATUS=piano 1 (beta), JACK"), ready.text)
+        let running = listener.collect(until: ready.at + 0.8).filter { $0.text == "WATCHDOG=1" }
+        XCTAssertGreaterThanOrEqual(running.count, 4, "fed while JACK runs")
+
+        guard let jackd = jack.pid else { return XCTFail("no jackd") }
+        kill(jackd, SIGSTOP)
+        var continued = false
+        defer { if !continued { kill(jackd, SIGCONT) } }
+        // At most one more (cycles counted since the last one), then nothing.
+        let stopped = NotifyListener.now()
+        let settling = listener.collect(until: stopped + 0.3).filter { $0.text == "WATCHDOG=1" }
+        let starved = listener.collect(until: stopped + 1.3).filter { $0.text == "WATCHDOG=1" }
+        kill(jackd, SIGCONT)
+        continued = true
+        let resumedAt = NotifyListener.now()
+        let resumed = listener.receive(within: 5)
+        print(String(format: "watchdog with jackd stopped: %d WATCHDOG=1 in the first 0.3 s, %d in the next 1.0 s; first one %.0f ms after SIGCONT",
+                     settling.count, starved.count, ((resumed?.at ?? .nan) - resumedAt) * 1000))
+        XCTAssertLessThanOrEqual(settling.count, 1)
+        XCTAssertEqual(starved.count, 0, "no WATCHDOG=1 while the audio thread does not cycle")
+        XCTAssertEqual(resumed?.text, "WATCHDOG=1", "fed again once JACK cycles")
+        XCTAssertTrue(try d.status()["audio"]?.hasPrefix("jack ddsp-piano") ?? false, d.output)
+        XCTAssertEqual(d.stop(), 0, d.output)
+    }
+}
+
+/// A bound Unix datagram socket standing in for systemd's $NOTIFY_SOCKET.
+final class NotifyListener {
+    let path: String
+    private let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        XCTAssertEqual(bound, 0)
+    }
+
+    deinit { close(fd) }
+
+    /// Monotonic seconds.
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// The next datagram and when it arrived; nil if none within `seconds`.
+    func receive(within seconds: Double) -> (text: String, at: Double)? {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(max(0, seconds) * 1000)) == 1 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        return n > 0 ? (String(decoding: buffer[0..<n], as: UTF8.self), Self.now()) : nil
+    }
+
+    /// Everything that arrives until the monotonic time `end`.
+    func collect(until end: Double) -> [(text: String, at: Double)] {
+        var messages: [(text: String, at: Double)] = []
+        while case let left = end - Self.now(), left > 0, let m = receive(within: left) { messages.append(m) }
+        return messages
     }
 }

@@ -77,7 +77,8 @@ enum DaemonSupport {
 /// jackd -d dummy on a private server name (JACK_DEFAULT_SERVER), stopped by `stop`.
 final class JackServer {
     let name: String
-    let rate: Int
+    /// Settable between `stop` and `start`: the same server name comes back at another rate.
+    var rate: Int
     let period: Int
     private var process: Process?
     let log: URL
@@ -118,6 +119,9 @@ final class JackServer {
             throw XCTSkip("jackd did not start: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
         }
     }
+
+    /// jackd's process id while it runs.
+    var pid: pid_t? { process.flatMap { $0.isRunning ? $0.processIdentifier : nil } }
 
     func ports() -> [String] {
         guard let lsp = DaemonSupport.tool("jack_lsp") else { return [] }

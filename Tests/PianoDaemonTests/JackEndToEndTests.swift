@@ -208,6 +208,103 @@ final class JackEndToEndTests: XCTestCase {
         XCTAssertEqual(daemon.stop(), 0, daemon.output)
     }
 
+    /// The strongest frequency of `x` in `range` (Hz): a Hann-windowed DFT scanned in 0.5 Hz
+    /// steps, then refined to 0.01 Hz around the best one.
+    static func fundamental(_ x: ArraySlice<Float>, rate: Double, in range: ClosedRange<Double>) -> Double {
+        let n = x.count
+        let windowed = x.enumerated().map { Double($0.element) * (0.5 - 0.5 * cos(2 * Double.pi * Double($0.offset) / Double(n - 1))) }
+        func power(_ f: Double) -> Double {
+            // The phasor turned by complex multiplication (renormalised now and then).
+            let step = (cos(2 * Double.pi * f / rate), -sin(2 * Double.pi * f / rate))
+            var p = (1.0, 0.0), re = 0.0, im = 0.0
+            for (i, v) in windowed.enumerated() {
+                re += v * p.0; im += v * p.1
+                p = (p.0 * step.0 - p.1 * step.1, p.0 * step.1 + p.1 * step.0)
+                if i & 1023 == 1023 { let m = (p.0 * p.0 + p.1 * p.1).squareRoot(); p = (p.0 / m, p.1 / m) }
+            }
+            return re * re + im * im
+        }
+        func best(_ fs: StrideThrough<Double>) -> Double {
+            let candidates = fs.map { ($0, power($0)) }
+            return candidates.max { $0.1 < $1.1 }?.0 ?? 0
+        }
+        let coarse = best(stride(from: range.lowerBound, through: range.upperBound, by: 0.5))
+        return best(stride(from: coarse - 0.5, through: coarse + 0.5, by: 0.01))
+    }
+
+    /// JACK cannot change the rate of a running server, so a rate change is the server coming
+    /// back at another rate: jackd at 48 kHz, then the same server name at 44.1 kHz. The daemon
+    /// reconnects, says the new rate, and an A4 sent into midi_in comes out of out_L at 440 Hz
+    /// (an engine still prepared for 48 kHz would sound 440 * 44100 / 48000 = 404 Hz).
+    func testJackRestartAtAnotherRatePlaysInTune() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (weightsURL, _) = try DaemonSupport.realWeights(in: dir)
+        let jack = try JackServer(dir: dir, rate: 48000)
+        try jack.start()
+        defer { jack.stop() }
+        let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", "9", "--connect-audio", "none",
+                                                   "--connect-midi", "none"], dir: dir, environment: jack.environment)
+        defer { _ = daemon.stop() }
+        XCTAssertTrue(daemon.waitReady(60), daemon.output)
+
+        /// A4 (MIDI 69) at 0.2 s for 0.8 s; its fundamental over 0.1-0.6 s after the note-on.
+        /// A take the server skipped cycles in (a busy machine) is taken again, up to 3 times.
+        func a4(_ rate: Int) throws -> Double {
+            var pitch = 0.0
+            for attempt in 1...3 {
+                let before = Int((try? daemon.status()["xruns"]) ?? "") ?? 0
+                let take = try play(jack, dir: dir, seconds: 1.5, notes: ["69:200:800"])
+                let after = Int((try? daemon.status()["xruns"]) ?? "") ?? 0
+                XCTAssertEqual(take.rate, rate)
+                guard take.notes.count == 1 else { XCTFail("no note sent"); return 0 }
+                let on = take.notes[0].on - take.startFrame
+                let quiet = Self.rms(take.samples[max(0, on - rate / 10)..<on])
+                let note = take.samples[(on + rate / 10)..<(on + rate * 6 / 10)]
+                pitch = Self.fundamental(note, rate: Double(rate), in: 300...600)
+                print(String(format: "A4 at %d Hz: fundamental %.2f Hz (%+.3f %% from 440), rms %.4f (before the note %.5f), xruns during the take %d",
+                             rate, pitch, (pitch / 440 - 1) * 100, Self.rms(note), quiet, after - before))
+                if after == before || attempt == 3 {
+                    XCTAssertGreaterThan(Self.rms(note), 10 * quiet, "A4 sounds at \(rate) Hz")
+                    break
+                }
+                print("take \(attempt) at \(rate) Hz: JACK skipped cycles; again")
+            }
+            return pitch
+        }
+
+        XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["audio"]) == "jack ddsp-piano 48000 Hz 256 frames" }, daemon.output)
+        let at48 = try a4(48000)
+        XCTAssertEqual(at48 / 440, 1, accuracy: 0.01, "A4 at 48 kHz")
+
+        jack.stop()
+        XCTAssertTrue(DaemonSupport.waitUntil(10) { (try? daemon.status()["audio"]) == "jack (waiting for the server)" }, daemon.output)
+        jack.rate = 44100
+        let restart = Date()
+        try jack.start()
+        XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["audio"]) == "jack ddsp-piano 44100 Hz 256 frames" }, daemon.output)
+        print("reconnected at 44100 Hz \(String(format: "%.2f", Date().timeIntervalSince(restart))) s after jackd restarted")
+
+        // The rate as a user sees it: `ddsp-piano ctl status`.
+        let cli = Process()
+        cli.executableURL = try DaemonSupport.product("ddsp-piano")
+        cli.arguments = ["ctl", "--socket", daemon.socket, "status"]
+        let pipe = Pipe()
+        cli.standardOutput = pipe
+        try cli.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        cli.waitUntilExit()
+        XCTAssertEqual(cli.terminationStatus, 0)
+        XCTAssertTrue(text.contains("audio: jack ddsp-piano 44100 Hz 256 frames"), text)
+
+        let at44 = try a4(44100)
+        XCTAssertEqual(at44 / 440, 1, accuracy: 0.01, "A4 at 44.1 kHz: the engine runs at the new rate")
+        XCTAssertEqual(at44 / at48, 1, accuracy: 0.01, "the same pitch at both rates")
+        XCTAssertTrue(daemon.output.contains("JACK server went away"), daemon.output)
+        XCTAssertTrue(daemon.output.contains("44100 Hz"), daemon.output)
+        XCTAssertEqual(daemon.stop(), 0, daemon.output)
+    }
+
     /// --no-wait with no server: exit status 3 and one clear line.
     func testNoWaitWithoutServerExits() throws {
         let dir = try DaemonSupport.temporaryDirectory()
