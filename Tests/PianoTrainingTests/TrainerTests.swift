@@ -111,6 +111,33 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(batch.conditioning.count, 3 * 750 * 16 * 2)
     }
 
+    func testMaestroLayoutGivesSplitsAndYearInstruments() throws {
+        let root = dir.appendingPathComponent("maestro")
+        try Self.writePair(folder: root.appendingPathComponent("2018"), name: "a", seconds: 6, seed: 1)
+        try Self.writePair(folder: root.appendingPathComponent("2004"), name: "b", seconds: 5, seed: 2)
+        try Self.writePair(folder: root.appendingPathComponent("2018"), name: "c", seconds: 5, seed: 3)
+        for f in ["2018/a", "2004/b", "2018/c"] {   // MAESTRO's MIDI files end in .midi
+            try FileManager.default.moveItem(at: root.appendingPathComponent(f + ".mid"), to: root.appendingPathComponent(f + ".midi"))
+        }
+        let csv = """
+        canonical_composer,canonical_title,split,year,midi_filename,audio_filename,duration
+        A,"Piece, one",train,2018,2018/a.midi,2018/a.wav,6.0
+        B,Two,train,2004,2004/b.midi,2004/b.wav,5.0
+        C,Three,validation,2018,2018/c.midi,2018/c.wav,5.0
+        D,Four,test,2011,2011/d.midi,2011/d.wav,5.0
+
+        """
+        try csv.write(to: root.appendingPathComponent("maestro-v3.0.0.csv"), atomically: true, encoding: .utf8)
+        var instruments: [String] = []
+        let t = try TrainingSet.loadMaestro(root: root, split: "train", instruments: &instruments)
+        let v = try TrainingSet.loadMaestro(root: root, split: "validation", instruments: &instruments)
+        XCTAssertEqual(instruments, ["2004", "2018"], "years of the training rows, sorted (upstream's instrument order)")
+        XCTAssertEqual(t.performanceInstrument, [1, 0])
+        XCTAssertEqual(v.performanceInstrument, [1])
+        XCTAssertTrue(t.skipped.isEmpty && v.skipped.isEmpty, "\(t.skipped) \(v.skipped)")
+        XCTAssertGreaterThan(t.windows.count, 0)
+    }
+
     func testSameSeedGivesTheSameLossCurve() throws {
         let (t, v) = try sets()
         func curve() throws -> [Double] {
