@@ -77,6 +77,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Seed of the initialisation, data order and noise.", valueName: "n"))
     var seed: UInt64 = 1
 
+    @Option(name: .customLong("harmonic-prior"), help: ArgumentHelp("A fresh model's partials start with a decaying spectrum of this strength (0: Keras' flat start, which tends to lose the partials; see PianoWeights.initial).", valueName: "a"))
+    var harmonicPrior: Float = 1
+
     @Option(name: .customLong("validate-every"), help: ArgumentHelp("Steps between validations (and pictures).", valueName: "n"))
     var validateEvery: Int = 50
 
@@ -99,6 +102,7 @@ struct TrainCommand: ParsableCommand {
         guard threads >= 1, threads <= 64 else { throw ValidationError("--threads must be between 1 and 64") }
         guard validateEvery >= 1, checkpointEvery >= 1 else { throw ValidationError("--validate-every and --checkpoint-every must be at least 1") }
         if let m = maxMinutes { guard m > 0 else { throw ValidationError("--max-minutes must be positive") } }
+        guard harmonicPrior >= 0, harmonicPrior <= 10 else { throw ValidationError("--harmonic-prior must be between 0 and 10") }
         for m in maps { guard m.split(separator: "=").count == 2 else { throw ValidationError("--map takes NAME=OLD, not '\(m)'") } }
     }
 
@@ -211,7 +215,7 @@ struct TrainCommand: ParsableCommand {
             var instruments = initial?.instruments ?? []
             let (t, v) = try loadSets(source, instruments: &instruments, threads: threads)
             let weights = try initial.map { try $0.withInstruments(instruments, aliases: aliases) }
-                ?? PianoWeights.initial(instruments: instruments, seed: seed)
+                ?? PianoWeights.initial(instruments: instruments, seed: seed, harmonicPrior: harmonicPrior)
             let phaseNumbers = try Self.list(phases, "phases", count: phases.split(separator: ",").count) { Int($0) }!
             guard phaseNumbers.allSatisfy({ (1...3).contains($0) }) else { throw ValidationError("--phases takes numbers among 1, 2, 3") }
             let n = phaseNumbers.count
