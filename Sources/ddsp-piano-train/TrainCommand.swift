@@ -47,7 +47,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("run"), help: ArgumentHelp("Run folder (checkpoint, log, pictures).", valueName: "dir"))
     var runFolder: String
 
-    @Flag(help: "Continue the run in --run from its checkpoint.")
+    @Flag(help: "Continue the run in --run from its checkpoint (on the data it was trained on, or --data/--maestro if it moved).")
     var resume = false
 
     @Option(help: ArgumentHelp("Start from these weights (fine-tuning), e.g. imported dafx22 weights; default: a fresh model.", valueName: "file"))
@@ -98,6 +98,8 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         if !resume {
             guard (data == nil) != (maestro == nil) else { throw ValidationError("give exactly one of --data DIR or --maestro DIR") }
+        } else {
+            guard data == nil || maestro == nil else { throw ValidationError("give at most one of --data DIR or --maestro DIR") }
         }
         guard threads >= 1, threads <= 64 else { throw ValidationError("--threads must be between 1 and 64") }
         guard validateEvery >= 1, checkpointEvery >= 1 else { throw ValidationError("--validate-every and --checkpoint-every must be at least 1") }
@@ -198,6 +200,9 @@ struct TrainCommand: ParsableCommand {
                 throw TrainingDataError("\(folder.checkpointURL.path): the checkpoint does not say which data it was trained on")
             }
             source = s
+            // The data may have moved (a rebuilt dataset, another machine): --data overrides.
+            if let d = data { source.data = d; source.maestro = nil }
+            if let m = maestro { source.maestro = m; source.data = nil }
             elapsedBefore = c.state["seconds"].flatMap(Double.init) ?? 0
             var instruments = c.weights.instruments
             let (t, v) = try loadSets(source, instruments: &instruments, threads: threads)
