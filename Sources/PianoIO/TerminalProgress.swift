@@ -46,7 +46,8 @@ public final class TerminalProgress: @unchecked Sendable {
         drawn = false
     }
 
-    static func clock(_ seconds: Double) -> String {
+    /// m:ss, or h:mm:ss from an hour on.
+    public static func clock(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }

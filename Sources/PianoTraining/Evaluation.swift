@@ -19,14 +19,8 @@ public enum Evaluation {
     /// compared with the recording. `maxSeconds` limits both to their beginning.
     public static func distance(audio audioURL: URL, midi midiURL: URL, weights: PianoWeights, piano: Int,
                                 settings base: RenderSettings = RenderSettings(), maxSeconds: Double? = nil) throws -> (distance: Double, seconds: Double) {
-        let data: AudioData
-        do { data = try AudioFile.read(audioURL) } catch { throw TrainingDataError("\(error)") }
-        var recording = data.mono()
         let rate = weights.hyper.sampleRate
-        if data.sampleRate != rate {
-            do { recording = try OfflineResampler.resample(recording, from: Double(data.sampleRate), to: Double(rate)) }
-            catch { throw TrainingDataError("\(audioURL.path): \(error)") }
-        }
+        let recording = try PerformanceLoader.monoAudio(audioURL, sampleRate: rate).samples
         let midi: MIDIFile
         do { midi = try MIDIFile(bytes: [UInt8](try Data(contentsOf: midiURL))) } catch { throw TrainingDataError("\(midiURL.path): \(error)") }
         var settings = base

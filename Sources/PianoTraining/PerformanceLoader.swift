@@ -20,25 +20,36 @@ public enum PerformanceLoader {
 
     /// Reads a pair; throws a `TrainingDataError` saying why a pair is unusable: unreadable
     /// audio or MIDI, silent audio, MIDI without notes, lengths that do not match.
-    public static func load(audio audioURL: URL, midi midiURL: URL, sampleRate: Int = 16_000, frameRate: Int = 250,
-                            voices: Int = 16) throws -> Performance {
+    /// An audio file's samples mixed to mono and resampled to `sampleRate` (libsndfile, then
+    /// libsoxr), and its duration; `check` sees the mono samples at the file's own rate first.
+    /// Errors are one line naming the file.
+    public static func monoAudio(_ url: URL, sampleRate: Int, check: (([Float]) throws -> Void)? = nil) throws -> (samples: [Float], duration: Double) {
         let data: AudioData
-        do { data = try AudioFile.read(audioURL) } catch { throw TrainingDataError("\(error)") }
-        guard data.frames > 0, data.sampleRate > 0 else { throw TrainingDataError("\(audioURL.path): no audio") }
+        do { data = try AudioFile.read(url) } catch { throw TrainingDataError("\(error)") }
+        guard data.frames > 0, data.sampleRate > 0 else { throw TrainingDataError("\(url.path): no audio") }
         var mono = data.mono()
-        guard let peak = mono.map({ abs($0) }).max(), peak > 0 else { throw TrainingDataError("\(audioURL.path): silent") }
-        guard mono.allSatisfy({ $0.isFinite }) else { throw TrainingDataError("\(audioURL.path): non-finite samples") }
-        // A clipped recording teaches the model distortion: refuse it (0.1 % of samples at full scale).
-        let clipped = mono.reduce(0) { $0 + (abs($1) >= clipLevel ? 1 : 0) }
-        if peak >= clipLevel, clipped * 1000 >= mono.count {
-            throw TrainingDataError(String(format: "%@: clipped (%d samples at full scale, %.2f %%)", audioURL.path, clipped, 100 * Double(clipped) / Double(mono.count)))
-        }
+        try check?(mono)
         if data.sampleRate != sampleRate {
             do { mono = try OfflineResampler.resample(mono, from: Double(data.sampleRate), to: Double(sampleRate)) }
-            catch { throw TrainingDataError("\(audioURL.path): \(error)") }
+            catch { throw TrainingDataError("\(url.path): \(error)") }
         }
+        return (mono, data.duration)
+    }
+
+    public static func load(audio audioURL: URL, midi midiURL: URL, sampleRate: Int = 16_000, frameRate: Int = 250,
+                            voices: Int = 16) throws -> Performance {
+        let (resampled, duration) = try monoAudio(audioURL, sampleRate: sampleRate) { mono in
+            guard let peak = mono.map({ abs($0) }).max(), peak > 0 else { throw TrainingDataError("\(audioURL.path): silent") }
+            guard mono.allSatisfy({ $0.isFinite }) else { throw TrainingDataError("\(audioURL.path): non-finite samples") }
+            // A clipped recording teaches the model distortion: refuse it (0.1 % of samples at full scale).
+            let clipped = mono.reduce(0) { $0 + (abs($1) >= clipLevel ? 1 : 0) }
+            if peak >= clipLevel, clipped * 1000 >= mono.count {
+                throw TrainingDataError(String(format: "%@: clipped (%d samples at full scale, %.2f %%)", audioURL.path, clipped, 100 * Double(clipped) / Double(mono.count)))
+            }
+        }
+        var mono = resampled
         // As upstream: int(duration · rate) samples, zero-padded or trimmed.
-        let expected = Int(data.duration * Double(sampleRate))
+        let expected = Int(duration * Double(sampleRate))
         if mono.count > expected { mono.removeLast(mono.count - expected) }
         else if mono.count < expected { mono += [Float](repeating: 0, count: expected - mono.count) }
 

@@ -302,7 +302,7 @@ struct TrainCommand: ParsableCommand {
             let mean = recent.reduce(0, +) / Double(recent.count)
             let line = String(format: "phase %d  step %d/%d  epoch %d  loss %.3f (mean %.3f)  val %@  %.2f seg/s  ETA %@",
                               r.phase, r.globalStep, trainer.totalSteps, r.epoch + 1, r.losses.total, mean,
-                              lastValidation.map { String(format: "%.3f", $0) } ?? "-", Double(segmentsThisSession) / session, clock(eta))
+                              lastValidation.map { String(format: "%.3f", $0) } ?? "-", Double(segmentsThisSession) / session, eta.isFinite ? TerminalProgress.clock(eta) : "-")
             if tty { FileHandle.standardError.write(Data("\r\(line)\u{1b}[K".utf8)) }
             else if r.globalStep % 10 == 0 || trainer.isFinished { print(line); fflush(stdout) }
 
@@ -320,11 +320,5 @@ struct TrainCommand: ParsableCommand {
         folder.close()
         print(String(format: "done: %d steps, validation loss %@, %.0f s this session; export with: ddsp-piano-train export %@ -o model.safetensors",
                      trainer.completedSteps, lastValidation.map { String(format: "%.4f", $0) } ?? "-", Date().timeIntervalSince(started), folder.checkpointURL.path))
-    }
-
-    func clock(_ seconds: Double) -> String {
-        guard seconds.isFinite else { return "-" }
-        let s = Int(seconds.rounded())
-        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }
 }
