@@ -125,9 +125,9 @@ public final class Daemon {
         lastWatchdog = monotonicNanoseconds()
 
         while !stopping {
-            var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: control?.fd ?? -1, events: Int16(POLLIN), revents: 0)]
-            _ = poll(&fds, 2, 20)
+            // The control socket's listening fd and its open connections (none of them blocks).
+            var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0)] + (control?.pollDescriptors ?? [])
+            _ = poll(&fds, nfds_t(fds.count), 20)
             if fds[0].revents != 0 {
                 while case let signo = clinux_read_signal(sfd), signo != 0 {
                     if signo == UInt32(SIGHUP) {
@@ -139,7 +139,7 @@ public final class Daemon {
                     }
                 }
             }
-            if fds[1].revents != 0 { control?.serveOne(handle) }
+            control?.service(fds.dropFirst(), handle)
             tick()
         }
         notify.send("STOPPING=1")
@@ -167,7 +167,7 @@ public final class Daemon {
         core.stats.instrument.store(instrument, ordering: .relaxed)
 
         let socketPath = settings.controlSocket ?? DaemonSettings.defaultSocketPath()
-        do { control = try ControlSocket(path: socketPath) } catch { throw Failure(description: "\(error)", status: 1) }
+        do { control = try ControlSocket(path: socketPath, privateDirectory: settings.controlSocket == nil, log: log) } catch { throw Failure(description: "\(error)", status: 1) }
 
         let a = ALSAInput(queue: core.alsaQueue, connect: settings.connectMIDI)
         if a.start() { alsa = a } else { log(a.unavailableReason ?? "ALSA sequencer not available") }

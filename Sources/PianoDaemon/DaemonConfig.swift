@@ -1,4 +1,5 @@
 import Foundation
+import PianoIO
 
 /// A value of the TOML subset the configuration uses.
 public enum TOMLValue: Equatable, Sendable {
@@ -232,9 +233,10 @@ public struct DaemonSettings: Equatable, Sendable {
         return base + "/ddsp-piano/ddsp-pianod.toml"
     }
 
-    /// `--control-socket`, else `$XDG_RUNTIME_DIR/ddsp-piano/control.sock`, else under /tmp.
+    /// Without `--control-socket`: `$XDG_RUNTIME_DIR/ddsp-piano/control.sock`, else
+    /// `/tmp/ddsp-piano-UID/control.sock` (the client's default too), in a directory the daemon
+    /// makes (0700) and uses only if it is ours alone (`ControlClient.checkPrivateDirectory`).
     public static func defaultSocketPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        if let r = environment["XDG_RUNTIME_DIR"], r.hasPrefix("/") { return r + "/ddsp-piano/control.sock" }
-        return "/tmp/ddsp-piano-\(getuid())/control.sock"
+        ControlClient.defaultSocketPath(environment: environment)
     }
 }

@@ -18,7 +18,7 @@ struct CtlCommand: ParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "Control socket (default: $XDG_RUNTIME_DIR/ddsp-piano/control.sock).")
+    @Option(name: .long, help: "Control socket (default: $XDG_RUNTIME_DIR/ddsp-piano/control.sock, else /tmp/ddsp-piano-UID/control.sock; a default socket's directory must be ours with mode 0700).")
     var socket: String?
 
     // "gain -6": a negative number is not an option (while --help and --socket still are).
@@ -26,8 +26,9 @@ struct CtlCommand: ParsableCommand {
     var command: [String]
 
     func run() throws {
-        let path = socket ?? ControlClient.defaultSocketPath()
         do {
+            // The default socket only in a directory nobody else can write (no planted socket).
+            let path = try socket ?? ControlClient.checkedDefaultSocketPath()
             for line in try ControlClient.send(command.joined(separator: " "), socket: path) { print(line) }
         } catch {
             FileHandle.standardError.write(Data("ddsp-piano: \(error)\n".utf8))
