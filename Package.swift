@@ -77,7 +77,7 @@ let package = Package(
                          linkerSettings: [.linkedLibrary("jack"), .linkedLibrary("m")]),
         .testTarget(
             name: "PianoDaemonTests",
-            dependencies: ["PianoDaemon", "DDSPPiano", "PianoIO"]
+            dependencies: ["PianoDaemon", "DDSPPiano", "PianoIO", "CMallocCounter"]
         ),
         // Training: backward passes, losses, optimiser, data (the `ddsp-piano-train` tool's library).
         .target(

@@ -30,7 +30,13 @@ public final class AudioStats: @unchecked Sendable {
     /// Callbacks that took longer than their period: xruns of our own making (JACK's xrun
     /// count also includes the server's and other clients').
     public let lateCycles = ManagedAtomic<Int>(0)
+    /// Events the audio thread received and did not play: non-releases refused by a full
+    /// cycle (`ReleasePolicy`), redundant duplicate releases. Zero unless flooded.
+    public let eventsDropped = ManagedAtomic<Int>(0)
     public let cycles = ManagedAtomic<Int>(0)
+    /// Frames the server's clock moved on without calling us (JACK skipped our cycles: a busy
+    /// machine, a stalled server, or after one of our own late cycles). Their MIDI is lost.
+    public let skippedFrames = ManagedAtomic<Int>(0)
     public let instrument = ManagedAtomic<Int>(-1)
     public let silentCycles = ManagedAtomic<Int>(0)
     /// Driver clock (JACK frame time) minus engine samples rendered: the clock position of
@@ -43,7 +49,10 @@ public final class AudioStats: @unchecked Sendable {
 /// queues, places events on samples, renders one PianoEngine into both outputs.
 /// Everything it touches in `process` is preallocated; it never waits.
 public final class AudioCore: @unchecked Sendable {
-    public static let maxEventsPerCycle = 2048
+    /// Events one cycle can carry to the engine. The last `releaseReserve` slots take only
+    /// releases (`ReleasePolicy`), so a flood of notes can never crowd out their note-offs.
+    public static let maxEventsPerCycle = 4096
+    public static let releaseReserve = ReleasePolicy.distinctTargets + 1
 
     public let stats = AudioStats()
     /// Producers: one queue per producing thread (ALSA thread, control thread).
@@ -64,38 +73,92 @@ public final class AudioCore: @unchecked Sendable {
     private var cycleFrames = 0
     private var loadAverage: Double = 0
     private var rendered = 0
+    // Duplicate-release search for a cycle full of releases (preallocated: target → stamp, index).
+    private let targetStamp: UnsafeMutablePointer<UInt32>
+    private let targetIndex: UnsafeMutablePointer<Int32>
+    private var stamp: UInt32 = 0
+    private static let targetSlots = 2 * 16 * 128
+
+    // Control side: handovers waiting for room in the inbox (control thread only).
+    private var waiting: [Handover] = []
 
     public init() {
         events = .allocate(capacity: Self.maxEventsPerCycle)
         events.initialize(repeating: EngineEvent(offset: 0, message: .controlChange(channel: 0, controller: 0, value: 0)),
                           count: Self.maxEventsPerCycle)
+        targetStamp = .allocate(capacity: Self.targetSlots)
+        targetStamp.initialize(repeating: 0, count: Self.targetSlots)
+        targetIndex = .allocate(capacity: Self.targetSlots)
+        targetIndex.initialize(repeating: 0, count: Self.targetSlots)
     }
 
     deinit {
         events.deinitialize(count: Self.maxEventsPerCycle)
         events.deallocate()
+        targetStamp.deallocate()
+        targetIndex.deallocate()
         if let engine { Unmanaged.passUnretained(engine).release() }
         if let router { Unmanaged.passUnretained(router).release() }
+        // No audio thread is left: whatever is still in flight is ours to release.
+        while let h = inbox.pop() { Self.release(h) }
+        while let h = outbox.pop() { Self.release(h) }
+        waiting.forEach(Self.release)
     }
 
-    // MARK: - Control side
+    // MARK: - Control side (one control thread)
 
-    /// Hands a prepared engine to the audio thread (it takes over at its next cycle).
+    /// Hands a prepared engine to the audio thread, which takes it over at its next cycle.
+    /// Never fails: when the inbox is full the engine waits here and goes at the next
+    /// `collectGarbage`; an engine still waiting when a newer one comes is superseded and
+    /// released (the audio thread never saw it). True: in the inbox now.
+    @discardableResult
     public func install(engine: PianoEngine) -> Bool {
-        inbox.push(.engine(Unmanaged.passRetained(engine).toOpaque()))
+        hand(.engine(Unmanaged.passRetained(engine).toOpaque()))
     }
 
+    @discardableResult
     public func install(router: MIDIRouter) -> Bool {
-        inbox.push(.router(Unmanaged.passRetained(router).toOpaque()))
+        hand(.router(Unmanaged.passRetained(router).toOpaque()))
     }
 
-    /// Releases what the audio thread has let go of (control thread, periodically).
+    /// Handovers not yet in the inbox (the audio thread is stalled, or not running).
+    public var waitingHandovers: Int { waiting.count }
+
+    private func hand(_ h: Handover) -> Bool {
+        waiting.removeAll { old in
+            guard Self.sameKind(old, h) else { return false }
+            Self.release(old)
+            return true
+        }
+        waiting.append(h)
+        flushHandovers()
+        return waiting.isEmpty
+    }
+
+    private func flushHandovers() {
+        var moved = 0
+        while moved < waiting.count && inbox.push(waiting[moved]) { moved += 1 }
+        if moved > 0 { waiting.removeFirst(moved) }
+    }
+
+    /// Releases what the audio thread has let go of and passes on waiting handovers (control
+    /// thread, periodically).
     public func collectGarbage() {
-        while let h = outbox.pop() {
-            switch h {
-            case .engine(let p): Unmanaged<PianoEngine>.fromOpaque(p).release()
-            case .router(let p): Unmanaged<MIDIRouter>.fromOpaque(p).release()
-            }
+        while let h = outbox.pop() { Self.release(h) }
+        flushHandovers()
+    }
+
+    private static func release(_ h: Handover) {
+        switch h {
+        case .engine(let p): Unmanaged<PianoEngine>.fromOpaque(p).release()
+        case .router(let p): Unmanaged<MIDIRouter>.fromOpaque(p).release()
+        }
+    }
+
+    private static func sameKind(_ a: Handover, _ b: Handover) -> Bool {
+        switch (a, b) {
+        case (.engine, .engine), (.router, .router): return true
+        default: return false
         }
     }
 
@@ -209,8 +272,13 @@ public final class AudioCore: @unchecked Sendable {
         addDriverEvents(self)
         sortEvents()
         engine.gain = Float(bitPattern: gainBits.load(ordering: .relaxed))
-        // The driver's clock at engine sample 0; it moves when the server skipped cycles.
-        stats.engineOrigin.store(position - rendered, ordering: .relaxed)
+        // The driver's clock at engine sample 0; it moves when the server skipped cycles, by
+        // the frames skipped (their MIDI and audio are lost: the machine's doing, not ours).
+        let origin = position - rendered, previous = stats.engineOrigin.load(ordering: .relaxed)
+        if previous >= 0 && origin > previous && !freewheel {
+            stats.skippedFrames.wrappingIncrement(by: origin - previous, ordering: .relaxed)
+        }
+        stats.engineOrigin.store(origin, ordering: .relaxed)
         engine.render(events: UnsafeBufferPointer(start: events, count: eventCount),
                       into: UnsafeMutableBufferPointer(start: left, count: frames))
         rendered += frames
@@ -261,15 +329,59 @@ public final class AudioCore: @unchecked Sendable {
         }
     }
 
+    /// Appends an event to this cycle's list under `ReleasePolicy`.
     @inline(__always)
     private func add(offset: Int, _ message: MIDIMessage) {
-        if eventCount == Self.maxEventsPerCycle {
-            // Full cycle: keep releases by overwriting the last non-release (extremely rare).
-            guard case .noteOff = message else { return }
-            eventCount -= 1
+        if eventCount >= Self.maxEventsPerCycle - Self.releaseReserve {
+            guard message.isRelease else {
+                stats.eventsDropped.wrappingIncrement(ordering: .relaxed)
+                return
+            }
+            if eventCount == Self.maxEventsPerCycle && !makeRoom(forReleaseAt: offset, message) {
+                stats.eventsDropped.wrappingIncrement(ordering: .relaxed)
+                return
+            }
         }
         events[eventCount] = EngineEvent(offset: offset, message: message)
         eventCount += 1
+    }
+
+    /// A full cycle and one more release (flood only): the latest non-release goes; with none
+    /// left, of two releases for the same target the earlier in time goes (the later one
+    /// leaves the same state behind). False: the new release is that earlier one.
+    private func makeRoom(forReleaseAt offset: Int, _ message: MIDIMessage) -> Bool {
+        var victim = -1
+        for i in stride(from: eventCount - 1, through: 0, by: -1) where !events[i].message.isRelease { victim = i; break }
+        if victim < 0 {
+            // More releases than distinct targets: a duplicate exists (the list is not sorted yet).
+            stamp &+= 1
+            if stamp == 0 { targetStamp.update(repeating: 0, count: Self.targetSlots); stamp = 1 }
+            func slot(_ m: MIDIMessage) -> Int {
+                let t = m.releaseTarget
+                return Int((t >> 16) & 1) << 11 | Int((t >> 8) & 0x0F) << 7 | Int(t & 0x7F)
+            }
+            for i in 0..<eventCount {
+                let s = slot(events[i].message)
+                if targetStamp[s] == stamp {
+                    let j = Int(targetIndex[s])
+                    victim = events[j].offset <= events[i].offset ? j : i
+                    break
+                }
+                targetStamp[s] = stamp
+                targetIndex[s] = Int32(i)
+            }
+            if victim < 0 {
+                let s = slot(message)
+                guard targetStamp[s] == stamp else { return false }   // cannot happen: list > distinct targets
+                let j = Int(targetIndex[s])
+                if offset < events[j].offset { return false }
+                victim = j
+            }
+        }
+        for i in victim..<(eventCount - 1) { events[i] = events[i + 1] }
+        eventCount -= 1
+        stats.eventsDropped.wrappingIncrement(ordering: .relaxed)
+        return true
     }
 
     /// Insertion sort, stable: events come from up to three already-ordered sources.
@@ -283,8 +395,11 @@ public final class AudioCore: @unchecked Sendable {
         }
     }
 
+    /// Takes what the control thread handed over. A handover is taken only while the outbox
+    /// has room for the object it replaces, so nothing is ever released (freed) here and
+    /// nothing leaks; otherwise it waits in the inbox for the next cycle.
     private func takeHandovers() {
-        while let h = inbox.pop() {
+        while outbox.freeSlots > 0, let h = inbox.pop() {
             switch h {
             case .engine(let p):
                 if let old = engine { _ = outbox.push(.engine(Unmanaged.passUnretained(old).toOpaque())) }

@@ -140,8 +140,9 @@ public final class JackDriver: @unchecked Sendable {
         let midi = jack_port_get_buffer(midiIn, nframes)
         let rate = max(1, sampleRate.load(ordering: .relaxed))
         let period = UInt64(n) * 1_000_000_000 / UInt64(rate)
+        let frame = jack_last_frame_time(c)
         core.process(frames: n, cycleStart: entered, period: period,
-                     position: Int(jack_last_frame_time(c)), left: left, right: right, callbackStart: entered) { core in
+                     position: Int(frame), left: left, right: right, callbackStart: entered) { core in
             let count = jack_midi_get_event_count(midi)
             var event = jack_midi_event_t()
             var i: UInt32 = 0

@@ -14,22 +14,40 @@ public final class NullDriver: @unchecked Sendable {
     private let running = ManagedAtomic<Bool>(false)
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
+    private let buffer: UnsafeMutablePointer<Float>
+    private let period: UInt64
+    // The driver's sample clock (audio thread, or the caller of `cycle` while not started).
+    private var position = 0
 
     public init(core: AudioCore, sampleRate: Int, blockSize: Int) {
         self.core = core
         self.sampleRate = sampleRate
         self.blockSize = blockSize
+        buffer = .allocate(capacity: blockSize)
+        buffer.initialize(repeating: 0, count: blockSize)
+        period = UInt64(blockSize) * 1_000_000_000 / UInt64(sampleRate)
     }
+
+    deinit {
+        stop()
+        buffer.deallocate()
+    }
+
+    /// The last cycle's output.
+    public var output: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: buffer, count: blockSize) }
 
     /// Before `start`: the real-time path once through every branch (AudioCore.warmUp).
     public func warmUp(engine: PianoEngine) {
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: blockSize)
-        defer { buffer.deallocate() }
-        let period = UInt64(blockSize) * 1_000_000_000 / UInt64(sampleRate)
-        core.warmUp(engine: engine, frames: blockSize) {
-            core.process(frames: blockSize, cycleStart: monotonicNanoseconds(), period: period, position: 0,
-                         left: buffer, right: nil, addDriverEvents: { _ in })
-        }
+        core.warmUp(engine: engine, frames: blockSize) { cycle(at: monotonicNanoseconds()) }
+        position = 0
+    }
+
+    /// One cycle on the calling thread, exactly as the driver's thread runs it (warm-up and
+    /// tests; never while started).
+    public func cycle(at cycleStart: UInt64) {
+        core.process(frames: blockSize, cycleStart: cycleStart, period: period, position: position,
+                     left: buffer, right: nil, addDriverEvents: { _ in })
+        position += blockSize
     }
 
     public func start() {
@@ -46,17 +64,11 @@ public final class NullDriver: @unchecked Sendable {
     }
 
     private func loop() {
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: blockSize)
-        defer { buffer.deallocate() }
-        let period = UInt64(blockSize) * 1_000_000_000 / UInt64(sampleRate)
         var next = monotonicNanoseconds()
-        var position = 0
         while running.load(ordering: .relaxed) {
             var ts = timespec(tv_sec: Int(next / 1_000_000_000), tv_nsec: Int(next % 1_000_000_000))
             while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nil) == EINTR {}
-            core.process(frames: blockSize, cycleStart: next, period: period, position: position,
-                         left: buffer, right: nil, addDriverEvents: { _ in })
-            position += blockSize
+            cycle(at: next)
             next += period
             let now = monotonicNanoseconds()
             if now > next + period {

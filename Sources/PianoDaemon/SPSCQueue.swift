@@ -1,4 +1,5 @@
 import Atomics
+import DDSPPiano
 
 /// A bounded lock-free single-producer/single-consumer ring of trivial values.
 /// Storage is allocated once; `push` and `pop` never allocate, lock or block, so either side
@@ -69,26 +70,14 @@ public struct TimedMIDI: Equatable, Sendable {
         self.data2 = data2
     }
 
-    /// Events whose loss would leave sound stuck: note-offs (velocity-0 note-ons included),
-    /// pedal releases and the all-notes/all-sound-off/reset controllers.
-    public var isRelease: Bool {
-        switch status & 0xF0 {
-        case 0x80: return true
-        case 0x90: return data2 == 0
-        case 0xB0:
-            switch data1 {
-            case 64, 65, 66, 67: return data2 < 64
-            case 120, 121, 123: return true
-            default: return false
-            }
-        default: return false
-        }
-    }
+    /// Events whose loss would leave sound stuck (`ReleasePolicy`).
+    public var isRelease: Bool { ReleasePolicy.isRelease(status: status, data1: data1, data2: data2) }
 }
 
 /// MIDI into the audio thread: an SPSC ring plus a backlog owned by the producer for when the
-/// ring is full. On overflow the oldest events that are not releases are dropped (and counted);
-/// releases are never dropped, so a flood cannot leave a note or pedal stuck.
+/// ring is full. On overflow `ReleasePolicy` applies: the oldest events that are not releases
+/// are dropped (and counted); releases are never dropped, so a flood cannot leave a note or
+/// pedal stuck.
 public final class MIDIEventQueue: @unchecked Sendable {
     public let ring: SPSCQueue<TimedMIDI>
     // Producer-owned backlog, preallocated: events waiting for room in the ring, in order.
@@ -96,9 +85,9 @@ public final class MIDIEventQueue: @unchecked Sendable {
     private var backlogCount = 0
     private let droppedCounter = ManagedAtomic<Int>(0)
 
-    /// Distinct things a release can target: 16 channels × (128 keys + 7 controllers).
-    /// A backlog larger than this, full of releases, always holds a redundant duplicate.
-    public static let minimumBacklog = 16 * (128 + 7) + 1
+    /// A backlog larger than `ReleasePolicy.distinctTargets`, full of releases, always holds
+    /// a redundant duplicate.
+    public static let minimumBacklog = ReleasePolicy.distinctTargets + 1
 
     public init(capacity: Int = 1024, backlog: Int = 4096) {
         ring = SPSCQueue(capacity: capacity)
@@ -161,8 +150,5 @@ public final class MIDIEventQueue: @unchecked Sendable {
     }
 
     /// Channel and key (or controller) a release acts on.
-    private static func target(_ e: TimedMIDI) -> UInt32 {
-        let kind: UInt32 = (e.status & 0xF0) == 0xB0 ? 1 : 0
-        return kind << 16 | UInt32(e.status & 0x0F) << 8 | UInt32(e.data1)
-    }
+    private static func target(_ e: TimedMIDI) -> UInt32 { ReleasePolicy.target(status: e.status, data1: e.data1) }
 }

@@ -14,15 +14,16 @@ final class EngineTests: XCTestCase {
         .controlChange(channel: 0, controller: controller, value: value)
     }
 
-    /// A busy little passage: chords, a run, the pedal, a re-strike, a piano switch.
-    static func passage() -> [TimedMessage] {
+    /// A busy little passage: chords, a run, the pedal, a re-strike, a piano switch (to piano
+    /// `program`).
+    static func passage(program: UInt8 = 3) -> [TimedMessage] {
         var out: [TimedMessage] = []
         func at(_ t: Double, _ m: MIDIMessage) { out.append(TimedMessage(time: t, message: m)) }
         for (i, p) in [60, 64, 67, 72].enumerated() { at(0.013 * Double(i), note(true, UInt8(p), 70 + UInt8(i * 10))) }
         at(0.31, cc(64, 100))
         for p in [60, 64, 67, 72] { at(0.52, note(false, UInt8(p))) }
         for i in 0..<12 { at(0.6 + 0.07 * Double(i), note(true, UInt8(48 + i), 50 + UInt8(i * 5))); at(0.66 + 0.07 * Double(i), note(false, UInt8(48 + i))) }
-        at(1.2, .programChange(channel: 0, program: 3))
+        at(1.2, .programChange(channel: 0, program: program))
         at(1.45, cc(64, 0))
         at(1.5, note(true, 84, 110)); at(1.6, note(true, 84, 60)); at(1.9, note(false, 84))
         at(1.95, cc(67, 127))
@@ -34,26 +35,40 @@ final class EngineTests: XCTestCase {
         try renderEngine(weights, options: options, events: events, seconds: seconds, rate: rate, block: block)
     }
 
+    /// Runs on the bundled model in every clone, and on dafx22 when ../shared is there.
     func testAnyBlockSizeGivesTheSameSamples() throws {
-        let weights = try Fixtures.dafx22Weights()
-        for rate in [16_000.0, 44_100.0, 48_000.0, 96_000.0] {
-            let reference = try render(weights, events: Self.passage(), seconds: 2.5, rate: rate, block: 64)
-            let peak = reference.map(abs).max() ?? 0
-            XCTAssertGreaterThan(peak, 0.01, "the passage is audible")
-            for block in [1, 7, 256, 4096] {
-                let other = try render(weights, events: Self.passage(), seconds: 2.5, rate: rate, block: block)
-                let diff = zip(reference, other).map { abs($0 - $1) }.max() ?? 0
-                print("block-size invariance at \(Int(rate)) Hz: block \(block) vs 64: max |diff| \(diff) (peak \(peak))")
-                XCTAssertLessThanOrEqual(diff, 1e-6, "block \(block) at \(rate)")
+        for (name, weights) in try Fixtures.structuralWeights() {
+            let passage = Self.passage(program: UInt8(min(3, weights.instruments.count - 1)))
+            var options = PianoEngine.Options()
+            options.instrument = min(options.instrument, weights.instruments.count - 1)
+            for rate in [16_000.0, 44_100.0, 48_000.0, 96_000.0] {
+                let reference = try render(weights, events: passage, seconds: 2.5, rate: rate, block: 64, options: options)
+                let peak = reference.map(abs).max() ?? 0
+                XCTAssertGreaterThan(peak, 0.01, "the passage is audible (\(name))")
+                for block in [1, 7, 256, 4096] {
+                    let other = try render(weights, events: passage, seconds: 2.5, rate: rate, block: block, options: options)
+                    let diff = zip(reference, other).map { abs($0 - $1) }.max() ?? 0
+                    print("block-size invariance (\(name)) at \(Int(rate)) Hz: block \(block) vs 64: max |diff| \(diff) (peak \(peak))")
+                    XCTAssertLessThanOrEqual(diff, 1e-6, "\(name): block \(block) at \(rate)")
+                }
             }
         }
     }
 
+    /// Counts every allocator call (allocations and frees) of the rendering thread.
+    /// Runs on the bundled model in every clone, and on dafx22 when ../shared is there.
     func testRenderDoesNotAllocate() throws {
-        let weights = try Fixtures.dafx22Weights()
+        for (name, weights) in try Fixtures.structuralWeights() {
+            try checkRenderDoesNotAllocate(weights, name: name)
+        }
+    }
+
+    func checkRenderDoesNotAllocate(_ weights: PianoWeights, name: String) throws {
         for rate in [16_000.0, 48_000.0] {
             // The default options: the running Normalize estimate, rebased through piano switches.
-            let engine = PianoEngine(weights: weights, options: PianoEngine.Options())
+            var options = PianoEngine.Options()
+            options.instrument = min(options.instrument, weights.instruments.count - 1)
+            let engine = PianoEngine(weights: weights, options: options)
             let block = 128
             try engine.prepare(sampleRate: rate, maxBlockSize: block)
             var out = [Float](repeating: 0, count: block)
@@ -73,7 +88,7 @@ final class EngineTests: XCTestCase {
                         events[count] = EngineEvent(offset: block - 1, message: Self.note(false, UInt8(30 + ((b - 15) * 7 % 70 + 70) % 70))); count += 1
                     }
                     if b % 97 == 0 { events[count] = EngineEvent(offset: 3, message: Self.cc(64, b % 194 == 0 ? 127 : 0)); count += 1 }
-                    if b % 401 == 0 { events[count] = EngineEvent(offset: 5, message: .programChange(channel: 0, program: UInt8(b / 401 % 10))); count += 1 }
+                    if b % 401 == 0 { events[count] = EngineEvent(offset: 5, message: .programChange(channel: 0, program: UInt8(b / 401 % weights.instruments.count))); count += 1 }
                     if b == 2500 { events[count] = EngineEvent(offset: 0, message: Self.cc(123, 0)); count += 1 }
                     if b == 2900 { events[count] = EngineEvent(offset: 0, message: Self.cc(120, 0)); count += 1 }
                     events.withUnsafeBufferPointer { e in
@@ -83,8 +98,8 @@ final class EngineTests: XCTestCase {
                 }
                 allocations = malloc_counter_stop()
             }
-            print("allocations in \(blocks) blocks of \(block) at \(Int(rate)) Hz with notes, pedals and piano switches: \(allocations)")
-            XCTAssertEqual(allocations, 0)
+            print("allocator calls (\(name)) in \(blocks) blocks of \(block) at \(Int(rate)) Hz with notes, pedals and piano switches: \(allocations) (allocations \(malloc_counter_allocations()), frees \(malloc_counter_frees()))")
+            XCTAssertEqual(allocations, 0, name)
         }
     }
 

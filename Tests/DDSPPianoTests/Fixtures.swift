@@ -45,6 +45,24 @@ enum Fixtures {
         return try PianoWeights(upstreamCheckpoint: raw.tensors)
     }
 
+    /// The model bundled in every clone (weights/soundfont-grands.safetensors).
+    static func bundledWeights() throws -> PianoWeights {
+        let url = packageRoot.appendingPathComponent("weights/soundfont-grands.safetensors")
+        return try PianoWeights(safetensors: try safetensors(url))
+    }
+
+    /// The weights the real-time and structural guarantees are checked on: the bundled model
+    /// always (no ../shared needed), and upstream's dafx22 too when the fixtures are there.
+    static func structuralWeights() throws -> [(name: String, weights: PianoWeights)] {
+        var list = [("bundled soundfont-grands", try bundledWeights())]
+        if FileManager.default.fileExists(atPath: reference.appendingPathComponent("dafx22").path) {
+            list.append(("dafx22", try dafx22Weights()))
+        } else {
+            print("dafx22 part skipped: no reference fixtures (\(reference.path)); the bundled model is checked")
+        }
+        return list
+    }
+
     static func meta(_ caseDir: URL) throws -> [String: Any] {
         let data = try Data(contentsOf: caseDir.appendingPathComponent("meta.json"))
         return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]

@@ -7,9 +7,12 @@
 // play without recording, for soak runs) connects jtc-send:out -> TARGET:midi_in and TARGET:out_L -> jtc-rec:in, waits for both,
 // picks a start frame T0 a little ahead, plays the notes relative to T0 (velocity 100),
 // records SECONDS of out_L from T0 as raw float32, and prints "start_frame T0", "rate R"
-// and one "note PITCH ON_FRAME OFF_FRAME" line per note (absolute JACK frames).
+// and one "note PITCH ON_FRAME OFF_FRAME" line per note (absolute JACK frames), and what the
+// machine did to it: undelivered, late_events, unwritten_events, sender_skipped_cycles,
+// recorder_skipped_cycles, xruns, zombified, recorded_frames (one "NAME N" line each).
 #include <jack/jack.h>
 #include <jack/midiport.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,40 +30,59 @@ static volatile jack_nframes_t t0;      // 0 until connections are made
 static volatile int t0_set, recorded_done;
 static float *buffer;
 static jack_nframes_t total;
+// What the machine did to this client (reported, so that a test can tell the machine's
+// fault from the daemon's): cycles the server skipped for each client, xrun notifications,
+// events sent after their frame (their cycle was skipped), events never written (the MIDI
+// buffer was full), and whether the server threw a client out.
+static volatile long send_skipped, rec_skipped, xruns, late_events, unwritten_events, zombified;
+static jack_nframes_t send_expected, rec_expected;
+static volatile long recorded_frames;
+
+static void note_skips(jack_nframes_t ft, jack_nframes_t n, jack_nframes_t *expected, volatile long *skipped) {
+    if (*expected != 0 && ft != *expected) *skipped += (long)(int32_t)(ft - *expected) / (long)n;
+    *expected = ft + n;
+}
 
 static int send_process(jack_nframes_t n, void *arg) {
     (void)arg;
     void *buf = jack_port_get_buffer(midi_out, n);
     jack_midi_clear_buffer(buf);
-    if (!t0_set) return 0;
     jack_nframes_t ft = jack_last_frame_time(snd);
-    while (next_event < nevents && (long)(events[next_event].frame - ft) < (long)n) {
-        long off = (long)(events[next_event].frame - ft);
+    note_skips(ft, n, &send_expected, &send_skipped);
+    if (!t0_set) return 0;
+    // (signed frame differences: an event whose cycle the server skipped is in the past, and is
+    // sent now rather than never, which would also block every event after it)
+    while (next_event < nevents && (long)(int32_t)(events[next_event].frame - ft) < (long)n) {
+        long off = (long)(int32_t)(events[next_event].frame - ft);
+        if (off < 0) late_events++;
         int size = (events[next_event].bytes[0] & 0xF0) == 0xC0 ? 2 : 3;
-        jack_midi_event_write(buf, off < 0 ? 0 : (jack_nframes_t)off, events[next_event].bytes, size);
+        if (jack_midi_event_write(buf, off < 0 ? 0 : (jack_nframes_t)off, events[next_event].bytes, size) != 0) unwritten_events++;
         next_event++;
     }
-    // Events sorted by time within a buffer: offs and ons of this cycle in frame order.
-    for (jack_nframes_t i = 0; i < n; i++) {
-        jack_nframes_t f = ft + i;
-        for (int k = 0; k < nnotes; k++) {
-            if (notes[k].off == f) { unsigned char m[3] = {0x80, notes[k].note, 0}; jack_midi_event_write(buf, i, m, 3); }
-            if (notes[k].on == f) { unsigned char m[3] = {0x90, notes[k].note, 100}; jack_midi_event_write(buf, i, m, 3); }
-        }
-    }
     return 0;
+}
+
+static int on_xrun(void *arg) { (void)arg; xruns++; return 0; }
+static void on_shutdown(void *arg) { (void)arg; zombified = 1; }
+static int by_frame(const void *a, const void *b) {
+    const Event *x = a, *y = b;
+    if (x->frame != y->frame) return (int32_t)(x->frame - y->frame) < 0 ? -1 : 1;
+    // Same frame: note-offs before note-ons (a re-strike ends the old note first).
+    int xo = (x->bytes[0] & 0xF0) == 0x80, yo = (y->bytes[0] & 0xF0) == 0x80;
+    return yo - xo;
 }
 
 static int rec_process(jack_nframes_t n, void *arg) {
     (void)arg;
     float *in = jack_port_get_buffer(audio_in, n);
-    if (!t0_set) return 0;
     jack_nframes_t ft = jack_last_frame_time(rec);
+    note_skips(ft, n, &rec_expected, &rec_skipped);
+    if (!t0_set) return 0;
     for (jack_nframes_t i = 0; i < n; i++) {
-        long k = (long)(ft + i) - (long)t0;
-        if (buffer && k >= 0 && k < (long)total) buffer[k] = in[i];
+        long k = (long)(int32_t)(ft + i - t0);
+        if (k >= 0 && k < (long)total) { recorded_frames++; if (buffer) buffer[k] = in[i]; }
     }
-    if ((long)(ft + n) - (long)t0 >= (long)total) recorded_done = 1;
+    if ((long)(int32_t)(ft + n - t0) >= (long)total) recorded_done = 1;
     return 0;
 }
 
@@ -80,6 +102,9 @@ int main(int argc, char **argv) {
     audio_in = jack_port_register(rec, "in", JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, 0);
     jack_set_process_callback(snd, send_process, 0);
     jack_set_process_callback(rec, rec_process, 0);
+    jack_set_xrun_callback(snd, on_xrun, 0);
+    jack_on_shutdown(snd, on_shutdown, 0);
+    jack_on_shutdown(rec, on_shutdown, 0);
     if (jack_activate(snd) || jack_activate(rec)) { fprintf(stderr, "jack-test-client: cannot activate\n"); return 1; }
     char src[256], dst[256];
     snprintf(dst, sizeof dst, "%s:midi_in", target);
@@ -108,14 +133,20 @@ int main(int argc, char **argv) {
         fclose(ef);
         argc = 4;
     }
+    // Notes become events too, so that a note whose cycle the server skipped is still sent
+    // (late, at the start of the next cycle, and counted) instead of being lost.
     for (int i = 4; i < argc && nnotes < 256; i++) {
         int note, s, d;
         if (sscanf(argv[i], "%d:%d:%d", &note, &s, &d) != 3) { fprintf(stderr, "bad note '%s'\n", argv[i]); return 2; }
         notes[nnotes].note = (unsigned char)note;
         notes[nnotes].on = start + (jack_nframes_t)((double)s * rate / 1000);
         notes[nnotes].off = start + (jack_nframes_t)((double)(s + d) * rate / 1000);
+        events = realloc(events, (size_t)(nevents + 2) * sizeof(Event));
+        events[nevents++] = (Event){ notes[nnotes].on, {0x90, (unsigned char)note, 100} };
+        events[nevents++] = (Event){ notes[nnotes].off, {0x80, (unsigned char)note, 0} };
         nnotes++;
     }
+    if (nnotes > 0) qsort(events, (size_t)nevents, sizeof(Event), by_frame);   // (an --events file is already in order)
     t0 = start;
     __sync_synchronize();
     t0_set = 1;
@@ -123,6 +154,8 @@ int main(int argc, char **argv) {
     while (!recorded_done && waited < seconds + 30) { usleep(10000); waited += 0.01; }
     jack_client_close(snd);
     jack_client_close(rec);
+    printf("undelivered %ld\nlate_events %ld\nunwritten_events %ld\nsender_skipped_cycles %ld\nrecorder_skipped_cycles %ld\nxruns %ld\nzombified %ld\nrecorded_frames %ld\n",
+           nevents - next_event, late_events, unwritten_events, send_skipped, rec_skipped, xruns, zombified, recorded_frames);
     if (!recorded_done) { fprintf(stderr, "jack-test-client: recording did not complete\n"); return 1; }
     printf("start_frame %u\nrate %u\nevents %ld\n", start, rate, next_event);
     for (int k = 0; k < nnotes; k++) printf("note %d %u %u\n", notes[k].note, notes[k].on, notes[k].off);

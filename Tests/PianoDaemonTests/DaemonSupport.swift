@@ -50,6 +50,12 @@ enum DaemonSupport {
         return url
     }
 
+    /// The model bundled in every clone (weights/soundfont-grands.safetensors).
+    static func bundledWeights() throws -> (URL, PianoWeights) {
+        let url = packageRoot.appendingPathComponent("weights/soundfont-grands.safetensors")
+        return (url, try PianoWeights(safetensors: try Safetensors(bytes: [UInt8](try Data(contentsOf: url)))))
+    }
+
     /// The upstream dafx22 weights from the reference fixtures, or a printed skip.
     static func realWeights(in dir: URL) throws -> (URL, PianoWeights) {
         let raw = shared.appendingPathComponent("reference/dafx22/checkpoint_raw.safetensors")
