@@ -203,3 +203,84 @@ final class DaemonProcess {
 
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 }
+
+/// What the machine did during a JACK take, so that a test can tell the machine's fault from
+/// the daemon's: the test client's own report (cycles the server skipped for it, events it sent
+/// late or never, xruns, whether it was thrown out), the daemon's counters over the take
+/// (server xruns, frames the server skipped for it, its own late callbacks), and how busy the
+/// CPUs were with other processes.
+struct MachineReport {
+    var client: [String: Int] = [:]
+    var xruns = 0, skippedFrames = 0, lateCallbacks = 0, droppedEvents = 0
+    var otherCores = 0.0, stealCores = 0.0
+
+    /// Events the sender could not deliver on time, or the server skipped cycles, or threw a
+    /// client out: whatever then goes wrong is not the daemon's doing.
+    var machineTrouble: [String] {
+        var t: [String] = []
+        for key in ["undelivered", "late_events", "unwritten_events", "sender_skipped_cycles", "recorder_skipped_cycles", "zombified"]
+        where (client[key] ?? 0) > 0 { t.append("\(key) \(client[key]!)") }
+        if xruns > 0 { t.append("server xruns \(xruns)") }
+        if skippedFrames > 0 { t.append("frames the server skipped for the daemon \(skippedFrames)") }
+        return t
+    }
+
+    /// Other processes kept the CPUs busy (more than half a core on average), or the
+    /// hypervisor took time away (steal).
+    var busy: Bool { otherCores > 0.5 || stealCores > 0.1 }
+
+    var summary: String {
+        String(format: "machine: other processes %.2f cores, steal %.2f cores; ", otherCores, stealCores)
+            + "server xruns \(xruns), skipped frames \(skippedFrames), daemon late callbacks \(lateCallbacks), dropped events \(droppedEvents); client: "
+            + client.keys.sorted().map { "\($0) \(client[$0]!)" }.joined(separator: ", ")
+    }
+
+    /// "NAME N" lines of jack-test-client's output.
+    static func parseClient(_ text: String) -> [String: Int] {
+        var d: [String: Int] = [:]
+        for line in text.split(separator: "\n") {
+            let w = line.split(separator: " ")
+            if w.count == 2, let n = Int(w[1]) { d[String(w[0])] = n }
+        }
+        return d
+    }
+}
+
+/// CPU time of the whole machine and of given processes, to tell how much other processes used.
+struct CPUSampler {
+    let pids: [pid_t]
+    private var start: (busy: Double, steal: Double, ours: Double, at: Date)
+
+    init(pids: [pid_t]) {
+        self.pids = pids
+        start = (0, 0, 0, Date())
+        start = Self.read(pids)
+    }
+
+    private static let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    private static func read(_ pids: [pid_t]) -> (busy: Double, steal: Double, ours: Double, at: Date) {
+        let stat = (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)) ?? ""
+        let cpu = stat.split(separator: "\n").first?.split(separator: " ").dropFirst().compactMap { Double($0) } ?? []
+        // user nice system idle iowait irq softirq steal
+        let busy = cpu.count >= 8 ? (cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6]) / tick : 0
+        let steal = cpu.count >= 8 ? cpu[7] / tick : 0
+        var ours = 0.0
+        for pid in pids + [getpid()] {
+            guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = s.lastIndex(of: ")") else { continue }
+            let f = s[s.index(after: close)...].split(separator: " ")
+            // after the name: state(0) ... utime(11) stime(12)
+            if f.count > 12, let u = Double(f[11]), let k = Double(f[12]) { ours += (u + k) / tick }
+        }
+        return (busy, steal, ours, Date())
+    }
+
+    /// Cores used by other processes, and stolen, since the sampler was made.
+    func measure(into report: inout MachineReport) {
+        let now = Self.read(pids)
+        let seconds = max(0.1, now.at.timeIntervalSince(start.at))
+        report.otherCores = max(0, (now.busy - start.busy) - (now.ours - start.ours)) / seconds
+        report.stealCores = max(0, now.steal - start.steal) / seconds
+    }
+}
