@@ -22,6 +22,8 @@ public final class Daemon {
     private var settings = DaemonSettings()
     private var weightsURL: URL?
     private var weights: PianoWeights?
+    /// Identity of the weight file as loaded (device, inode, size, modification time).
+    private var weightsStamp: String?
     private let core = AudioCore()
     private var jack: JackDriver?
     private var null: NullDriver?
@@ -158,6 +160,7 @@ public final class Daemon {
             let loaded = try store.load(explicit: settings.weights)
             weightsURL = loaded.url
             weights = loaded.weights
+            weightsStamp = Self.fileStamp(loaded.url)
         } catch {
             throw Failure(description: "\(error)", status: 1)
         }
@@ -315,26 +318,28 @@ public final class Daemon {
         do { s = try loadSettings() } catch {
             return (false, "\(error) (keeping the previous configuration)")
         }
-        var newWeights = weights!, newURL = weightsURL
-        if s.weights != settings.weights {
-            do {
-                let loaded = try WeightStore().load(explicit: s.weights)
-                newWeights = loaded.weights
-                newURL = loaded.url
-            } catch {
-                return (false, "\(error) (keeping the previous configuration)")
-            }
+        // The weight file is read again even when its path is the same: it may have been
+        // replaced (a new model) or damaged (refused: the old model keeps playing).
+        let newWeights: PianoWeights, newURL: URL, newStamp: String?
+        do {
+            let loaded = try WeightStore().load(explicit: s.weights)
+            newWeights = loaded.weights
+            newURL = loaded.url
+            newStamp = Self.fileStamp(loaded.url)
+        } catch {
+            return (false, "\(error) (keeping the previous configuration)")
         }
         let instrument: Int
         do { instrument = try resolvePiano(s.piano, in: newWeights) } catch {
             return (false, "\(error) (keeping the previous configuration)")
         }
-        let weightsChanged = newURL != weightsURL || s.noise != settings.noise
+        let weightsChanged = newURL != weightsURL || newStamp != weightsStamp || s.noise != settings.noise
         let pianoChanged = s.piano != settings.piano
         settings = s
         if weightsChanged {
             weights = newWeights
             weightsURL = newURL
+            weightsStamp = newStamp
             let rate = jack.map { Double($0.sampleRate.load(ordering: .relaxed)) } ?? Double(s.sampleRate)
             let block = jack.map { $0.bufferSize.load(ordering: .relaxed) } ?? s.blockSize
             if rate > 0 && block > 0, let e = try? makeEngine(rate: rate, block: block, instrument: instrument) {
@@ -353,6 +358,12 @@ public final class Daemon {
         alsa?.setPattern(s.connectMIDI)
         log("configuration reloaded")
         return (true, "configuration reloaded")
+    }
+
+    static func fileStamp(_ url: URL) -> String? {
+        var st = stat()
+        guard stat(url.path, &st) == 0 else { return nil }
+        return "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
     }
 
     // MARK: - Control commands
@@ -427,6 +438,7 @@ public final class Daemon {
             return (true, ["all notes off"], "")
         case ("reload", 1):
             let r = reload()
+            if !r.ok { log(r.message) }
             return r.ok ? (true, [r.message], "") : (false, [], r.message)
         case ("status", _), ("list", _), ("piano", _), ("gain", _), ("panic", _), ("reload", _):
             return (false, [], "wrong arguments for '\(command)' (usage: status | piano N|YEAR | gain DB | panic | reload | list)")

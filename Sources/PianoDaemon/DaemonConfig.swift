@@ -10,7 +10,21 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public var file: String
     public var line: Int
     public var problem: String
-    public var description: String { line > 0 ? "\(file):\(line): \(problem)" : "\(file): \(problem)" }
+    /// Always one line: control characters in quoted values are shown escaped.
+    public var description: String {
+        let p = problem.unicodeScalars.map { c -> String in
+            switch c {
+            case "\n": return "\\n"
+            case "\r": return "\\r"
+            case "\t": return "\\t"
+            default:
+                return c.properties.generalCategory == .control || c.properties.generalCategory == .lineSeparator
+                    || c.properties.generalCategory == .paragraphSeparator
+                    ? "\\u{\(String(c.value, radix: 16))}" : String(c)
+            }
+        }.joined()
+        return line > 0 ? "\(file):\(line): \(p)" : "\(file): \(p)"
+    }
 }
 
 /// Reads the TOML the configuration needs: comments, `key = value` with strings (basic and
@@ -20,7 +34,8 @@ public enum MiniTOML {
     public static func parse(_ text: String, file: String) throws -> [String: TOMLValue] {
         var result: [String: TOMLValue] = [:]
         var table = ""
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Any line ending: LF, CRLF (a file from Windows: "\r\n" is one Character), CR.
+        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let lineNumber = index + 1
             func fail(_ p: String) -> ConfigError { ConfigError(file: file, line: lineNumber, problem: p) }
             var line = Substring(stripComment(String(raw))).trimmingCharacters(in: .whitespaces)[...]

@@ -1,3 +1,4 @@
+import DDSPPiano
 import Foundation
 import PianoIO
 import XCTest
@@ -110,6 +111,44 @@ final class ControlTests: XCTestCase {
         let s = try d.status()
         XCTAssertEqual(s["gain db"], "-9.0")
         XCTAssertEqual(s["instrument"], "piano 1 (beta)")
+        XCTAssertEqual(d.stop(), 0)
+    }
+
+    /// The weight file at the same path, damaged or replaced: reload reads it again; a damaged
+    /// one is refused in one line and the old model keeps playing; a new one is taken.
+    func testReloadRereadsAWeightFileReplacedInPlace() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let synthetic = try DaemonSupport.syntheticWeights(in: dir)
+        let weights = dir.appendingPathComponent("piano.safetensors")
+        try FileManager.default.copyItem(at: synthetic, to: weights)
+        let config = dir.appendingPathComponent("pianod.toml")
+        try "weights = \"\(weights.path)\"\naudio = \"null\"\nsample_rate = 16000\n".write(to: config, atomically: true, encoding: .utf8)
+        let d = try DaemonProcess(arguments: ["--config", config.path], dir: dir)
+        defer { _ = d.stop() }
+        XCTAssertTrue(d.waitReady(), d.output)
+        XCTAssertEqual(try d.ctl("list"), ["  0 alpha", "* 1 beta"])
+
+        // Damaged in place (garbage, then truncated): refused, one line naming the file.
+        for damage in [Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }), Data()] {
+            try damage.write(to: weights)
+            XCTAssertThrowsError(try d.ctl("reload")) { error in
+                XCTAssertTrue("\(error)".contains(weights.path) && "\(error)".contains("keeping the previous configuration"), "\(error)")
+                XCTAssertFalse("\(error)".contains("\n"))
+            }
+        }
+        XCTAssertEqual(try d.ctl("list"), ["  0 alpha", "* 1 beta"], "the old model plays on")
+        XCTAssertTrue(d.output.contains("keeping the previous configuration"), "a failed ctl reload is logged too")
+
+        // Replaced atomically by another model at the same path: taken.
+        var other = PianoWeights(instruments: ["gamma", "delta", "epsilon"])
+        other.releaseDuration = Tensor(shape: [1], values: [1])
+        let staged = dir.appendingPathComponent("staged.safetensors")
+        try Data(other.safetensors().serialized()).write(to: staged)
+        XCTAssertEqual(rename(staged.path, weights.path), 0)
+        XCTAssertEqual(try d.ctl("reload"), ["configuration reloaded"])
+        XCTAssertTrue(DaemonSupport.waitUntil(5) { (try? d.ctl("list"))?.count == 3 }, d.output)
+        print("weight file replaced in place: garbage and empty refused, a new model (\((try? d.ctl("list")) ?? [])) taken on reload")
         XCTAssertEqual(d.stop(), 0)
     }
 
