@@ -226,17 +226,3 @@ struct Raw {
     var status: UInt8, data1: UInt8, data2: UInt8
     init(_ status: Int, _ data1: Int, _ data2: Int) { self.status = UInt8(status); self.data1 = UInt8(data1); self.data2 = UInt8(data2) }
 }
-
-/// A small seeded generator for the tests' scripted input.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func next(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}

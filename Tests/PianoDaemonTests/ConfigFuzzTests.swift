@@ -7,20 +7,8 @@ import XCTest
 /// presets and of lines built from the known keys. None may crash; every refusal is a
 /// `ConfigError` whose text is one line naming the file.
 final class ConfigFuzzTests: XCTestCase {
-    /// SplitMix64: the same cases on every run.
-    struct Generator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
-        mutating func pick<T>(_ a: [T]) -> T { a[below(a.count)] }
-        mutating func chance(_ p: Double) -> Bool { Double(next() % 1_000_000) / 1_000_000 < p }
-    }
+    /// SplitMix64 (DaemonSupport): the same cases on every run.
+    typealias Generator = SplitMix
 
     static let keys = DaemonSettings.keys.sorted() + ["gain", "Piano", "weights.x", "\"weights\"", "", "a b", "[x]"]
     static let values = ["\"linear\"", "'soft'", "\"hard\"", "0.2", "5", "5.01", "0.19", "-60", "24", "24.0001", "1e308", "1e309",

@@ -284,3 +284,21 @@ struct CPUSampler {
         report.stealCores = max(0, now.steal - start.steal) / seconds
     }
 }
+
+/// The daemon tests' seeded generator (SplitMix64): the same cases on every run.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    init(state: UInt64) { self.state = state }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func next(_ n: Int) -> Int { below(n) }
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
+    mutating func pick<T>(_ a: [T]) -> T { a[below(a.count)] }
+    mutating func chance(_ p: Double) -> Bool { Double(next() % 1_000_000) / 1_000_000 < p }
+}
