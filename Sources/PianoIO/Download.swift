@@ -16,7 +16,11 @@ public enum Download {
     /// Refuse anything larger: a mirror serving a wrong, huge file must not exhaust memory.
     public static let maxBytes: Int64 = 1 << 30
 
-    public static func fetch(_ url: URL, timeout: TimeInterval = 60, progress: Progress? = nil) throws -> [UInt8] {
+    /// - Parameter expectedSize: the size the file is pinned to, if any: a server announcing
+    ///   another length, or sending more, is refused at once (the caller still checks the size
+    ///   of what arrived).
+    public static func fetch(_ url: URL, timeout: TimeInterval = 60, expectedSize: Int64? = nil,
+                             progress: Progress? = nil) throws -> [UInt8] {
         if url.isFileURL {
             let bytes = try WeightStore.readBytes(url, limit: Int(maxBytes))
             progress?(Int64(bytes.count), Int64(bytes.count))
@@ -34,7 +38,7 @@ public enum Download {
         config.timeoutIntervalForRequest = timeout
         config.timeoutIntervalForResource = max(timeout, 600)
         config.requestCachePolicy = .reloadIgnoringLocalCacheData
-        let delegate = DownloadDelegate(progress: progress)
+        let delegate = DownloadDelegate(progress: progress, limit: expectedSize.map { min($0, maxBytes) } ?? maxBytes)
         let session = URLSession(configuration: config, delegate: delegate, delegateQueue: nil)
         defer { session.finishTasksAndInvalidate() }
         let task = session.dataTask(with: url)
@@ -46,6 +50,11 @@ public enum Download {
         }
         let (data, response, error, tooLarge) = delegate.result()
         if tooLarge {
+            if let expectedSize {
+                let announced = response.map { $0.expectedContentLength } ?? -1
+                let got = announced >= 0 ? "the server sends \(announced)" : "the server sent more"
+                throw WeightStoreError(file: url.absoluteString, problem: "size mismatch: expected \(expectedSize) bytes, \(got)")
+            }
             throw WeightStoreError(file: url.absoluteString, problem: "refusing a download larger than \(maxBytes) bytes")
         }
         if let error {
@@ -60,6 +69,9 @@ public enum Download {
         }
         if http.expectedContentLength >= 0, Int64(data.count) != http.expectedContentLength {
             throw WeightStoreError(file: url.absoluteString, problem: "download incomplete (\(data.count) of \(http.expectedContentLength) bytes)")
+        }
+        if let expectedSize, Int64(data.count) != expectedSize {
+            throw WeightStoreError(file: url.absoluteString, problem: "size mismatch: expected \(expectedSize) bytes, got \(data.count)\(Int64(data.count) < expectedSize ? " (truncated?)" : ""))")
         }
         return [UInt8](data)
     }
@@ -90,12 +102,17 @@ final class DownloadDelegate: NSObject, URLSessionDataDelegate, @unchecked Senda
     let done = DispatchSemaphore(value: 0)
     private let lock = NSLock()
     private let progress: Download.Progress?
+    /// The most bytes accepted: the pinned size when there is one, else Download.maxBytes.
+    private let limit: Int64
     private var data = Data()
     private var response: HTTPURLResponse?
     private var error: Error?
     private var tooLarge = false
 
-    init(progress: Download.Progress?) { self.progress = progress }
+    init(progress: Download.Progress?, limit: Int64 = Download.maxBytes) {
+        self.progress = progress
+        self.limit = limit
+    }
 
     func result() -> (Data, HTTPURLResponse?, Error?, Bool) {
         lock.lock()
@@ -106,9 +123,13 @@ final class DownloadDelegate: NSObject, URLSessionDataDelegate, @unchecked Senda
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
                     completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
         lock.lock()
-        self.response = response as? HTTPURLResponse
+        let http = response as? HTTPURLResponse
+        self.response = http
+        // A successful response announcing more than the limit is refused before its body.
+        let over = http.map { (200..<300).contains($0.statusCode) && $0.expectedContentLength > limit } ?? false
+        if over { tooLarge = true }
         lock.unlock()
-        completionHandler(.allow)
+        completionHandler(over ? .cancel : .allow)
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive chunk: Data) {
@@ -116,7 +137,7 @@ final class DownloadDelegate: NSObject, URLSessionDataDelegate, @unchecked Senda
         data.append(chunk)
         let received = Int64(data.count)
         let expected = response.flatMap { $0.expectedContentLength >= 0 ? $0.expectedContentLength : nil }
-        let over = received > Download.maxBytes
+        let over = received > limit
         if over { tooLarge = true }
         let ok = response.map { (200..<300).contains($0.statusCode) } ?? false
         lock.unlock()

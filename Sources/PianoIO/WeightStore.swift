@@ -21,14 +21,28 @@ public struct WeightStoreError: Error, CustomStringConvertible, Equatable {
 
 /// Where weight files live, and how they are read and written.
 ///
-/// Search order for the weights a command uses: an explicit path; `$DDSP_PIANO_WEIGHTS`;
-/// the installed file `${XDG_DATA_HOME:-~/.local/share}/ddsp-piano/weights/dafx22.safetensors`
-/// (written by `weights fetch`); then bundled weights: a `weights/` folder holding
-/// `*.safetensors` in a directory above the executable (a source checkout), then
-/// `/usr/local/share/ddsp-piano/weights` and `/usr/share/ddsp-piano/weights`.
+/// Search order for the weights a command uses (`locate`, `loadFile`):
+/// 1. an explicit path (`--weights`, the daemon's `weights =`);
+/// 2. `$DDSP_PIANO_WEIGHTS`;
+/// 3. the installed v2 model, `${XDG_DATA_HOME:-~/.local/share}/ddsp-piano/weights/v2.safetensors`
+///    (written by `weights fetch v2` or `weights import` of a v2 checkpoint): upstream's default;
+/// 4. the installed dafx22 model, `.../ddsp-piano/weights/dafx22.safetensors`;
+/// 5. bundled weights: a `weights/` folder holding `*.safetensors` in a directory above the
+///    executable (a source checkout), then `/usr/local/share/ddsp-piano/weights` and
+///    `/usr/share/ddsp-piano/weights` (within a folder `v2.safetensors`, then
+///    `dafx22.safetensors`, then by name).
+///
+/// An explicit path or `$DDSP_PIANO_WEIGHTS` that does not exist is an error, never a reason
+/// to fall back to other weights. `loadFile`/`readFile` read either architecture; the older
+/// `load`/`read` return dafx22 `PianoWeights` only, and their search skips v2 files.
 public struct WeightStore: Sendable {
     public static let environmentVariable = "DDSP_PIANO_WEIGHTS"
+    /// The installed dafx22 file (`installedURL`), kept for the dafx22-only API.
     public static let installedFileName = "dafx22.safetensors"
+    /// The installed v2 file.
+    public static let installedV2FileName = "v2.safetensors"
+    /// Installed files in search order: v2 (upstream's default model), then dafx22.
+    public static let installedFileNames = [installedV2FileName, installedFileName]
     public static let defaultSystemDirectories = [
         URL(fileURLWithPath: "/usr/local/share/ddsp-piano/weights"),
         URL(fileURLWithPath: "/usr/share/ddsp-piano/weights"),
@@ -84,11 +98,24 @@ public struct WeightStore: Sendable {
         return base.appendingPathComponent("ddsp-piano/weights", isDirectory: true)
     }
 
-    /// Where `weights fetch` installs, and the third place searched.
+    /// Where `weights fetch dafx22` installs (the dafx22 file; see `installedURL(architecture:)`).
     public var installedURL: URL { dataDirectory.appendingPathComponent(Self.installedFileName) }
 
+    /// Where `weights fetch`/`weights import` install weights of an architecture:
+    /// `v2.safetensors` or `dafx22.safetensors` in `dataDirectory`.
+    public func installedURL(architecture: String) -> URL {
+        dataDirectory.appendingPathComponent(architecture == V2Weights.architecture ? Self.installedV2FileName : Self.installedFileName)
+    }
+
+    /// The installed files in search order (v2, then dafx22), whether they exist or not.
+    public var installedURLs: [URL] { Self.installedFileNames.map { dataDirectory.appendingPathComponent($0) } }
+
+    static func bundledRank(_ name: String) -> Int {
+        Self.installedFileNames.firstIndex(of: name) ?? Self.installedFileNames.count
+    }
+
     /// Bundled weight files, best first: each `weights/` folder above the executable, then
-    /// the system folders; within a folder `dafx22.safetensors` first, then by name.
+    /// the system folders; within a folder `v2.safetensors`, then `dafx22.safetensors`, then by name.
     public func bundledFiles() -> [URL] {
         var dirs: [URL] = []
         if let exe = executableURL {
@@ -105,15 +132,20 @@ public struct WeightStore: Sendable {
         for dir in dirs {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { continue }
             let weights = names.filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }
-                .sorted { ($0 == Self.installedFileName ? 0 : 1, $0) < ($1 == Self.installedFileName ? 0 : 1, $1) }
+                .sorted { (Self.bundledRank($0), $0) < (Self.bundledRank($1), $1) }
             files += weights.map { dir.appendingPathComponent($0) }
         }
         return files
     }
 
-    /// The weight file to use. An explicit path or `$DDSP_PIANO_WEIGHTS` that does not
-    /// exist is an error rather than a reason to fall back silently to other weights.
+    /// The weight file to use, in the search order above (either architecture). An explicit
+    /// path or `$DDSP_PIANO_WEIGHTS` that does not exist is an error rather than a reason to
+    /// fall back silently to other weights.
     public func locate(explicit: String? = nil) throws -> Location {
+        try locate(explicit: explicit, installed: installedURLs, bundledFilter: { _ in true })
+    }
+
+    func locate(explicit: String?, installed: [URL], bundledFilter: (URL) -> Bool) throws -> Location {
         if let path = explicit, !path.isEmpty {
             try Self.checkReadableFile(path)
             return Location(url: URL(fileURLWithPath: path), origin: .explicit)
@@ -124,18 +156,28 @@ public struct WeightStore: Sendable {
             }
             return Location(url: URL(fileURLWithPath: path), origin: .environment)
         }
-        if FileManager.default.fileExists(atPath: installedURL.path) {
-            return Location(url: installedURL, origin: .installed)
+        for url in installed where FileManager.default.fileExists(atPath: url.path) {
+            return Location(url: url, origin: .installed)
         }
-        if let bundled = bundledFiles().first {
+        if let bundled = bundledFiles().first(where: bundledFilter) {
             return Location(url: bundled, origin: .bundled)
         }
-        throw WeightStoreError(file: installedURL.path, problem: "no weights installed and none bundled; run 'ddsp-piano weights fetch dafx22', or pass a weight file (or set $\(Self.environmentVariable))")
+        throw WeightStoreError(file: dataDirectory.path, problem: "no weights installed and none bundled; run 'ddsp-piano weights fetch v2' (or 'ddsp-piano weights fetch dafx22'), or pass a weight file (or set $\(Self.environmentVariable))")
     }
 
-    /// Locates and loads the weights a command should use.
-    public func load(explicit: String? = nil) throws -> (url: URL, weights: PianoWeights) {
+    /// Locates and loads the weights a command should use, of either architecture.
+    /// Errors are `WeightStoreError`s, "FILE: problem".
+    public func loadFile(explicit: String? = nil) throws -> (url: URL, file: WeightFile) {
         let location = try locate(explicit: explicit)
+        return (location.url, try Self.readFile(location.url))
+    }
+
+    /// Locates and loads dafx22 weights (the API from before v2): the same order without the
+    /// installed or bundled `v2.safetensors`; an explicit or `$DDSP_PIANO_WEIGHTS` file of
+    /// another architecture is refused in one line.
+    public func load(explicit: String? = nil) throws -> (url: URL, weights: PianoWeights) {
+        let location = try locate(explicit: explicit, installed: [installedURL],
+                                  bundledFilter: { $0.lastPathComponent != Self.installedV2FileName })
         return (location.url, try Self.load(location.url))
     }
 
@@ -166,14 +208,36 @@ public struct WeightStore: Sendable {
         }
     }
 
-    /// Reads a weight file: its metadata (format, architecture, provenance) and the weights.
-    public static func read(_ url: URL) throws -> (metadata: [String: String], weights: PianoWeights) {
+    /// The safetensors container of a weight file, with one-line errors.
+    static func readContainer(_ url: URL) throws -> Safetensors {
         let bytes = try readBytes(url)
-        let file: Safetensors
         do {
-            file = try Safetensors(bytes: bytes)
+            return try Safetensors(bytes: bytes)
         } catch let e as SafetensorsError {
             throw WeightStoreError(file: url.path, problem: "not a valid safetensors weight file: \(e.description)")
+        }
+    }
+
+    /// Reads a weight file of either architecture (dafx22 or v2, told by its metadata).
+    /// Errors are `WeightStoreError`s, "FILE: problem".
+    public static func readFile(_ url: URL) throws -> WeightFile { try readFileAndMetadata(url).file }
+
+    /// `readFile`, with the file's metadata as stored (format version, provenance...).
+    public static func readFileAndMetadata(_ url: URL) throws -> (metadata: [String: String], file: WeightFile) {
+        let file = try readContainer(url)
+        do {
+            return (file.metadata, try WeightFile(safetensors: file))
+        } catch let e as WeightsError {
+            throw WeightStoreError(file: url.path, problem: e.description)
+        }
+    }
+
+    /// Reads a dafx22 weight file: its metadata (format, architecture, provenance) and the
+    /// weights. A v2 file is refused in one line (read it with `readFile`).
+    public static func read(_ url: URL) throws -> (metadata: [String: String], weights: PianoWeights) {
+        let file = try readContainer(url)
+        if let architecture = file.metadata["architecture"], architecture != "dafx22" {
+            throw WeightStoreError(file: url.path, problem: "is a \(architecture) weight file; this needs dafx22 weights")
         }
         do {
             return (file.metadata, try PianoWeights(safetensors: file))
@@ -191,6 +255,17 @@ public struct WeightStore: Sendable {
         let bytes = weights.safetensors().serialized()
         do {
             _ = try PianoWeights(safetensors: try Safetensors(bytes: bytes))
+        } catch {
+            throw WeightStoreError(file: url.path, problem: "internal error: the serialised weights do not read back (\(error))")
+        }
+        try writeAtomically(bytes, to: url)
+    }
+
+    /// Installs a weight file of either architecture: serialises, re-reads, writes atomically.
+    public static func install(_ file: WeightFile, at url: URL) throws {
+        let bytes = file.safetensors().serialized()
+        do {
+            _ = try WeightFile(safetensors: try Safetensors(bytes: bytes))
         } catch {
             throw WeightStoreError(file: url.path, problem: "internal error: the serialised weights do not read back (\(error))")
         }

@@ -6,8 +6,9 @@ import XCTest
 import Glibc
 #endif
 
-/// `ddsp-piano weights ...` run as a real process, and the WeightStore it relies on.
-final class WeightsCommandTests: XCTestCase {
+/// Runs `ddsp-piano weights ...` as a real process in a temporary folder, and serves files
+/// over local HTTP; the base of the weights command tests (it has no tests of its own).
+class WeightsCLITestCase: XCTestCase {
     var temp: URL!
 
     override func setUpWithError() throws {
@@ -101,6 +102,65 @@ final class WeightsCommandTests: XCTestCase {
         print("error line: \(r.stderr.trimmingCharacters(in: .newlines))")
     }
 
+    // MARK: - A local HTTP server
+
+    /// `python3 -m http.server` on 127.0.0.1 serving `dir`, stopped when the test ends.
+    func startServer(serving dir: URL) throws -> (base: String, process: Process) {
+        guard let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+            ?? ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":").map({ "\($0)/python3" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        else { throw XCTSkip("skipped: python3 not found for the local HTTP server") }
+        let port = try Self.freePort()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-m", "http.server", "--bind", "127.0.0.1", String(port), "--directory", dir.path]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        addTeardownBlock {
+            if p.isRunning { p.terminate() }
+            p.waitUntilExit()
+        }
+        let deadline = Date().addingTimeInterval(15)
+        while !Self.canConnect(port) {
+            guard p.isRunning, Date() < deadline else { throw XCTSkip("skipped: the local HTTP server did not start") }
+            usleep(50_000)
+        }
+        return ("http://127.0.0.1:\(port)/", p)
+    }
+
+    static func loopback(_ port: UInt16) -> sockaddr_in {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return addr
+    }
+
+    static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = loopback(0)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { throw XCTSkip("skipped: cannot bind a port on 127.0.0.1") }
+        return UInt16(bigEndian: addr.sin_port)
+    }
+
+    static func canConnect(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = loopback(port)
+        return withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+}
+
+/// `ddsp-piano weights ...` run as a real process, and the WeightStore it relies on.
+final class WeightsCommandTests: WeightsCLITestCase {
     static func assertSameTensors(_ a: PianoWeights, _ b: PianoWeights, file: StaticString = #filePath, line: UInt = #line) {
         let ta = a.safetensors().tensors, tb = b.safetensors().tensors
         XCTAssertEqual(Set(ta.keys), Set(tb.keys), file: file, line: line)
@@ -220,59 +280,6 @@ final class WeightsCommandTests: XCTestCase {
 
     // MARK: - fetch against a local HTTP server
 
-    /// `python3 -m http.server` on 127.0.0.1 serving `dir`, stopped when the test ends.
-    func startServer(serving dir: URL) throws -> (base: String, process: Process) {
-        guard let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-            ?? ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":").map({ "\($0)/python3" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-        else { throw XCTSkip("skipped: python3 not found for the local HTTP server") }
-        let port = try Self.freePort()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-m", "http.server", "--bind", "127.0.0.1", String(port), "--directory", dir.path]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        addTeardownBlock {
-            if p.isRunning { p.terminate() }
-            p.waitUntilExit()
-        }
-        let deadline = Date().addingTimeInterval(15)
-        while !Self.canConnect(port) {
-            guard p.isRunning, Date() < deadline else { throw XCTSkip("skipped: the local HTTP server did not start") }
-            usleep(50_000)
-        }
-        return ("http://127.0.0.1:\(port)/", p)
-    }
-
-    static func loopback(_ port: UInt16) -> sockaddr_in {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return addr
-    }
-
-    static func freePort() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = loopback(0)
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok else { throw XCTSkip("skipped: cannot bind a port on 127.0.0.1") }
-        return UInt16(bigEndian: addr.sin_port)
-    }
-
-    static func canConnect(_ port: UInt16) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = loopback(port)
-        return withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-    }
-
     func testFetchInstallsVerifiedWeights() throws {
         let served = temp.appendingPathComponent("served")
         try copyUpstream(to: served)
@@ -330,7 +337,7 @@ final class WeightsCommandTests: XCTestCase {
         let outDir = temp.appendingPathComponent("out")
         let out = outDir.appendingPathComponent("dafx22.safetensors")
         assertOneLineError(try ddsp(["weights", "fetch", "dafx22", "-o", out.path, "--base-url", base]),
-                           contains: [base + dataName, "SHA-256 mismatch", WeightRelease.dafx22.files[2].sha256, corruptHash])
+                           contains: [base + dataName, "SHA-256 mismatch", WeightRelease.dafx22.files[2].sha256!, corruptHash])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
 
         // A previously installed file stays byte for byte, and no temporary file is left behind.
@@ -352,7 +359,7 @@ final class WeightsCommandTests: XCTestCase {
         assertOneLineError(try ddsp(["weights", "fetch", "dafx22", "-o", out.path, "--base-url", "http://127.0.0.1:\(closed)/x/"]),
                            contains: ["http://127.0.0.1:\(closed)/x/checkpoint", "cannot connect"])
         // Unknown release name.
-        assertOneLineError(try ddsp(["weights", "fetch", "v9", "-o", out.path]), contains: ["v9: unknown weights (available: dafx22)"])
+        assertOneLineError(try ddsp(["weights", "fetch", "v9", "-o", out.path]), contains: ["v9: unknown weights (available: v2, dafx22)"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: outDir.path))
         XCTAssertEqual(try Data(contentsOf: installed), before)
     }
