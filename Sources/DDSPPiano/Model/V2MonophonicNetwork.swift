@@ -1,0 +1,102 @@
+import CBLAS
+
+/// v2's monophonic network (upstream MonophonicDeepNetwork), one frame for the 16 voices as
+/// rows of every product:
+///   a = FcStack(64, 3)(extended pitch / 128)       [16, 64]
+///   b = FcStack(64, 3)(pitch / 128, velocity)      [16, 64]
+///   c = FcStack(64, 3)(context)                    the same for every voice: one row
+///   g = GRU(192)(a | b | c)                        [16, 192], one sequence per voice
+///   raw = Dense(225)(FcStack(64, 3)(a | b | c | g)) [16, 225] = amplitude, 128 harmonics, 96 noise
+/// The GRU's input projection of c is the same for every voice: it is computed once per frame
+/// and added to the input bias, and the 16-row product covers only a | b (the GRU is the bulk
+/// of the network's cost; this saves a sixth of it). Same values up to float32 rounding order.
+public struct V2MonophonicNetwork: Sendable {
+    public let voices: Int
+    public var pitchStack: FcStack          // 1 → 64
+    public var conditioningStack: FcStack   // 2 → 64
+    public var contextStack: FcStack        // 32 → 64, one row
+    public var gru: GRU                     // a | b (128) → 192, batch = voices; input bias per frame
+    public let gruContextKernel: [Float]    // [64, 576]: the rows of the GRU kernel that take c
+    public let gruInputBias: [Float]        // [576]: the GRU's own input bias
+    public var outStack: FcStack            // 384 → 64
+    public var denseOut: Dense              // [64, 225], linear
+
+    /// Inputs, filled by the caller before `forward`.
+    public var pitchInput: [Float]          // [voices]: extended pitch / 128
+    public var conditioningInput: [Float]   // [voices, 2]: active pitch / 128, onset velocity
+    /// Taps and outputs of the last step.
+    public private(set) var gruInput: [Float]        // [voices, 128]: a | b
+    public private(set) var contextFeatures: [Float] // [64]: c (one row, the same for every voice)
+    public private(set) var gruOutput: [Float]       // [voices, 192]
+    public private(set) var outInput: [Float]        // [voices, 384]: a | b | c | g
+    public private(set) var outStackOutput: [Float]  // [voices, 64]
+    public private(set) var raw: [Float]             // [voices, 225]
+
+    public init(weights w: V2Weights, voices: Int = V2Weights.voices) {
+        self.voices = voices
+        pitchStack = FcStack(weights: w, name: "mono.pitch_stack", layers: 3, maxRows: voices)
+        conditioningStack = FcStack(weights: w, name: "mono.conditioning_stack", layers: 3, maxRows: voices)
+        contextStack = FcStack(weights: w, name: "mono.context_stack", layers: 3, maxRows: 1)
+        let kernel = w["mono.gru.kernel"]
+        let ab = pitchStack.width + conditioningStack.width, cols = kernel.shape[1]
+        precondition(kernel.shape[0] == ab + contextStack.width)
+        gru = GRU(kernel: Tensor(shape: [ab, cols], values: Array(kernel.values[0..<(ab * cols)])),
+                  recurrentKernel: w["mono.gru.recurrent_kernel"],
+                  inputBias: w["mono.gru.input_bias"], recurrentBias: w["mono.gru.recurrent_bias"], batch: voices)
+        gruContextKernel = Array(kernel.values[(ab * cols)...])
+        gruInputBias = w["mono.gru.input_bias"].values
+        outStack = FcStack(weights: w, name: "mono.out_stack", layers: 3, maxRows: voices)
+        denseOut = Dense(kernel: w["mono.dense_out.kernel"], bias: w["mono.dense_out.bias"], activation: .linear, maxRows: voices)
+        let stacks = ab + contextStack.width
+        precondition(pitchStack.inputs == 1 && conditioningStack.inputs == 2
+                     && outStack.inputs == stacks + gru.units && denseOut.inputs == outStack.width)
+        func zeros(_ n: Int) -> [Float] { [Float](repeating: 0, count: n) }
+        pitchInput = zeros(voices)
+        conditioningInput = zeros(voices * 2)
+        gruInput = zeros(voices * ab)
+        contextFeatures = zeros(contextStack.width)
+        gruOutput = zeros(voices * gru.units)
+        outInput = zeros(voices * outStack.inputs)
+        outStackOutput = zeros(voices * outStack.width)
+        raw = zeros(voices * denseOut.outputs)
+    }
+
+    public mutating func reset() { gru.reset() }
+
+    /// One frame from the inputs and `context` [32].
+    public mutating func forward(context: UnsafePointer<Float>) {
+        let v = voices
+        let wa = pitchStack.width, wb = conditioningStack.width, wc = contextStack.width
+        let gi = wa + wb, u = gru.units, oi = gi + wc + u, u3 = 3 * u
+        pitchInput.withUnsafeBufferPointer { pin in
+        conditioningInput.withUnsafeBufferPointer { cin in
+        gruInput.withUnsafeMutableBufferPointer { x in
+        contextFeatures.withUnsafeMutableBufferPointer { cf in
+        gruOutput.withUnsafeMutableBufferPointer { g in
+        outInput.withUnsafeMutableBufferPointer { o in
+        outStackOutput.withUnsafeMutableBufferPointer { os in
+        raw.withUnsafeMutableBufferPointer { r in
+            let xp = x.baseAddress!, op = o.baseAddress!, cp = cf.baseAddress!, gp = g.baseAddress!
+            pitchStack.forward(pin.baseAddress!, rows: v, into: xp, yStride: gi)
+            conditioningStack.forward(cin.baseAddress!, rows: v, into: xp + wa, yStride: gi)
+            // Rows are independent: the context row once for all voices.
+            contextStack.forward(context, rows: 1, into: cp)
+            // This frame's GRU input bias: own bias + c · K_c.
+            gruContextKernel.withUnsafeBufferPointer { kc in
+            gruInputBias.withUnsafeBufferPointer { b0 in
+            gru.inputBias.withUnsafeMutableBufferPointer { ib in
+                ib.baseAddress!.update(from: b0.baseAddress!, count: u3)
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(wc), Int32(u3), 1, kc.baseAddress, Int32(u3),
+                            cp, 1, 1, ib.baseAddress, 1)
+            }}}
+            gru.forward(xp, into: gp)
+            for row in 0..<v {
+                (op + row * oi).update(from: xp + row * gi, count: gi)
+                (op + row * oi + gi).update(from: cp, count: wc)
+                (op + row * oi + gi + wc).update(from: gp + row * u, count: u)
+            }
+            outStack.forward(op, rows: v, into: os.baseAddress!)
+            denseOut.forward(os.baseAddress!, rows: v, into: r.baseAddress!)
+        }}}}}}}}
+    }
+}
