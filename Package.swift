@@ -46,6 +46,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Counts malloc calls in tests (the real-time path must not allocate).
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
+        // Test models every clone has (no ../shared): a seeded v2 model for the structural tests.
+        .target(name: "PianoTestSupport", dependencies: ["DDSPPiano"], path: "Tests/PianoTestSupport"),
 
         // The engine: model, synthesis, MIDI conditioning, weight formats. No I/O, no threads.
         .target(
@@ -77,7 +79,7 @@ let package = Package(
                          linkerSettings: [.linkedLibrary("jack"), .linkedLibrary("m")]),
         .testTarget(
             name: "PianoDaemonTests",
-            dependencies: ["PianoDaemon", "DDSPPiano", "PianoIO", "CMallocCounter"]
+            dependencies: ["PianoDaemon", "DDSPPiano", "PianoIO", "CMallocCounter", "PianoTestSupport"]
         ),
         // Training: backward passes, losses, optimiser, data (the `ddsp-piano-train` tool's library).
         .target(
@@ -98,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DDSPPianoTests",
-            dependencies: ["DDSPPiano", "PianoIO", "CMallocCounter"]
+            dependencies: ["DDSPPiano", "PianoIO", "CMallocCounter", "PianoTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -181,11 +181,11 @@ public final class AudioCore: @unchecked Sendable {
         let original = engine.instrument
         run(2)                                    // takes the engine: silence
         send(0xB0, 64, 127)                       // sustain pedal down
-        let voices = engine.weights.hyper.voices
+        let voices = engine.model.hyper.voices
         for v in 0..<voices { send(0x90, UInt8(21 + (v * 87) / max(1, voices - 1)), UInt8(40 + (v * 80) / max(1, voices))) }
         run(glide)
         // Every piano once, with notes sounding: embeddings, priors and reverb crossfades.
-        for i in 0..<engine.weights.instruments.count where i != original {
+        for i in 0..<engine.model.instruments.count where i != original {
             _ = commands.push(.instrument(i))
             run(glide)
         }

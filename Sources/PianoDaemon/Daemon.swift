@@ -21,7 +21,8 @@ public final class Daemon {
     public let configPath: String?
     private var settings = DaemonSettings()
     private var weightsURL: URL?
-    private var weights: PianoWeights?
+    /// The immutable model playing (built here, off the audio thread; engines share it).
+    private var weights: PianoModel?
     /// Identity of the weight file as loaded (device, inode, size, modification time).
     private var weightsStamp: String?
     private let core = AudioCore()
@@ -75,7 +76,7 @@ public final class Daemon {
         return s
     }
 
-    func resolvePiano(_ text: String?, in w: PianoWeights) throws -> Int {
+    func resolvePiano(_ text: String?, in w: PianoModel) throws -> Int {
         guard let text else { return min(9, w.instruments.count - 1) }   // 2018, as render
         guard let i = w.instrumentIndex(text) else {
             throw Failure(description: "unknown piano '\(text)' (known: \(w.instruments.enumerated().map { "\($0.offset) \($0.element)" }.joined(separator: ", ")))", status: 2)
@@ -90,7 +91,7 @@ public final class Daemon {
 
     func makeEngine(rate: Double, block: Int, instrument: Int) throws -> PianoEngine {
         guard let weights else { throw Failure(description: "no weights", status: 1) }
-        let engine = PianoEngine(weights: weights, options: Self.engineOptions(instrument: instrument, noise: settings.noise))
+        let engine = PianoEngine(model: weights, options: Self.engineOptions(instrument: instrument, noise: settings.noise))
         try engine.prepare(sampleRate: rate, maxBlockSize: block)
         return engine
     }
@@ -157,9 +158,9 @@ public final class Daemon {
         lockMemory()
         let store = WeightStore()
         do {
-            let loaded = try store.load(explicit: settings.weights)
+            let loaded = try store.loadModel(explicit: settings.weights)
             weightsURL = loaded.url
-            weights = loaded.weights
+            weights = loaded.model
             weightsStamp = Self.fileStamp(loaded.url)
         } catch {
             throw Failure(description: "\(error)", status: 1)
@@ -183,7 +184,7 @@ public final class Daemon {
             n.warmUp(engine: engine)
             n.start()
             null = n
-            log("playing \(describe(instrument)) on null audio (\(settings.sampleRate) Hz, \(settings.blockSize) frames); control: \(socketPath)")
+            log("playing \(describe(instrument)) of \(weights?.summary ?? "-") on null audio (\(settings.sampleRate) Hz, \(settings.blockSize) frames); control: \(socketPath)")
         default:
             jack = JackDriver(core: core, connectAudio: settings.connectAudio, connectMIDI: settings.connectMIDI)
             if !tryOpenJack() {
@@ -226,7 +227,7 @@ public final class Daemon {
             try jack.activate()
             backoff = 0.5
             announcedWaiting = false
-            log("playing \(describe(currentInstrument)) through JACK as \(jack.actualName) (\(jack.sampleRate.load(ordering: .relaxed)) Hz, \(jack.bufferSize.load(ordering: .relaxed)) frames, latency \(engine.latencySamples) samples); control: \(control?.path ?? "-")")
+            log("playing \(describe(currentInstrument)) of \(weights?.summary ?? "-") through JACK as \(jack.actualName) (\(jack.sampleRate.load(ordering: .relaxed)) Hz, \(jack.bufferSize.load(ordering: .relaxed)) frames, latency \(engine.latencySamples) samples); control: \(control?.path ?? "-")")
             notify.send("STATUS=\(statusLine())")
             return true
         } catch {
@@ -320,10 +321,12 @@ public final class Daemon {
         }
         // The weight file is read again even when its path is the same: it may have been
         // replaced (a new model) or damaged (refused: the old model keeps playing).
-        let newWeights: PianoWeights, newURL: URL, newStamp: String?
+        let newWeights: PianoModel, newURL: URL, newStamp: String?
         do {
-            let loaded = try WeightStore().load(explicit: s.weights)
-            newWeights = loaded.weights
+            // Built here on the control thread (v2: every piano's FDN reverb IR); the audio
+            // thread only receives the prepared engine.
+            let loaded = try WeightStore().loadModel(explicit: s.weights)
+            newWeights = loaded.model
             newURL = loaded.url
             newStamp = Self.fileStamp(loaded.url)
         } catch {
@@ -380,7 +383,8 @@ public final class Daemon {
         let st = core.stats
         switch (command, words.count) {
         case ("status", 1):
-            var lines = ["instrument: \(describe(st.instrument.load(ordering: .relaxed)))"]
+            var lines = ["instrument: \(describe(st.instrument.load(ordering: .relaxed)))",
+                         "model: \(weights?.summary ?? "-") from \(weightsURL?.path ?? "-")"]
             if let jack {
                 if jack.isOpen {
                     lines.append("audio: jack \(jack.actualName) \(jack.sampleRate.load(ordering: .relaxed)) Hz \(jack.bufferSize.load(ordering: .relaxed)) frames")

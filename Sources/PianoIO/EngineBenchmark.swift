@@ -50,10 +50,16 @@ public enum EngineBenchmark {
     /// Drives one engine over the passage in blocks, timing every block.
     public static func run(weights: PianoWeights, instrument: Int, sampleRate: Double, blockSize: Int, seconds: Double,
                            noise: Bool = true) throws -> Result {
+        try run(model: PianoModel(weights: weights), instrument: instrument, sampleRate: sampleRate, blockSize: blockSize,
+                seconds: seconds, noise: noise)
+    }
+
+    public static func run(model: PianoModel, instrument: Int, sampleRate: Double, blockSize: Int, seconds: Double,
+                           noise: Bool = true) throws -> Result {
         var options = PianoEngine.Options()
         options.instrument = instrument
         options.noise = noise
-        let engine = PianoEngine(weights: weights, options: options)
+        let engine = PianoEngine(model: model, options: options)
         try engine.prepare(sampleRate: sampleRate, maxBlockSize: blockSize)
         let events = densePassage(seconds: seconds)
         let total = Int(seconds * sampleRate)

@@ -28,8 +28,9 @@ public struct RenderJob: Sendable {
     public var seed: UInt64 = 0
     public var noise = true
     public var exact = false
-    /// Output rate of the streaming engine (`--exact` renders at the model's 16 kHz).
-    public var sampleRate: Double = 16_000
+    /// Output rate (nil: the model's own, 24 kHz for v2, 16 kHz for dafx22; dafx22's `--exact`
+    /// renders only at 16 kHz).
+    public var sampleRate: Double?
     /// Block size the streaming engine is driven with; the samples do not depend on it.
     public var blockSize = 256
     /// Peak-normalise each written file to this level (dBFS, <= 0).
@@ -44,7 +45,7 @@ public struct RenderJob: Sendable {
     /// Everything checked and loaded; ready to render.
     public struct Prepared: Sendable {
         public var midiFile: MIDIFile
-        public var weights: PianoWeights
+        public var model: PianoModel
         public var weightsURL: URL
         public var settings: RenderSettings
         public var instrumentName: String
@@ -63,15 +64,17 @@ public struct RenderJob: Sendable {
         public var wet: AudioWriteReport
         public var dry: AudioWriteReport?
         public var instrumentName: String
+        /// The architecture that played: "v2" or "dafx22".
+        public var modelSummary: String = ""
         /// One line each, for stderr: clipping, non-finite samples (and, from run(), the
         /// input warnings of Prepared).
         public var warnings: [String]
 
-        /// "wrote out.wav: 12.00 s of audio (f32, 16000 Hz, piano 2018), peak -3.1 dBFS, rendered in 4.2 s (2.9x real time)"
+        /// "wrote out.wav: 12.00 s of audio (f32, 24000 Hz, v2 model, piano 2018), peak -3.1 dBFS, rendered in 4.2 s (2.9x real time)"
         public var line: String {
             let speed = renderSeconds > 0 ? String(format: "%.1fx", audioSeconds / renderSeconds) : "-"
             return "wrote \(output.relativePath): " + String(format: "%.2f s of audio", audioSeconds)
-                + " (\(format.rawValue), \(sampleRate) Hz, piano \(instrumentName)), peak \(RenderJob.dBFSText(peak)),"
+                + " (\(format.rawValue), \(sampleRate) Hz, \(modelSummary.isEmpty ? "" : modelSummary + " model, ")piano \(instrumentName)), peak \(RenderJob.dBFSText(peak)),"
                 + String(format: " rendered in %.1f s", renderSeconds) + " (\(speed) real time)"
         }
     }
@@ -91,7 +94,11 @@ public struct RenderJob: Sendable {
         }
         warnings = warnings.map { "warning: \(midi.relativePath): \($0)" }
         // 2. Weights: exist, parse, complete (explicit path, else WeightStore's default lookup).
-        let (weightsURL, loaded) = try WeightStore().load(explicit: weights?.relativePath)
+        let (weightsURL, file) = try WeightStore().loadFile(explicit: weights?.relativePath)
+        if exact, case .dafx22 = file, let sampleRate, sampleRate != Double(file.sampleRate) {
+            throw RenderError("--sample-rate \(sampleRate)", "--exact renders dafx22 at the model's \(file.sampleRate) Hz; leave out --sample-rate or --exact")
+        }
+        let loaded = try WeightStore.model(file, from: weightsURL)
         // 3. Piano: an index or a name the weights know.
         let instrument: Int
         if let piano {
@@ -120,16 +127,16 @@ public struct RenderJob: Sendable {
         settings.seed = seed
         settings.noise = noise
         settings.exact = exact
-        settings.sampleRate = exact ? Double(loaded.hyper.sampleRate) : sampleRate
+        settings.sampleRate = sampleRate ?? Double(loaded.sampleRate)
         settings.blockSize = blockSize
-        return Prepared(midiFile: midiFile, weights: loaded, weightsURL: weightsURL,
+        return Prepared(midiFile: midiFile, model: loaded, weightsURL: weightsURL,
                         settings: settings, instrumentName: loaded.instruments[instrument], warnings: warnings)
     }
 
     public func render(_ prepared: Prepared, started: Date = Date(), progress: ((Double) -> Void)? = nil) throws -> Summary {
         var out: RenderOutput
         do {
-            out = try OfflineRenderer.render(midi: prepared.midiFile, weights: prepared.weights,
+            out = try OfflineRenderer.render(midi: prepared.midiFile, model: prepared.model,
                                              settings: prepared.settings, progress: progress)
         } catch {
             throw RenderError(midi.relativePath, "render failed: \(oneLine(error))")
@@ -151,7 +158,7 @@ public struct RenderJob: Sendable {
         return Summary(output: output, format: format, sampleRate: out.sampleRate,
                        audioSeconds: Double(out.wet.count) / Double(out.sampleRate), peak: wetReport.peak,
                        renderSeconds: Date().timeIntervalSince(started), wet: wetReport, dry: dryReport,
-                       instrumentName: prepared.instrumentName, warnings: warnings)
+                       instrumentName: prepared.instrumentName, modelSummary: prepared.model.architecture.rawValue, warnings: warnings)
     }
 
     /// prepare() then render().
@@ -179,8 +186,10 @@ public struct RenderJob: Sendable {
                 throw RenderError("--normalize \(normalize)", "must be a level in dBFS between -120 and 0")
             }
         }
-        guard sampleRate.isFinite, sampleRate >= 8_000, sampleRate <= 384_000 else {
-            throw RenderError("--sample-rate \(sampleRate)", "must be between 8000 and 384000 Hz")
+        if let sampleRate {
+            guard sampleRate.isFinite, sampleRate >= 8_000, sampleRate <= 384_000 else {
+                throw RenderError("--sample-rate \(sampleRate)", "must be between 8000 and 384000 Hz")
+            }
         }
         guard blockSize >= 1, blockSize <= 65_536 else {
             throw RenderError("--block-size \(blockSize)", "must be between 1 and 65536 samples")

@@ -172,6 +172,19 @@ public struct WeightStore: Sendable {
         return (location.url, try Self.readFile(location.url))
     }
 
+    /// `loadFile`, then the immutable model built from it (v2: every piano's reverb IR);
+    /// a file whose values give no usable model fails as "FILE: problem".
+    public func loadModel(explicit: String? = nil) throws -> (url: URL, model: PianoModel) {
+        let (url, file) = try loadFile(explicit: explicit)
+        return (url, try Self.model(file, from: url))
+    }
+
+    public static func model(_ file: WeightFile, from url: URL) throws -> PianoModel {
+        do { return try PianoModel(file) } catch {
+            throw WeightStoreError(file: url.path, problem: "\(error)")
+        }
+    }
+
     /// Locates and loads dafx22 weights (the API from before v2): the same order without the
     /// installed or bundled `v2.safetensors`; an explicit or `$DDSP_PIANO_WEIGHTS` file of
     /// another architecture is refused in one line.

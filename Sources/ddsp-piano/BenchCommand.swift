@@ -10,7 +10,8 @@ struct BenchCommand: ParsableCommand {
         discussion: """
         Plays a dense passage (all 16 voices busy, pedal, more than 16 notes at times) through the
         same engine the daemon uses, on one thread, and reports:
-          - the real-time factor at the model rate (16 kHz, 64-sample blocks);
+          - the real-time factor at the model's rate in one-frame blocks (v2: 24 kHz, 96 samples;
+            dafx22: 16 kHz, 64 samples);
           - for each block size at --sample-rate: the worst and 99.9th-percentile block time
             against the block's period;
           - the peak resident memory of the process.
@@ -35,7 +36,7 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let (url, loaded) = try WeightStore().load(explicit: weights)
+            let (url, loaded) = try WeightStore().loadModel(explicit: weights)
             guard let instrument = loaded.instrumentIndex(piano) else {
                 throw RenderError(url.relativePath, "no piano '\(piano)'")
             }
@@ -43,12 +44,14 @@ struct BenchCommand: ParsableCommand {
             guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 && $0 <= 8192 }), seconds > 0, seconds <= 3600 else {
                 throw RenderError("--block-sizes/--seconds", "need block sizes in 1...8192 and 0 < seconds <= 3600")
             }
-            print("weights: \(url.path) (piano \(loaded.instruments[instrument]))")
-            let rtf = try EngineBenchmark.run(weights: loaded, instrument: instrument, sampleRate: 16_000, blockSize: 64, seconds: seconds)
-            print(String(format: "real-time factor, 16 kHz, 64-sample blocks, one thread: %.1fx real time (%.1f s of audio in %.2f s; %.1f voices sounding on average)",
-                         rtf.realTimeFactor, rtf.audioSeconds, rtf.wallSeconds, rtf.meanVoicesSounding))
+            print("weights: \(url.path), model \(loaded.summary) (piano \(loaded.instruments[instrument]))")
+            let h = loaded.hyper
+            let rtf = try EngineBenchmark.run(model: loaded, instrument: instrument, sampleRate: Double(h.sampleRate),
+                                              blockSize: h.samplesPerFrame, seconds: seconds)
+            print(String(format: "real-time factor, %d Hz, %d-sample blocks, one thread: %.1fx real time (%.1f s of audio in %.2f s; %.1f voices sounding on average)",
+                         h.sampleRate, h.samplesPerFrame, rtf.realTimeFactor, rtf.audioSeconds, rtf.wallSeconds, rtf.meanVoicesSounding))
             for size in sizes {
-                let r = try EngineBenchmark.run(weights: loaded, instrument: instrument, sampleRate: sampleRate, blockSize: size, seconds: seconds)
+                let r = try EngineBenchmark.run(model: loaded, instrument: instrument, sampleRate: sampleRate, blockSize: size, seconds: seconds)
                 print(String(format: "blocks of %d at %.0f Hz (period %.3f ms): worst %.3f ms (%.0f%% of the period), 99.9th percentile %.3f ms (%.0f%%), mean %.3f ms; %.1fx real time",
                              size, sampleRate, r.period * 1e3, r.worst * 1e3, 100 * r.worst / r.period,
                              r.percentile(0.999) * 1e3, 100 * r.percentile(0.999) / r.period,

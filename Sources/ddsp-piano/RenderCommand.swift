@@ -8,12 +8,17 @@ struct RenderCommand: ParsableCommand {
         abstract: "Render a MIDI file to WAV with the DDSP-Piano model.",
         discussion: """
         Plays every note, velocity and pedal (CC64-67) of IN.mid on one of the model's pianos \
-        and writes mono 16 kHz audio. Like the upstream model, 0.5 s of silence is rendered \
+        and writes mono audio at the model's rate (v2: 24 kHz, dafx22: 16 kHz) unless \
+        --sample-rate is given. Like the upstream model, 0.5 s of silence is rendered \
         first (--warm-up) and cut from the output, and the file lasts until the end of the last \
         note (after the sustain pedal), rounded up to a whole second, unless --duration is given.
 
-        Without --weights, the default weight file is used (see 'ddsp-piano weights --help'; \
-        'ddsp-piano weights fetch dafx22' downloads the published one).
+        Two models: v2 (upstream's default, maestro-v2.gin: 24 kHz, causal, so the streaming \
+        engine computes exactly what upstream computes) and dafx22 (the DAFx 2022 paper's model, \
+        16 kHz, normalised over the whole piece: the streaming engine estimates that as it goes, \
+        --exact reproduces it in two passes). Without --weights, the default weight file is used: \
+        $DDSP_PIANO_WEIGHTS, else installed v2, else installed dafx22, else the bundled weights \
+        (see 'ddsp-piano weights --help'; 'ddsp-piano weights fetch v2' downloads upstream's).
 
         The output file appears only when it is complete; an existing file is replaced only by a \
         finished render. Integer formats clip beyond full scale: the command then warns with the \
@@ -59,11 +64,11 @@ struct RenderCommand: ParsableCommand {
     @Flag(name: .customLong("no-noise"), help: "Leave out the filtered-noise part of the sound (deterministic output).")
     var noNoise = false
 
-    @Flag(help: "Reproduce upstream's whole-piece normalisation exactly (two passes over the piece, 16 kHz). Without it the streaming engine renders, the same code that plays live.")
+    @Flag(help: "dafx22: reproduce upstream's whole-piece normalisation exactly (two passes over the piece, 16 kHz); without it the streaming engine renders, the same code that plays live. v2 is causal: its streaming render is already upstream's computation, and --exact gives the same output.")
     var exact = false
 
-    @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Output sample rate of the streaming engine (the model runs at 16000 Hz; other rates are resampled with libsoxr).", valueName: "HZ"))
-    var sampleRate: Double = 16_000
+    @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Output sample rate (default: the model's own, 24000 Hz for v2, 16000 Hz for dafx22; other rates are resampled with libsoxr).", valueName: "HZ"))
+    var sampleRate: Double?
 
     @Option(name: .customLong("block-size"), help: ArgumentHelp("Block size the streaming engine is driven with, like a JACK period; the output does not depend on it.", valueName: "N"))
     var blockSize: Int = 256
@@ -87,9 +92,6 @@ struct RenderCommand: ParsableCommand {
             job.exact = exact
             job.sampleRate = sampleRate
             job.blockSize = blockSize
-            if exact && sampleRate != 16_000 {
-                throw RenderError("--sample-rate \(sampleRate)", "--exact renders at the model's 16000 Hz; leave out --sample-rate or --exact")
-            }
 
             let started = Date()
             let prepared = try job.prepare()

@@ -30,7 +30,7 @@ final class EngineTests: XCTestCase {
         return out.sorted { $0.time < $1.time }
     }
 
-    func render(_ weights: PianoWeights, events: [TimedMessage], seconds: Double, rate: Double, block: Int,
+    func render(_ weights: PianoModel, events: [TimedMessage], seconds: Double, rate: Double, block: Int,
                 options: PianoEngine.Options = PianoEngine.Options()) throws -> [Float] {
         try renderEngine(weights, options: options, events: events, seconds: seconds, rate: rate, block: block)
     }
@@ -41,7 +41,8 @@ final class EngineTests: XCTestCase {
             let passage = Self.passage(program: UInt8(min(3, weights.instruments.count - 1)))
             var options = PianoEngine.Options()
             options.instrument = min(options.instrument, weights.instruments.count - 1)
-            for rate in [16_000.0, 44_100.0, 48_000.0, 96_000.0] {
+            // The model's own rate and the usual host rates (the engine resamples up, never down).
+            for rate in [Double(weights.sampleRate), 44_100.0, 48_000.0, 96_000.0] {
                 let reference = try render(weights, events: passage, seconds: 2.5, rate: rate, block: 64, options: options)
                 let peak = reference.map(abs).max() ?? 0
                 XCTAssertGreaterThan(peak, 0.01, "the passage is audible (\(name))")
@@ -63,12 +64,12 @@ final class EngineTests: XCTestCase {
         }
     }
 
-    func checkRenderDoesNotAllocate(_ weights: PianoWeights, name: String) throws {
-        for rate in [16_000.0, 48_000.0] {
+    func checkRenderDoesNotAllocate(_ weights: PianoModel, name: String) throws {
+        for rate in [Double(weights.sampleRate), 48_000.0] {
             // The default options: the running Normalize estimate, rebased through piano switches.
             var options = PianoEngine.Options()
             options.instrument = min(options.instrument, weights.instruments.count - 1)
-            let engine = PianoEngine(weights: weights, options: options)
+            let engine = PianoEngine(model: weights, options: options)
             let block = 128
             try engine.prepare(sampleRate: rate, maxBlockSize: block)
             var out = [Float](repeating: 0, count: block)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import DDSPPiano
+import PianoTestSupport
 
 /// Locates ../shared beside the checkout (or $DDSP_PIANO_SHARED) for reference fixtures and MIDI.
 enum Fixtures {
@@ -51,16 +52,30 @@ enum Fixtures {
         return try PianoWeights(safetensors: try safetensors(url))
     }
 
-    /// The weights the real-time and structural guarantees are checked on: the bundled model
-    /// always (no ../shared needed), and upstream's dafx22 too when the fixtures are there.
-    static func structuralWeights() throws -> [(name: String, weights: PianoWeights)] {
-        var list = [("bundled soundfont-grands", try bundledWeights())]
+    /// The models the real-time and structural guarantees are checked on: the bundled dafx22
+    /// model and a seeded v2 model always (no ../shared needed), and upstream's dafx22 and the
+    /// v2 reference checkpoint too when the fixtures are there.
+    static func structuralWeights() throws -> [(name: String, weights: PianoModel)] {
+        var list = [("bundled soundfont-grands", PianoModel(weights: try bundledWeights())),
+                    ("structural v2", StructuralV2.model())]
         if FileManager.default.fileExists(atPath: reference.appendingPathComponent("dafx22").path) {
-            list.append(("dafx22", try dafx22Weights()))
+            list.append(("dafx22", PianoModel(weights: try dafx22Weights())))
         } else {
             print("dafx22 part skipped: no reference fixtures (\(reference.path)); the bundled model is checked")
         }
+        if let v2 = try? v2ReferenceModel() {
+            list.append(("v2 reference checkpoint", v2))
+        } else {
+            print("v2 reference part skipped: no reference fixtures (\(reference.path)); the structural v2 model is checked")
+        }
         return list
+    }
+
+    /// The v2 reference checkpoint (synthetic weights, real layout), or nil without ../shared.
+    static func v2ReferenceModel() throws -> PianoModel? {
+        let url = reference.appendingPathComponent("v2/checkpoint_raw.safetensors")
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        return try PianoModel(.v2(try V2Weights(upstreamCheckpoint: try safetensors(url).tensors)))
     }
 
     static func meta(_ caseDir: URL) throws -> [String: Any] {

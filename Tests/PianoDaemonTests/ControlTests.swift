@@ -2,6 +2,7 @@ import DDSPPiano
 import Foundation
 import PianoIO
 import XCTest
+import PianoTestSupport
 
 /// The daemon as a process with `--audio null`: control socket, bad commands, broken config,
 /// SIGHUP, clean shutdown.
@@ -149,6 +150,43 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(try d.ctl("reload"), ["configuration reloaded"])
         XCTAssertTrue(DaemonSupport.waitUntil(5) { (try? d.ctl("list"))?.count == 3 }, d.output)
         print("weight file replaced in place: garbage and empty refused, a new model (\((try? d.ctl("list")) ?? [])) taken on reload")
+        XCTAssertEqual(d.stop(), 0)
+    }
+
+    /// With a v2 weight file installed and no `weights` setting, the daemon plays v2 (piano 9 =
+    /// 2018, as upstream); a reload with `weights` naming a dafx22 file swaps the model (built
+    /// on the control thread) and `ctl status` names the model in use.
+    func testPlaysInstalledV2ByDefaultAndSwapsArchitecturesOnReload() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let installed = dir.appendingPathComponent("xdg/ddsp-piano/weights")
+        try FileManager.default.createDirectory(at: installed, withIntermediateDirectories: true)
+        let v2 = installed.appendingPathComponent("v2.safetensors")
+        try Data(StructuralV2.weights().safetensors().serialized()).write(to: v2)
+        let dafx22 = try DaemonSupport.syntheticWeights(in: dir)
+        let config = dir.appendingPathComponent("pianod.toml")
+        try "audio = \"null\"\nsample_rate = 48000\n".write(to: config, atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        env["XDG_DATA_HOME"] = dir.appendingPathComponent("xdg").path
+        env["DDSP_PIANO_WEIGHTS"] = nil
+        let d = try DaemonProcess(arguments: ["--config", config.path], dir: dir, environment: env)
+        defer { _ = d.stop() }
+        XCTAssertTrue(d.waitReady(), d.output)
+        let model = try d.status()["model"] ?? ""
+        print("default model: \(model)")
+        XCTAssertEqual(model, "v2 (24 kHz, 10 pianos) from \(v2.path)")
+        XCTAssertEqual(try d.ctl("list").first { $0.hasPrefix("*") }, "* 9 2018")
+
+        try "audio = \"null\"\nsample_rate = 48000\nweights = \"\(dafx22.path)\"\n".write(to: config, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try d.ctl("reload"), ["configuration reloaded"])
+        let swapped = try d.status()["model"] ?? ""
+        print("after reload: \(swapped)")
+        XCTAssertTrue(swapped.hasPrefix("dafx22 (16 kHz, 2 pianos) from "), swapped)
+
+        try "audio = \"null\"\nsample_rate = 48000\n".write(to: config, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try d.ctl("reload"), ["configuration reloaded"])
+        XCTAssertEqual(try d.status()["model"], "v2 (24 kHz, 10 pianos) from \(v2.path)")
+        XCTAssertTrue(d.output.contains("of v2 (24 kHz, 10 pianos)"), d.output)
         XCTAssertEqual(d.stop(), 0)
     }
 

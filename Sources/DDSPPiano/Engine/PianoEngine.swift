@@ -14,7 +14,11 @@ public struct EngineEvent: Sendable, Equatable {
 /// The streaming DDSP-Piano: MIDI events in, audio blocks of any size out, at the host rate.
 /// The daemon (JACK callback) and the offline renderer both drive this one class.
 ///
-/// Timing: the model runs frame by frame (250 Hz, 64 samples at 16 kHz). An event takes effect
+/// It plays both architectures (`PianoModel.Architecture`): dafx22 (16 kHz, its Normalize
+/// statistics estimated as the music goes) and v2 (24 kHz, causal: live output equals
+/// upstream's). The model is immutable and shared; everything here is this stream's state.
+///
+/// Timing: the model runs frame by frame (250 Hz: 64 samples at 16 kHz, 96 at 24 kHz). An event takes effect
 /// on the frame after the one it falls in, so a frame's input is complete when it is computed;
 /// the synthesis of frame g needs the controls of g+1 (interpolation and the noise filter's
 /// delay), which is the engine's one frame (4 ms) of look-ahead. Audio leaves through an
@@ -38,6 +42,11 @@ public final class PianoEngine: @unchecked Sendable {
         public var warmUpFrames = 125
         /// Frames over which a piano switch glides (embeddings and reverb crossfade).
         public var switchFrames = 25
+        /// Conditioning known in advance (a file render, `UpstreamConditioning`): frame k of the
+        /// stream, warm-up included, plays row k instead of the live note state, as upstream
+        /// does (it also marks the frame before a legato re-strike, which a live player cannot
+        /// know). Note events are then ignored; piano switches, all-sound-off and gain still act.
+        public var script: FrameConditioning? = nil
         /// Also deliver the unreverbed mix (`render(events:into:dry:)`), for offline renders.
         public var produceDry = false
         /// CC64 holds released notes (live playing). The offline renderer turns it off and sends
@@ -46,7 +55,7 @@ public final class PianoEngine: @unchecked Sendable {
         public init() {}
     }
 
-    public let weights: PianoWeights
+    public let model: PianoModel
     public let options: Options
     public let modelRate: Int
     public let frameSize: Int
@@ -55,8 +64,9 @@ public final class PianoEngine: @unchecked Sendable {
     /// The instrument playing now (the target of a switch in progress).
     public private(set) var instrument: Int
 
-    // Model.
-    private var network: PianoNetwork
+    // Networks: one of the two, by architecture (optionals so that they mutate in place).
+    private var network: PianoNetwork?
+    private var v2Network: V2Network?
     private let synth: PianoSynth
     private var estimator: NormalizationEstimator
     private var live: LiveConditioning
@@ -74,6 +84,7 @@ public final class PianoEngine: @unchecked Sendable {
 
     // Timeline (model samples at 16 kHz, 0 = the first host sample).
     private var audioFrame = 0             // next audio frame to synthesise
+    private var controlFrame = 0           // frames of controls computed since reset (script row)
     private var hostSamples = 0            // host samples delivered so far
     private var paddingLeft = 0
     public private(set) var padding = 0
@@ -96,29 +107,41 @@ public final class PianoEngine: @unchecked Sendable {
     private var switchFrom = 0, switchStep = 0
     public var gain: Float = 1
 
-    public init(weights: PianoWeights, options: Options = Options()) {
-        precondition(options.instrument >= 0 && options.instrument < weights.instruments.count)
-        self.weights = weights
+    public convenience init(weights: PianoWeights, options: Options = Options()) {
+        self.init(model: PianoModel(weights: weights), options: options)
+    }
+
+    public init(model: PianoModel, options: Options = Options()) {
+        precondition(options.instrument >= 0 && options.instrument < model.instruments.count)
+        self.model = model
         self.options = options
-        modelRate = weights.hyper.sampleRate
-        frameSize = weights.hyper.samplesPerFrame
+        let h = model.hyper
+        modelRate = h.sampleRate
+        frameSize = h.samplesPerFrame
         instrument = options.instrument
-        network = PianoNetwork(weights: weights, instrument: options.instrument)
-        synth = PianoSynth(weights: weights, instrument: options.instrument, seed: options.seed, noise: options.noise)
-        let count = weights.instruments.count
-        if let p = options.priors, p.count == count {
-            priors = p
-        } else {
-            // The weight file's calibration when it has one, else the built-in default.
-            priors = (0..<count).map { weights.normalizationPrior(instrument: $0) }
+        switch model.file {
+        case .dafx22(let weights):
+            network = PianoNetwork(weights: weights, instrument: options.instrument)
+            let count = weights.instruments.count
+            if let p = options.priors, p.count == count {
+                priors = p
+            } else {
+                // The weight file's calibration when it has one, else the built-in default.
+                priors = (0..<count).map { weights.normalizationPrior(instrument: $0) }
+            }
+        case .v2(let weights):
+            // v2 normalises per frame (LayerNorm): no statistics to estimate.
+            v2Network = V2Network(weights: weights, instrument: options.instrument)
+            priors = [NormalizationStatistics](repeating: NormalizationStatistics(voices: h.voices), count: weights.instruments.count)
         }
+        synth = PianoSynth(model: model, instrument: options.instrument, seed: options.seed, noise: options.noise)
         estimator = NormalizationEstimator(prior: priors[options.instrument], mode: options.normalization, skipsSilence: true)
         fixedStatistics = priors[options.instrument]
         previousBlend = priors[options.instrument]
-        live = LiveConditioning(voices: weights.hyper.voices, sustainPedalHolds: options.sustainPedalHolds)
-        current = SynthControls(hyper: weights.hyper)
-        next = SynthControls(hyper: weights.hyper)
-        conditioningRow = [Float](repeating: 0, count: 2 * weights.hyper.voices)
+        live = LiveConditioning(voices: h.voices, sustainPedalHolds: options.sustainPedalHolds)
+        current = SynthControls(hyper: h)
+        next = SynthControls(hyper: h)
+        conditioningRow = [Float](repeating: 0, count: 2 * h.voices)
         pedalRow = [Float](repeating: 0, count: 4)
         dry = [Float](repeating: 0, count: frameSize)
         wet = [Float](repeating: 0, count: frameSize)
@@ -149,8 +172,10 @@ public final class PianoEngine: @unchecked Sendable {
     public func reset() {
         let saved = unsafeBitCast(cfloatenv_enter_ftz(), to: UInt32.self)
         defer { cfloatenv_restore(saved) }
-        network.reset()
-        network.setInstrument(instrument)
+        network?.reset()
+        network?.setInstrument(instrument)
+        v2Network?.reset()
+        v2Network?.setInstrument(instrument)
         switchFrom = instrument
         switchStep = 0
         synth.reset(seed: options.seed)
@@ -161,7 +186,8 @@ public final class PianoEngine: @unchecked Sendable {
                                            skipsSilence: true)
         fixedStatistics = PianoEngine.uniqueCopy(priors[instrument])
         previousBlend = PianoEngine.uniqueCopy(priors[instrument])
-        live = LiveConditioning(voices: weights.hyper.voices, sustainPedalHolds: options.sustainPedalHolds)
+        live = LiveConditioning(voices: model.hyper.voices, sustainPedalHolds: options.sustainPedalHolds)
+        controlFrame = 0
         wetStream?.reset()
         dryStream?.reset()
         pendingHead = 0; pendingCount = 0
@@ -291,30 +317,68 @@ public final class PianoEngine: @unchecked Sendable {
             pendingCount -= 1
         }
         if switchStep > 0 {
-            // Glide the embeddings (and fixed statistics) from the old piano to the new one.
+            // Glide the per-piano values (embeddings, tuning; dafx22: also the fixed statistics)
+            // from the old piano to the new one.
             let total = max(1, options.switchFrames)
             let t = Float(total - switchStep + 1) / Float(total)
-            network.blendInstruments(from: switchFrom, to: instrument, amount: t)
-            PianoEngine.copy(fixedStatistics, into: &previousBlend)
-            PianoEngine.blend(into: &fixedStatistics, priors[switchFrom], priors[instrument], t)
-            // The running estimate keeps what it learned of the music and follows the glide.
-            estimator.rebase(from: previousBlend, to: fixedStatistics)
+            v2Network?.blendInstruments(from: switchFrom, to: instrument, amount: t)
+            if network != nil {
+                network!.blendInstruments(from: switchFrom, to: instrument, amount: t)
+                PianoEngine.copy(fixedStatistics, into: &previousBlend)
+                PianoEngine.blend(into: &fixedStatistics, priors[switchFrom], priors[instrument], t)
+                // The running estimate keeps what it learned of the music and follows the glide.
+                estimator.rebase(from: previousBlend, to: fixedStatistics)
+            }
             switchStep -= 1
         }
+        let row = controlFrame
+        controlFrame += 1
         conditioningRow.withUnsafeMutableBufferPointer { c in
             pedalRow.withUnsafeMutableBufferPointer { p in
-                live.nextFrame(conditioning: c.baseAddress!, pedal: p.baseAddress!)
-                let statistics = options.normalization == .fixed ? fixedStatistics : estimator.statistics
-                network.step(conditioning: c.baseAddress!, pedal: p.baseAddress!, statistics: statistics)
+                if let script = options.script {
+                    PianoEngine.scriptRow(script, row, conditioning: c, pedal: p)
+                } else {
+                    live.nextFrame(conditioning: c.baseAddress!, pedal: p.baseAddress!)
+                }
+                if v2Network != nil {
+                    v2Network!.step(conditioning: c.baseAddress!, pedal: p.baseAddress!)
+                } else {
+                    let statistics = options.normalization == .fixed ? fixedStatistics : estimator.statistics
+                    network!.step(conditioning: c.baseAddress!, pedal: p.baseAddress!, statistics: statistics)
+                }
             }
         }
-        estimator.observe(network)
-        network.mono.raw.withUnsafeBufferPointer { raw in
-            network.f0.withUnsafeBufferPointer { f0 in
-                network.inharmCoefficient.withUnsafeBufferPointer { b in
+        if let v2 = v2Network {
+            // `v2` shares the network's buffers (copy-on-write, nothing is written): no copy.
+            v2.raw.withUnsafeBufferPointer { raw in
+                v2.f0.withUnsafeBufferPointer { f0 in
+                    v2.inharmCoefficient.withUnsafeBufferPointer { b in
+                        controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: modelRate)
+                    }
+                }
+            }
+            return
+        }
+        estimator.observe(network!)
+        network!.mono.raw.withUnsafeBufferPointer { raw in
+            network!.f0.withUnsafeBufferPointer { f0 in
+                network!.inharmCoefficient.withUnsafeBufferPointer { b in
                     controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: modelRate)
                 }
             }
+        }
+    }
+
+    /// Row `t` of a script (silence past its end).
+    private static func scriptRow(_ script: FrameConditioning, _ t: Int, conditioning c: UnsafeMutableBufferPointer<Float>,
+                                  pedal p: UnsafeMutableBufferPointer<Float>) {
+        let width = c.count
+        if t < script.frames && script.voices * 2 == width {
+            script.conditioning.withUnsafeBufferPointer { s in c.baseAddress!.update(from: s.baseAddress! + t * width, count: width) }
+            script.pedal.withUnsafeBufferPointer { s in p.baseAddress!.update(from: s.baseAddress! + t * 4, count: 4) }
+        } else {
+            c.baseAddress!.update(repeating: 0, count: width)
+            p.baseAddress!.update(repeating: 0, count: 4)
         }
     }
 
@@ -350,7 +414,8 @@ public final class PianoEngine: @unchecked Sendable {
         case let .controlChange(_, controller, value):
             live.controlChange(Int(controller), value: Int(value), atFrameStart: onGrid)
             if controller == 120 {
-                network.silenceVoices()
+                network?.silenceVoices()
+                v2Network?.silenceVoices()
                 silenceFrame = true
             }
         case let .programChange(_, program):
@@ -360,7 +425,7 @@ public final class PianoEngine: @unchecked Sendable {
 
     /// Switches piano at the next frame, gliding over `switchFrames`. Out-of-range is ignored.
     public func selectInstrument(_ index: Int) {
-        guard index >= 0 && index < weights.instruments.count && index != instrument else { return }
+        guard index >= 0 && index < model.instruments.count && index != instrument else { return }
         // A switch during a switch starts from the current target.
         switchFrom = instrument
         instrument = index

@@ -6,7 +6,8 @@ import Foundation
 ///   B(m)   = exp(αb·m + βb) + exp(αt·m + βt)
 ///   ratio  = hz(m) / hz(m_ref),  ρ = 1 + K·(1 − tanh((m − m_ref)/α))/2
 ///   f0     = hz(m) · √((1 + B(m_ref)·(ratio·ρ)²) / (1 + B(m)·ρ²))
-/// in float32, in upstream's order of operations (hz(m) = 440·2^((m − 69)/12), no case for m = 0).
+/// in float32, in upstream's order of operations (hz(m) = 440·2^((m − 69)/12), no case for m = 0),
+/// with TensorFlow's exp, tanh and 2^x to the bit (`TFMath`: the oscillator phases depend on it).
 public struct ParametricTuning: Sendable, Equatable {
     public var alphaB: Float
     public var betaB: Float
@@ -44,12 +45,12 @@ public struct ParametricTuning: Sendable, Equatable {
     /// ddsp core.midi_to_hz in float32.
     @inline(__always)
     public static func midiToHz(_ m: Float) -> Float {
-        440 * powf(2, (m - 69) / 12)
+        440 * TFMath.exp2((m - 69) / 12)
     }
 
     @inline(__always)
     public func inharmonicity(_ m: Float) -> Float {
-        expf(alphaB * m + betaB) + expf(alphaT * m + betaT)
+        TFMath.exp(alphaB * m + betaB) + TFMath.exp(alphaT * m + betaT)
     }
 
     /// f0 (Hz) of extended pitch `m`, given `inharm` = `inharmonicity(m)`.
@@ -57,7 +58,7 @@ public struct ParametricTuning: Sendable, Equatable {
     public func f0(_ m: Float, inharm: Float) -> Float {
         let hz = Self.midiToHz(m)
         let ratio = hz / referenceHz
-        let rho = 1 + k * ((1 - tanhf((m - pitchRef) / alpha)) / 2)
+        let rho = 1 + k * ((1 - TFMath.tanh((m - pitchRef) / alpha)) / 2)
         let rr = ratio * rho
         var detuning = 1 + referenceInharm * (rr * rr)
         detuning /= 1 + inharm * (rho * rho)

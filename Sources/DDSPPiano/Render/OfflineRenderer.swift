@@ -7,10 +7,14 @@ public struct RenderSettings: Sendable {
     public var duration: Double? = nil
     public var seed: UInt64 = 0
     public var noise: Bool = true
-    /// Two-pass whole-sequence normalisation, reproducing upstream.
+    /// dafx22: two-pass whole-sequence normalisation, reproducing upstream. v2 is causal: its
+    /// streaming render already is upstream's computation, and `exact` changes nothing.
     public var exact: Bool = false
-    /// Output rate of the streaming engine (the model runs at 16 kHz; `--exact` renders at 16 kHz).
-    public var sampleRate: Double = 16_000
+    /// What the engine plays: upstream's conditioning (a file's future is known) or the MIDI as
+    /// live events, as a keyboard would send them.
+    public var conditioning: ConditioningSource = .automatic
+    /// Output rate of the streaming engine (nil: the model's own rate; `--exact` renders dafx22 at 16 kHz).
+    public var sampleRate: Double? = nil
     /// Block size the streaming engine is driven with (the output does not depend on it).
     public var blockSize: Int = 256
     /// How the streaming engine estimates the Normalize statistics.
@@ -18,6 +22,17 @@ public struct RenderSettings: Sendable {
     /// Per-instrument priors for the estimator (nil: generic values).
     public var priors: [NormalizationStatistics]? = nil
     public init() {}
+}
+
+public enum ConditioningSource: Sendable, Equatable {
+    /// v2: upstream's conditioning; dafx22: live events (its statistics are estimated anyway,
+    /// and its streaming figures were measured that way).
+    case automatic
+    /// `UpstreamConditioning` frame by frame, warm-up included: the frame before a legato
+    /// re-strike is marked as upstream marks it.
+    case upstream
+    /// Note and pedal events through the engine's live note state (what the daemon plays).
+    case events
 }
 
 public struct RenderOutput: Sendable {
@@ -30,54 +45,116 @@ public struct RenderOutput: Sendable {
 
 public enum OfflineRenderer {
     /// Renders a MIDI file like `ddsp-piano render`: through the streaming engine (the same code
-    /// as live playing), or with `exact` through upstream's two-pass normalisation.
-    public static func render(midi: MIDIFile, weights: PianoWeights, settings: RenderSettings,
+    /// as live playing), or for dafx22 with `exact` through upstream's two-pass normalisation.
+    public static func render(midi: MIDIFile, model: PianoModel, settings: RenderSettings,
                               progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
-        if settings.exact {
+        let h = model.hyper
+        if settings.exact, let weights = model.dafx22 {
             let conditioning = UpstreamConditioning.make(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
-                                                         voices: weights.hyper.voices, frameRate: weights.hyper.frameRate)
+                                                         voices: h.voices, frameRate: h.frameRate)
             return try render(conditioning: conditioning, weights: weights, settings: settings, progress: progress)
+        }
+        let scripted: Bool
+        switch settings.conditioning {
+        case .automatic: scripted = model.architecture == .v2
+        case .upstream: scripted = true
+        case .events: scripted = false
+        }
+        if scripted {
+            let conditioning = UpstreamConditioning.make(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
+                                                         voices: h.voices, frameRate: h.frameRate)
+            return try renderStreaming(conditioning: conditioning, model: model, settings: settings, progress: progress)
         }
         let sequence = NoteSequence(midi: midi).applyingSustain()
         let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
-                                                     frameRate: weights.hyper.frameRate)
-        let warmUpFrames = Int(settings.warmUp * Double(weights.hyper.frameRate))
-        let modelSamples = max(0, frames - warmUpFrames) * weights.hyper.samplesPerFrame
+                                                     frameRate: h.frameRate)
+        let warmUpFrames = Int(settings.warmUp * Double(h.frameRate))
+        let modelSamples = max(0, frames - warmUpFrames) * h.samplesPerFrame
         return try renderStreaming(events: EventSchedule.events(from: sequence), modelSamples: modelSamples,
-                                   warmUpFrames: warmUpFrames, sustainApplied: true, weights: weights,
+                                   warmUpFrames: warmUpFrames, sustainApplied: true, model: model,
                                    settings: settings, progress: progress)
     }
 
-    /// The streaming engine over timed events, cropped to upstream's alignment: the engine's
-    /// constant latency (look-ahead, pad, resampler) is removed so the file lines up with the MIDI
-    /// like an upstream render. `modelSamples` is the length at 16 kHz.
-    public static func renderStreaming(events: [TimedMessage], modelSamples: Int, warmUpFrames: Int, sustainApplied: Bool,
-                                       weights: PianoWeights, settings: RenderSettings,
-                                       progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
-        guard settings.instrument >= 0 && settings.instrument < weights.instruments.count else {
-            throw WeightsError("instrument \(settings.instrument) is out of range 0..<\(weights.instruments.count)")
-        }
+    public static func render(midi: MIDIFile, weights: PianoWeights, settings: RenderSettings,
+                              progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        try render(midi: midi, model: PianoModel(weights: weights), settings: settings, progress: progress)
+    }
+
+    static func engineOptions(_ settings: RenderSettings) -> PianoEngine.Options {
         var options = PianoEngine.Options()
         options.instrument = settings.instrument
         options.seed = settings.seed
         options.noise = settings.noise
+        options.produceDry = true
+        options.normalization = settings.normalization
+        options.priors = settings.priors
+        return options
+    }
+
+    static func checkInstrument(_ settings: RenderSettings, _ model: PianoModel) throws {
+        guard settings.instrument >= 0 && settings.instrument < model.instruments.count else {
+            throw WeightsError("instrument \(settings.instrument) is out of range 0..<\(model.instruments.count)")
+        }
+    }
+
+    /// The streaming engine playing upstream's conditioning row by row (warm-up rows included),
+    /// cropped like upstream: the warm-up and the engine's constant latency are removed.
+    public static func renderStreaming(conditioning: FrameConditioning, model: PianoModel, settings: RenderSettings,
+                                       progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        try checkInstrument(settings, model)
+        let h = model.hyper
+        var options = engineOptions(settings)
+        options.script = conditioning
+        options.warmUpFrames = 0
+        let engine = PianoEngine(model: model, options: options)
+        let rate = settings.sampleRate ?? Double(h.sampleRate)
+        let block = max(1, settings.blockSize)
+        try engine.prepare(sampleRate: rate, maxBlockSize: block)
+        let modelRate = Double(h.sampleRate)
+        // As upstream: int(warm_up · sample_rate) samples cut; the engine adds its pad in front.
+        let warmUpSamples = Int(settings.warmUp * Double(h.sampleRate))
+        let skip = Int((Double(engine.padding + warmUpSamples) * rate / modelRate + engine.streamDelay).rounded())
+        let modelSamples = max(0, conditioning.frames * h.samplesPerFrame - warmUpSamples)
+        let length = Int((Double(modelSamples) * rate / modelRate).rounded())
+        return drive(engine, events: [], rate: rate, block: block, skip: skip, length: length, progress: progress)
+    }
+
+    /// The streaming engine over timed events, cropped to upstream's alignment: the engine's
+    /// constant latency (look-ahead, pad, resampler) is removed so the file lines up with the MIDI
+    /// like an upstream render. `modelSamples` is the length at the model's rate.
+    public static func renderStreaming(events: [TimedMessage], modelSamples: Int, warmUpFrames: Int, sustainApplied: Bool,
+                                       model: PianoModel, settings: RenderSettings,
+                                       progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        try checkInstrument(settings, model)
+        let h = model.hyper
+        var options = engineOptions(settings)
         // One warm-up frame fewer than upstream: the engine's events land one frame later, so
         // this keeps its sample clock (oscillator phases, 1000-sample phase chunks) on upstream's.
         options.warmUpFrames = max(0, warmUpFrames - 1)
         options.sustainPedalHolds = !sustainApplied
-        options.produceDry = true
-        options.normalization = settings.normalization
-        options.priors = settings.priors
-        let engine = PianoEngine(weights: weights, options: options)
-        let rate = settings.sampleRate
+        let engine = PianoEngine(model: model, options: options)
+        let rate = settings.sampleRate ?? Double(h.sampleRate)
         let block = max(1, settings.blockSize)
         try engine.prepare(sampleRate: rate, maxBlockSize: block)
-        let modelRate = Double(weights.hyper.sampleRate)
+        let modelRate = Double(h.sampleRate)
         // Upstream's sound starts one frame before the event's frame; the engine's one frame
         // after it (the event waits for the next frame) plus the pad: drop that much.
-        let skipModel = Double(engine.padding + 2 * weights.hyper.samplesPerFrame - weights.hyper.samplesPerFrame)
+        let skipModel = Double(engine.padding + 2 * h.samplesPerFrame - h.samplesPerFrame)
         let skip = Int((skipModel * rate / modelRate + engine.streamDelay).rounded())
         let length = Int((Double(modelSamples) * rate / modelRate).rounded())
+        return drive(engine, events: events, rate: rate, block: block, skip: skip, length: length, progress: progress)
+    }
+
+    public static func renderStreaming(events: [TimedMessage], modelSamples: Int, warmUpFrames: Int, sustainApplied: Bool,
+                                       weights: PianoWeights, settings: RenderSettings,
+                                       progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        try renderStreaming(events: events, modelSamples: modelSamples, warmUpFrames: warmUpFrames, sustainApplied: sustainApplied,
+                            model: PianoModel(weights: weights), settings: settings, progress: progress)
+    }
+
+    /// Runs a prepared engine block by block, `skip` + `length` host samples, keeps the last `length`.
+    static func drive(_ engine: PianoEngine, events: [TimedMessage], rate: Double, block: Int, skip: Int, length: Int,
+                      progress: ((Double) -> Void)?) -> RenderOutput {
         let total = skip + length
         var wet = [Float](repeating: 0, count: total), dry = wet
         var feed = BlockEventFeed(events: events, sampleRate: rate)

@@ -10,6 +10,12 @@ import Foundation
 /// start of the stream), and a float32 running sum of the chunk ends modulo 2π as offset; so an
 /// offline render reproduces upstream's oscillator phases, which depend on the whole history
 /// (idle voices keep running at about 8 Hz).
+///
+/// Such a running sum is chaotic in the last bit of its terms, so the radians per sample are
+/// computed as TensorFlow computes them: the frequency interpolated by the legacy bilinear
+/// resize (position float32(n)·float32(1/frame) of the absolute sample n, its fraction in
+/// float32), then (F·2π)/rate, each step rounded to float32. Where a partial's frequency does
+/// not change over the frame that is its constant rate, the fast path.
 public struct AdditiveSynth: Sendable {
     public let voices: Int
     public let substrings: Int
@@ -28,7 +34,10 @@ public struct AdditiveSynth: Sendable {
     public private(set) var sampleIndex: Int = 0
 
     private let window: [Float]        // periodic Hann, 2·frameSize
-    private var lerp: [Float]          // r / frameSize
+    /// Per sample of the frame being rendered, the resize's interpolation fraction (TensorFlow's
+    /// float32 arithmetic on the absolute sample index).
+    private var lerp: [Float]
+    private let resizeScale: Float     // float32(1/frameSize) as TensorFlow's in/out size ratio
     private var partialSum: [SIMD8<Float>]    // [frameSize] scratch: per-sample lanes of partial sums
     private var silentBlocks: [Int]           // scratch: byte offsets of the frame's silent 8-partial blocks
 
@@ -41,7 +50,8 @@ public struct AdditiveSynth: Sendable {
         offset = [Float](repeating: 0, count: n)
         let wl = 2 * frameSize
         window = (0..<wl).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(wl))) }
-        lerp = (0..<frameSize).map { Float($0) * (1 / Float(h.samplesPerFrame)) }
+        lerp = [Float](repeating: 0, count: frameSize)
+        resizeScale = Float(1) / Float(h.samplesPerFrame)
         partialSum = [SIMD8<Float>](repeating: .zero, count: frameSize)
         silentBlocks = [Int](repeating: 0, count: n / 8 + 1)
     }
@@ -60,6 +70,10 @@ public struct AdditiveSynth: Sendable {
         let sr = SIMD8<Float>(repeating: Float(sampleRate))
         let twoPi = SIMD8<Float>(repeating: AdditiveSynth.twoPi)
         let start = sampleIndex
+        for r in 0..<N {
+            let position = Float(start + r) * resizeScale
+            lerp[r] = position - position.rounded(.down)
+        }
         // Index within the frame of the last sample of a phase chunk, if one ends in this frame.
         let chunkEnd = (AdditiveSynth.chunkSize - 1 - start % AdditiveSynth.chunkSize)
         chunkPhase.withUnsafeMutableBufferPointer { cp in
@@ -103,7 +117,8 @@ public struct AdditiveSynth: Sendable {
                         let fEnd = f0 + df * lp[N - 1]
                         let aboveNyquist = (f0 .>= nyquist) .& (fEnd .>= nyquist)
                         let silent = (a0 .== 0) .& (a1 .== 0)
-                        let p = Partials(w0: w0, dw: dw, a0: a0, a1: a1, f0: f0, df: df, nyquist: nyquist)
+                        let p = Partials(w0: w0, dw: dw, a0: a0, a1: a1, f0: f0, df: df, nyquist: nyquist,
+                                         twoPi: twoPi, sr: sr, changing: any(df .!= 0))
                         if audible && !all(aboveNyquist .| silent) {
                             // The frequency is monotonic within the frame: a lane below Nyquist at
                             // both ends is below throughout, and most blocks need no mask.
@@ -180,35 +195,54 @@ struct Phases {
     let lp: UnsafeBufferPointer<Float>
     let chunk: Int, folds: Bool, N: Int
 
+    /// Radians per sample at the frame start, and whether any lane's frequency changes.
     @inline(__always)
-    func rates(_ o: Int) -> (V, V) {
-        let w0 = (fc.loadUnaligned(fromByteOffset: o, as: V.self) * twoPi) / sr
-        return (w0, (fn.loadUnaligned(fromByteOffset: o, as: V.self) * twoPi) / sr - w0)
+    func rates(_ o: Int) -> (V, Bool) {
+        let f0 = fc.loadUnaligned(fromByteOffset: o, as: V.self)
+        return ((f0 * twoPi) / sr, any(fn.loadUnaligned(fromByteOffset: o, as: V.self) .!= f0))
     }
 
+    /// A block whose frequency changes: TensorFlow's per-sample rates (see AdditiveSynth).
     @inline(__always)
-    func advance1(_ o: Int) {
-        let (w0, dw) = rates(o)
+    func advanceChanging(_ o: Int) {
+        let f0 = fc.loadUnaligned(fromByteOffset: o, as: V.self)
+        let df = fn.loadUnaligned(fromByteOffset: o, as: V.self) - f0
         var p = cp.loadUnaligned(fromByteOffset: o, as: V.self)
-        for r in 0..<chunk { p += w0 + dw * lp[r] }
+        for r in 0..<chunk { p += ((f0 + df * lp[r]) * twoPi) / sr }
         if folds {
             var ofs = off.loadUnaligned(fromByteOffset: o, as: V.self)
             AdditiveSynth.foldChunk(&p, &ofs, sums, o)
             off.storeBytes(of: ofs, toByteOffset: o, as: V.self)
-            for r in chunk..<N { p += w0 + dw * lp[r] }
+            for r in chunk..<N { p += ((f0 + df * lp[r]) * twoPi) / sr }
+        }
+        cp.storeBytes(of: p, toByteOffset: o, as: V.self)
+    }
+
+    @inline(__always)
+    func advance1(_ o: Int) {
+        let (w0, changing) = rates(o)
+        if changing { advanceChanging(o); return }
+        var p = cp.loadUnaligned(fromByteOffset: o, as: V.self)
+        for _ in 0..<chunk { p += w0 }
+        if folds {
+            var ofs = off.loadUnaligned(fromByteOffset: o, as: V.self)
+            AdditiveSynth.foldChunk(&p, &ofs, sums, o)
+            off.storeBytes(of: ofs, toByteOffset: o, as: V.self)
+            for _ in chunk..<N { p += w0 }
         }
         cp.storeBytes(of: p, toByteOffset: o, as: V.self)
     }
 
     @inline(__always)
     func advance4(_ o0: Int, _ o1: Int, _ o2: Int, _ o3: Int) {
-        let (w00, dw0) = rates(o0), (w01, dw1) = rates(o1), (w02, dw2) = rates(o2), (w03, dw3) = rates(o3)
+        let (w00, c0) = rates(o0), (w01, c1) = rates(o1), (w02, c2) = rates(o2), (w03, c3) = rates(o3)
+        if c0 || c1 || c2 || c3 {
+            advance1(o0); advance1(o1); advance1(o2); advance1(o3)
+            return
+        }
         var p0 = cp.loadUnaligned(fromByteOffset: o0, as: V.self), p1 = cp.loadUnaligned(fromByteOffset: o1, as: V.self)
         var p2 = cp.loadUnaligned(fromByteOffset: o2, as: V.self), p3 = cp.loadUnaligned(fromByteOffset: o3, as: V.self)
-        for r in 0..<chunk {
-            let t = lp[r]
-            p0 += w00 + dw0 * t; p1 += w01 + dw1 * t; p2 += w02 + dw2 * t; p3 += w03 + dw3 * t
-        }
+        for _ in 0..<chunk { p0 += w00; p1 += w01; p2 += w02; p3 += w03 }
         if folds {
             var q0 = off.loadUnaligned(fromByteOffset: o0, as: V.self), q1 = off.loadUnaligned(fromByteOffset: o1, as: V.self)
             var q2 = off.loadUnaligned(fromByteOffset: o2, as: V.self), q3 = off.loadUnaligned(fromByteOffset: o3, as: V.self)
@@ -216,10 +250,7 @@ struct Phases {
             AdditiveSynth.foldChunk(&p2, &q2, sums, o2); AdditiveSynth.foldChunk(&p3, &q3, sums, o3)
             off.storeBytes(of: q0, toByteOffset: o0, as: V.self); off.storeBytes(of: q1, toByteOffset: o1, as: V.self)
             off.storeBytes(of: q2, toByteOffset: o2, as: V.self); off.storeBytes(of: q3, toByteOffset: o3, as: V.self)
-            for r in chunk..<N {
-                let t = lp[r]
-                p0 += w00 + dw0 * t; p1 += w01 + dw1 * t; p2 += w02 + dw2 * t; p3 += w03 + dw3 * t
-            }
+            for _ in chunk..<N { p0 += w00; p1 += w01; p2 += w02; p3 += w03 }
         }
         cp.storeBytes(of: p0, toByteOffset: o0, as: V.self); cp.storeBytes(of: p1, toByteOffset: o1, as: V.self)
         cp.storeBytes(of: p2, toByteOffset: o2, as: V.self); cp.storeBytes(of: p3, toByteOffset: o3, as: V.self)
@@ -229,7 +260,9 @@ struct Phases {
 /// The oscillator loop for eight partials of one substring over a range of samples.
 struct Partials {
     typealias V = SIMD8<Float>
-    let w0, dw, a0, a1, f0, df, nyquist: V
+    let w0, dw, a0, a1, f0, df, nyquist, twoPi, sr: V
+    /// Some lane's frequency changes over the frame: per-sample rates as TensorFlow computes them.
+    let changing: Bool
 
     /// Advances `phase` (ddsp's float32 running sum of radians per sample, interpolated
     /// linearly over the frame) and adds a·cos(phase + ofs) to acc[r]. `masked` zeroes lanes
@@ -241,10 +274,11 @@ struct Partials {
         var ph = phase
         for r in r0..<r1 {
             let t = lp[r]
-            ph += w0 + dw * t
+            let f = f0 + df * t
+            ph += changing ? (f * twoPi) / sr : w0
             // Half-overlapping Hann windows cross-fade the frame's two amplitudes.
             var a = VectorMath.mulAdd(a0, V(repeating: w[N + r]), a1 * w[r])
-            if masked { a.replace(with: 0, where: (f0 + df * t) .>= nyquist) }
+            if masked { a.replace(with: 0, where: f .>= nyquist) }
             acc[r] = VectorMath.mulAdd(a, VectorMath.vcos(ph + ofs), acc[r])
         }
         phase = ph

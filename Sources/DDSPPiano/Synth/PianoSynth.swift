@@ -1,5 +1,5 @@
 /// The synthesis chain of one instrument: 16 voices of additive + filtered noise, summed
-/// (the dry mix), then the instrument's reverb. One 64-sample frame per call.
+/// (the dry mix), then the instrument's reverb. One frame (64 samples for dafx22, 96 for v2) per call.
 public final class PianoSynth: @unchecked Sendable {
     public let frameSize: Int
     public var additive: AdditiveSynth
@@ -7,13 +7,30 @@ public final class PianoSynth: @unchecked Sendable {
     public let reverb: Reverb
     public var noiseEnabled: Bool
 
-    public init(weights w: PianoWeights, instrument: Int, seed: UInt64, noise enabled: Bool = true) {
-        frameSize = w.hyper.samplesPerFrame
-        additive = AdditiveSynth(hyper: w.hyper)
-        noise = FilteredNoise(hyper: w.hyper, seed: seed)
+    public convenience init(weights w: PianoWeights, instrument: Int, seed: UInt64, noise enabled: Bool = true) {
+        self.init(hyper: w.hyper, impulseResponses: w.reverbImpulseResponses.values, instruments: w.instruments.count,
+                  instrument: instrument, seed: seed, noise: enabled)
+    }
+
+    /// The reverb spectra are the model's (built once, shared).
+    public init(model: PianoModel, instrument: Int, seed: UInt64, noise enabled: Bool = true) {
+        let h = model.hyper
+        frameSize = h.samplesPerFrame
+        additive = AdditiveSynth(hyper: h)
+        noise = FilteredNoise(hyper: h, seed: seed)
         noiseEnabled = enabled
-        reverb = w.reverbImpulseResponses.values.withUnsafeBufferPointer {
-            Reverb(impulseResponses: $0, count: w.instruments.count, blockSize: w.hyper.samplesPerFrame, active: instrument)
+        reverb = Reverb(spectra: model.reverbSpectra, active: instrument)
+    }
+
+    /// `impulseResponses`: [instruments, reverb length] back to back.
+    public init(hyper h: PianoWeights.Hyper, impulseResponses: [Float], instruments: Int, instrument: Int, seed: UInt64,
+                noise enabled: Bool = true) {
+        frameSize = h.samplesPerFrame
+        additive = AdditiveSynth(hyper: h)
+        noise = FilteredNoise(hyper: h, seed: seed)
+        noiseEnabled = enabled
+        reverb = impulseResponses.withUnsafeBufferPointer {
+            Reverb(impulseResponses: $0, count: instruments, blockSize: h.samplesPerFrame, active: instrument)
         }
     }
 

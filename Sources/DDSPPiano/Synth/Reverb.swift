@@ -14,8 +14,8 @@ public final class Reverb: @unchecked Sendable {
 
     private let forward: kiss_fftr_cfg
     private let inverse: kiss_fftr_cfg
-    /// IR partition spectra of every instrument, split complex: [instruments, partitions, bins].
-    private var irRe: [Float], irIm: [Float]
+    /// IR partition spectra of every instrument: immutable, shared with the model.
+    public let spectra: ReverbSpectra
     public let instruments: Int
     /// The IR in use, and while a crossfade runs, the one it fades from.
     public private(set) var active = 0
@@ -32,21 +32,24 @@ public final class Reverb: @unchecked Sendable {
     private var accRe: [Float], accIm: [Float]
 
     /// `impulseResponses` holds `count` IRs of `length` samples each, back to back.
-    public init(impulseResponses ir: UnsafeBufferPointer<Float>, count: Int, blockSize: Int, active: Int = 0) {
-        precondition(count >= 1 && ir.count % count == 0)
-        let length = ir.count / count
-        self.blockSize = blockSize
-        instruments = count
+    public convenience init(impulseResponses ir: UnsafeBufferPointer<Float>, count: Int, blockSize: Int, active: Int = 0) {
+        self.init(spectra: ReverbSpectra(impulseResponses: ir, count: count, blockSize: blockSize), active: active)
+    }
+
+    /// This stream's convolution state over spectra built once (`PianoModel.reverbSpectra`).
+    public init(spectra: ReverbSpectra, active: Int = 0) {
+        precondition(active >= 0 && active < spectra.instruments)
+        self.spectra = spectra
+        blockSize = spectra.blockSize
+        instruments = spectra.instruments
         fftSize = 2 * blockSize
-        bins = blockSize + 1
-        partitions = max(1, (length + blockSize - 1) / blockSize)
+        bins = spectra.bins
+        partitions = spectra.partitions
         forward = kiss_fftr_alloc(Int32(fftSize), 0, nil, nil)
         inverse = kiss_fftr_alloc(Int32(fftSize), 1, nil, nil)
         // Every buffer gets its own storage: a shared copy-on-write buffer would be copied on
         // its first write, possibly on the audio thread.
         func zeros(_ n: Int) -> [Float] { [Float](repeating: 0, count: n) }
-        irRe = zeros(count * partitions * bins)
-        irIm = zeros(count * partitions * bins)
         fdlRe = zeros(partitions * bins)
         fdlIm = zeros(partitions * bins)
         input = zeros(fftSize)
@@ -54,9 +57,6 @@ public final class Reverb: @unchecked Sendable {
         time = zeros(fftSize)
         timeOld = zeros(fftSize)
         accRe = zeros(bins); accIm = zeros(bins); accOldRe = zeros(bins); accOldIm = zeros(bins)
-        for i in 0..<count {
-            setImpulseResponse(UnsafeBufferPointer(rebasing: ir[(i * length)..<((i + 1) * length)]), slot: i)
-        }
         self.active = active
         fadingFrom = active
     }
@@ -79,28 +79,6 @@ public final class Reverb: @unchecked Sendable {
     deinit {
         ckiss_fftr_free(forward)
         ckiss_fftr_free(inverse)
-    }
-
-    /// Replaces the IR of one slot (sample 0 is treated as zero). Does not allocate.
-    public func setImpulseResponse(_ ir: UnsafeBufferPointer<Float>, slot: Int = 0) {
-        let B = blockSize
-        let base = slot * partitions * bins
-        for p in 0..<partitions {
-            for i in 0..<fftSize { time[i] = 0 }
-            for j in 0..<B {
-                let n = p * B + j
-                if n > 0 && n < ir.count { time[j] = ir[n] }
-            }
-            time.withUnsafeBufferPointer { t in
-                spectrum.withUnsafeMutableBufferPointer { s in kiss_fftr(forward, t.baseAddress, s.baseAddress) }
-            }
-            // Fold the inverse FFT's 1/N scaling into the IR.
-            let scale = 1 / Float(fftSize)
-            for k in 0..<bins {
-                irRe[base + p * bins + k] = spectrum[k].r * scale
-                irIm[base + p * bins + k] = spectrum[k].i * scale
-            }
-        }
     }
 
     public func reset() {
@@ -143,8 +121,8 @@ public final class Reverb: @unchecked Sendable {
         let K = bins, P = partitions, h = head, base = instrument * P * K
         fdlRe.withUnsafeBufferPointer { xr in
         fdlIm.withUnsafeBufferPointer { xi in
-        irRe.withUnsafeBufferPointer { hr in
-        irIm.withUnsafeBufferPointer { hi in
+        spectra.re.withUnsafeBufferPointer { hr in
+        spectra.im.withUnsafeBufferPointer { hi in
         re.withUnsafeMutableBufferPointer { ar in
         im.withUnsafeMutableBufferPointer { ai in
             for k in 0..<K { ar[k] = 0; ai[k] = 0 }
@@ -167,5 +145,56 @@ public final class Reverb: @unchecked Sendable {
         spectrum.withUnsafeBufferPointer { s in
             out.withUnsafeMutableBufferPointer { t in kiss_fftri(inverse, s.baseAddress, t.baseAddress) }
         }
+    }
+}
+
+/// Every instrument's IR as the spectra of its block-sized partitions (sample 0 treated as
+/// zero: ddsp's Reverb adds the dry signal instead), with the inverse FFT's 1/N folded in.
+/// Immutable: built once per model and shared by every stream's `Reverb`.
+public final class ReverbSpectra: Sendable {
+    public let blockSize: Int
+    public let partitions: Int
+    public let bins: Int
+    public let instruments: Int
+    /// Split complex: [instruments, partitions, bins].
+    let re: [Float], im: [Float]
+
+    /// `impulseResponses` holds `count` IRs of equal length, back to back.
+    public init(impulseResponses ir: UnsafeBufferPointer<Float>, count: Int, blockSize: Int) {
+        precondition(count >= 1 && ir.count % count == 0 && blockSize >= 1)
+        let length = ir.count / count
+        self.blockSize = blockSize
+        instruments = count
+        let fftSize = 2 * blockSize
+        let bins = blockSize + 1
+        self.bins = bins
+        let partitions = max(1, (length + blockSize - 1) / blockSize)
+        self.partitions = partitions
+        var re = [Float](repeating: 0, count: count * partitions * bins)
+        var im = re
+        let forward = kiss_fftr_alloc(Int32(fftSize), 0, nil, nil)
+        defer { ckiss_fftr_free(forward) }
+        var time = [Float](repeating: 0, count: fftSize)
+        var spectrum = [kiss_fft_cpx](repeating: kiss_fft_cpx(r: 0, i: 0), count: bins)
+        let scale = 1 / Float(fftSize)
+        for slot in 0..<count {
+            let base = slot * partitions * bins
+            for p in 0..<partitions {
+                for i in 0..<fftSize { time[i] = 0 }
+                for j in 0..<blockSize {
+                    let n = p * blockSize + j
+                    if n > 0 && n < length { time[j] = ir[slot * length + n] }
+                }
+                time.withUnsafeBufferPointer { t in
+                    spectrum.withUnsafeMutableBufferPointer { s in kiss_fftr(forward, t.baseAddress, s.baseAddress) }
+                }
+                for k in 0..<bins {
+                    re[base + p * bins + k] = spectrum[k].r * scale
+                    im[base + p * bins + k] = spectrum[k].i * scale
+                }
+            }
+        }
+        self.re = re
+        self.im = im
     }
 }

@@ -1,0 +1,73 @@
+/// The immutable model: a weight file and everything derived from it (the synthesiser's
+/// dimensions, every piano's reverb impulse response and its partitioned spectra), built once per weight file and shared by
+/// reference between every stream that plays it — as whisper.cpp separates its context from
+/// its state. Per-stream state (recurrent states, phases, voices, queues, scratch) lives in
+/// `PianoEngine` and is allocated in `prepare`; the layers' weight arrays are shared with this
+/// model's (Swift arrays are copy-on-write and never written after load).
+public final class PianoModel: Sendable {
+    public enum Architecture: String, Sendable, CaseIterable {
+        /// The DAFx 2022 paper's model: 16 kHz, two substrings, whole-sequence normalisation.
+        case dafx22
+        /// Upstream's default (`maestro-v2.gin`, JAES 2023): 24 kHz, causal, FDN reverb.
+        case v2
+    }
+
+    public let file: WeightFile
+    public let architecture: Architecture
+    /// The synthesiser's dimensions (rates, voices, partials, substrings, noise bands).
+    public let hyper: PianoWeights.Hyper
+    public let instruments: [String]
+    /// Every piano's reverb IR back to back: [instruments, hyper.reverbLength]. dafx22 stores
+    /// them; v2 computes them from each piano's FDN parameters, once, here.
+    public let reverbImpulseResponses: [Float]
+    /// The same IRs as partitioned spectra for the engine's frame-sized convolution.
+    public let reverbSpectra: ReverbSpectra
+
+    /// Throws when a piano's reverb parameters give an unusable impulse response (not finite:
+    /// e.g. a zero reverb time), naming the piano.
+    public init(_ file: WeightFile) throws {
+        self.file = file
+        instruments = file.instruments
+        switch file {
+        case .dafx22(let w):
+            architecture = .dafx22
+            hyper = w.hyper
+            reverbImpulseResponses = w.reverbImpulseResponses.values
+        case .v2(let w):
+            architecture = .v2
+            hyper = V2Weights.synthHyper
+            var irs: [Float] = []
+            irs.reserveCapacity(w.instruments.count * V2Weights.reverbLength)
+            for p in w.instruments.indices {
+                let ir = FDNReverb.impulseResponse(weights: w, instrument: p)
+                if let bad = ir.firstIndex(where: { !$0.isFinite }) {
+                    throw WeightsError("the reverb parameters of piano \(p) (\(w.instruments[p])) give a non-finite impulse response (sample \(bad); reverb.time_rev_0_sec \(w["reverb.time_rev_0_sec"].values[p]) s)")
+                }
+                irs += ir
+            }
+            reverbImpulseResponses = irs
+        }
+        let irs = reverbImpulseResponses, block = hyper.samplesPerFrame
+        reverbSpectra = irs.withUnsafeBufferPointer {
+            ReverbSpectra(impulseResponses: $0, count: file.instruments.count, blockSize: block)
+        }
+    }
+
+    /// A dafx22 model (its stored IRs were checked finite when the file was read).
+    public convenience init(weights: PianoWeights) { try! self.init(.dafx22(weights)) }
+
+    public var sampleRate: Int { hyper.sampleRate }
+
+    /// The dafx22 weights, when this is a dafx22 model.
+    public var dafx22: PianoWeights? { if case .dafx22(let w) = file { w } else { nil } }
+    /// The v2 weights, when this is a v2 model.
+    public var v2: V2Weights? { if case .v2(let w) = file { w } else { nil } }
+
+    /// Resolves `--piano` text: an index ("9") or an instrument name ("2018").
+    public func instrumentIndex(_ text: String) -> Int? { file.instrumentIndex(text) }
+
+    /// One line for logs and summaries: "v2 (24 kHz, 10 pianos)".
+    public var summary: String {
+        "\(architecture.rawValue) (\(hyper.sampleRate / 1000) kHz, \(instruments.count) piano\(instruments.count == 1 ? "" : "s"))"
+    }
+}
