@@ -20,7 +20,9 @@ let engineFlags: [SwiftSetting] = engineUsesAVX2
        .define("DDSP_AVX2", .when(configuration: .release))]
     : [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
-// Dependencies point inward: executables -> PianoIO (files, audio, network) -> DDSPPiano (pure engine).
+// Dependencies point inward: executables -> PianoIO (files, audio, network) -> PianoFormats
+// (file formats, hashes) -> DDSPPiano (pure engine); PianoStudy (measurements, offline
+// resampling) sits beside PianoIO for the tools and tests; nothing in the engine uses either.
 let package = Package(
     name: "ddsp-piano",
     products: [
@@ -46,24 +48,39 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Counts malloc calls in tests (the real-time path must not allocate).
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
-        // Test models every clone has (no ../shared): a seeded v2 model for the structural tests.
-        .target(name: "PianoTestSupport", dependencies: ["DDSPPiano"], path: "Tests/PianoTestSupport"),
+        // What the test targets share (test-only, in no product): ../shared and the built
+        // executables, the seeded generator, and a seeded v2 model every clone has (no ../shared).
+        .target(name: "PianoTestKit", dependencies: ["DDSPPiano", "PianoStudy"], path: "Tests/PianoTestKit"),
 
-        // The engine: model, synthesis, MIDI conditioning, weight formats. No I/O, no threads.
+        // The engine: model, synthesis, MIDI conditioning. No I/O, no threads, no file formats.
         .target(
             name: "DDSPPiano",
-            dependencies: ["CBLAS", "CKissFFT", "CSoxr", "CFloatEnv"],
+            dependencies: ["CBLAS", "CKissFFT", "CFloatEnv"],
+            swiftSettings: engineFlags
+        ),
+        // File formats and converters, pure (bytes in, values out): safetensors and our weight
+        // files, TensorFlow checkpoints (protobuf, table, crc32c), SHA-256, SHA-1 / git blob ids.
+        .target(
+            name: "PianoFormats",
+            dependencies: ["DDSPPiano"],
+            swiftSettings: engineFlags
+        ),
+        // Study code for tools and tests: the normalisation calibration measurement and causal
+        // renders, STFT and spectral metrics, whole-signal libsoxr resampling, a seeded generator.
+        .target(
+            name: "PianoStudy",
+            dependencies: ["DDSPPiano", "CKissFFT", "CSoxr"],
             swiftSettings: engineFlags
         ),
         // Files, WAV (libsndfile), HTTP download: everything the engine must not do.
         .target(
             name: "PianoIO",
-            dependencies: ["DDSPPiano", "CSndFile"]
+            dependencies: ["DDSPPiano", "PianoFormats", "CSndFile"]
         ),
         .executableTarget(
             name: "ddsp-piano",
             dependencies: [
-                "DDSPPiano", "PianoIO",
+                "DDSPPiano", "PianoFormats", "PianoStudy", "PianoIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -79,28 +96,28 @@ let package = Package(
                          linkerSettings: [.linkedLibrary("jack"), .linkedLibrary("m")]),
         .testTarget(
             name: "PianoDaemonTests",
-            dependencies: ["PianoDaemon", "DDSPPiano", "PianoIO", "CMallocCounter", "PianoTestSupport"]
+            dependencies: ["PianoDaemon", "DDSPPiano", "PianoFormats", "PianoIO", "CMallocCounter", "PianoTestKit"]
         ),
         // Training: backward passes, losses, optimiser, data (the `ddsp-piano-train` tool's library).
         .target(
             name: "PianoTraining",
-            dependencies: ["DDSPPiano", "PianoIO", "CBLAS", "CKissFFT", "CZlib"],
+            dependencies: ["DDSPPiano", "PianoFormats", "PianoStudy", "PianoIO", "CBLAS", "CKissFFT", "CZlib"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .executableTarget(
             name: "ddsp-piano-train",
             dependencies: [
-                "PianoTraining", "DDSPPiano", "PianoIO",
+                "PianoTraining", "DDSPPiano", "PianoStudy", "PianoIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "PianoTrainingTests",
-            dependencies: ["PianoTraining", "DDSPPiano", "PianoIO"]
+            dependencies: ["PianoTraining", "DDSPPiano", "PianoFormats", "PianoStudy", "PianoIO", "PianoTestKit"]
         ),
         .testTarget(
             name: "DDSPPianoTests",
-            dependencies: ["DDSPPiano", "PianoIO", "CMallocCounter", "PianoTestSupport"]
+            dependencies: ["DDSPPiano", "PianoFormats", "PianoStudy", "PianoIO", "CMallocCounter", "PianoTestKit"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 
 /// A TensorFlow checkpoint's files on disk, read into memory with their SHA-256s.
 public struct CheckpointFiles: Sendable {

@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

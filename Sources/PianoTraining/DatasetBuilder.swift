@@ -1,36 +1,13 @@
 import DDSPPiano
 import Foundation
 import PianoIO
+import PianoStudy
 
 // The `ddsp-piano-train dataset` pipeline: generated exercises and corpus MIDI, normalised to
 // one clean piano track, split (train / validation / held-out), rendered through SoundFont
 // pianos with fluidsynth, and described in manifest.json.
 
-// MARK: - Determinism helpers
-
-/// SplitMix64: a tiny seeded generator whose output never changes between Swift releases
-/// (the standard library's `random(in:using:)` mapping is not documented as stable).
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in `range` (the modulo bias is negligible for these small ranges).
-    mutating func int(_ range: ClosedRange<Int>) -> Int {
-        range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
-    }
-
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func chance(_ p: Double) -> Bool { unit() < p }
-    mutating func pick<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
-}
+// MARK: - Determinism helpers (the seeded generator, SplitMix64, is PianoStudy's)
 
 public enum StableHash {
     /// FNV-1a over UTF-8: the same on every machine and run (Swift's Hasher is seeded per process).

@@ -1,6 +1,7 @@
 import DDSPPiano
 import Foundation
 import PianoIO
+import PianoStudy
 
 /// How close a model's renders of MIDI files are to recordings of the same files: the
 /// multi-scale spectral distance (FFT sizes 2048…64, 75 % overlap, L1 on magnitude and log

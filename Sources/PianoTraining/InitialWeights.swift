@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoStudy
 
 // Where a training run's weights come from: a fresh model initialised as upstream's Keras
 // layers are, or an existing weight file with instruments added or renamed for fine-tuning.
@@ -7,19 +8,14 @@ import Foundation
 /// A small seeded generator (SplitMix64) for initialisation and data order: the same seed gives
 /// the same run on every machine.
 public struct TrainingRNG: Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    private var generator: SplitMix64
+    /// The seed is offset once, as it always was: the sequences of existing runs stay the same.
+    public init(seed: UInt64) { generator = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15) }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in [0, 1).
-    public mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    public mutating func uniform() -> Double { generator.unit() }
 
     /// Standard normal (Box–Muller).
     public mutating func normal() -> Double {
@@ -37,7 +33,7 @@ public struct TrainingRNG: Sendable {
     /// A seed derived from several integers (for per-epoch orders and per-step noise).
     public static func derive(_ parts: UInt64...) -> UInt64 {
         var g = TrainingRNG(seed: 0x5EED)
-        for p in parts { g.state ^= p &* 0xD6E8_FEB8_6659_FD93; _ = g.next() }
+        for p in parts { g.generator.state ^= p &* 0xD6E8_FEB8_6659_FD93; _ = g.next() }
         return g.next()
     }
 }

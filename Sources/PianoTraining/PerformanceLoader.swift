@@ -1,6 +1,7 @@
 import DDSPPiano
 import Foundation
 import PianoIO
+import PianoStudy
 
 /// One recorded performance ready to be cut into segments: mono audio at the model's rate and
 /// the MIDI through the engine's conditioning (upstream's load_data: note_seq with sustain, no

@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 
 // Training-mode composition of `PianoNetwork` (mirrors Sources/DDSPPiano/Model/PianoNetwork.swift):
 // z-encoder → context network → per voice note release, inharmonicity, detuner, monophonic network,

@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
 
 /// Everything needed to continue a training run exactly: the parameters (a complete weight

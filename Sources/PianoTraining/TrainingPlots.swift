@@ -1,6 +1,7 @@
 import CZlib
 import DDSPPiano
 import Foundation
+import PianoStudy
 
 /// An RGB picture written as PNG (zlib deflate).
 public struct RGBImage: Sendable {

@@ -2,6 +2,7 @@ import ArgumentParser
 import DDSPPiano
 import Foundation
 import PianoIO
+import PianoStudy
 import PianoTraining
 
 struct ExportCommand: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import DDSPPiano
 import Foundation
 import PianoIO
+import PianoStudy
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

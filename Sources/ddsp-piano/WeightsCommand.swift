@@ -1,6 +1,7 @@
 import ArgumentParser
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
 #if canImport(Glibc)
 import Glibc

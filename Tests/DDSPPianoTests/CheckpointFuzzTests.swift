@@ -1,5 +1,7 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
+import PianoTestKit
 import XCTest
 
 /// Malformed checkpoints must make the reader return or throw a one-line `CheckpointError`,
@@ -74,7 +76,7 @@ final class CheckpointFuzzTests: XCTestCase {
         for i in 0..<4 { bytes[end + 1 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
     }
 
-    func mutateIndex(_ original: [UInt8], _ blocks: [(start: Int, size: Int)], _ rng: inout WeightsTestRNG) -> [UInt8] {
+    func mutateIndex(_ original: [UInt8], _ blocks: [(start: Int, size: Int)], _ rng: inout SplitMix64) -> [UInt8] {
         var b = original
         func pos(_ n: Int) -> Int { n == 0 ? 0 : Int(rng.next() % UInt64(n)) }
         switch rng.next() % 8 {
@@ -116,7 +118,7 @@ final class CheckpointFuzzTests: XCTestCase {
             (index, [data], "upstream"),
             (synthetic.index(blockSize: 120, restartInterval: 2), synthetic.shards, "synthetic"),
         ]
-        var rng = WeightsTestRNG(seed: 0x5eed_0001)
+        var rng = SplitMix64(seed: 0x5eed_0001)
         for seed in seeds {
             var stats = Stats()
             XCTAssertTrue(attempt(seed.index, seed.shards, &stats), "the unmutated \(seed.name) index must read")
@@ -137,7 +139,7 @@ final class CheckpointFuzzTests: XCTestCase {
         let entries = try TFCheckpoint.Index(bytes: index).entries
         // Entries tile the data file (no padding), so any changed byte must be caught.
         XCTAssertEqual(entries.reduce(0) { $0 + $1.size }, data.count)
-        var rng = WeightsTestRNG(seed: 0x5eed_0002)
+        var rng = SplitMix64(seed: 0x5eed_0002)
         var stats = Stats()
         let deadline = Date().addingTimeInterval(2.0)
         while Date() < deadline {

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import DDSPPiano
 import PianoIO
+import PianoStudy
 
 /// The whole chain as a user runs it: `ddsp-piano weights import` on the upstream checkpoint,
 /// then `ddsp-piano render --exact` on each reference case's input.mid, compared with the

@@ -1,30 +1,19 @@
 import Foundation
 import XCTest
 import DDSPPiano
-import PianoTestSupport
+import PianoFormats
+import PianoTestKit
 
-/// Locates ../shared beside the checkout (or $DDSP_PIANO_SHARED) for reference fixtures and MIDI.
+/// The reference fixtures and weights these tests use. The ../shared lookup itself is
+/// PianoTestKit's (`TestKit`); the names here stay for the tests that use them.
 enum Fixtures {
-    static let packageRoot: URL = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    static var shared: URL {
-        if let env = ProcessInfo.processInfo.environment["DDSP_PIANO_SHARED"], !env.isEmpty {
-            return URL(fileURLWithPath: env)
-        }
-        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
-    }
-
-    static var reference: URL { shared.appendingPathComponent("reference") }
+    static var packageRoot: URL { TestKit.packageRoot }
+    static var shared: URL { TestKit.shared }
+    static var reference: URL { TestKit.reference }
 
     /// The reference folder, or a printed skip line (and XCTSkip) when it is absent.
     static func requireReference(file: StaticString = #filePath, line: UInt = #line) throws -> URL {
-        let r = reference
-        guard FileManager.default.fileExists(atPath: r.appendingPathComponent("dafx22").path) else {
-            print("skipped: no reference fixtures (\(r.path))")
-            throw XCTSkip("skipped: no reference fixtures at \(r.path)", file: file, line: line)
-        }
-        return r
+        try TestKit.requireReference(file: file, line: line)
     }
 
     /// Reference case folders that hold tensors (all but the audio-only performance case).

@@ -1,19 +1,7 @@
 import Foundation
 import XCTest
 import DDSPPiano
-
-/// SplitMix64: tiny, fixed-seed, so every fuzz input can be regenerated from (seed, iteration).
-struct FuzzRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import PianoTestKit
 
 /// The parser must only return or throw on any input; whatever parses must condition sanely.
 /// Set MIDI_FUZZ_VERBOSE=1 to print every input's id before it is parsed (to find a crasher).
@@ -83,7 +71,7 @@ final class MIDIFuzzTests: XCTestCase {
         var tally = Tally()
         let start = Date()
         for i in 0..<3000 {
-            var rng = FuzzRNG(seed: 0xD15C_0000 &+ UInt64(i))
+            var rng = SplitMix64(seed: 0xD15C_0000 &+ UInt64(i))
             let n = Int.random(in: 0...400, using: &rng)
             var bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
             // Two thirds start like a real file, so the fuzzing reaches the track parser.
@@ -128,7 +116,7 @@ final class MIDIFuzzTests: XCTestCase {
         for round in 0..<rounds {
             for (f, (name, original)) in files.enumerated() {
                 let seed = 0x5EED_0000 &+ UInt64(round * 1000 + f)
-                var rng = FuzzRNG(seed: seed)
+                var rng = SplitMix64(seed: seed)
                 var bytes = Array(original.prefix(maxBytes))
                 let kind = (round + f) % 5
                 switch kind {

@@ -2,6 +2,8 @@ import Foundation
 import XCTest
 import DDSPPiano
 import PianoIO
+import PianoStudy
+import PianoTestKit
 
 /// The Swift model against upstream's recorded tensors and audio, case by case.
 /// Input: upstream's own `conditioning` and `pedal` tensors (the MIDI front end is tested
@@ -99,7 +101,7 @@ final class ModelParityTests: XCTestCase {
 
     /// Every mono-network weight moved by one ulp up or down (seeded coin per value).
     static func perturbedMonoWeights(_ w: PianoWeights, seed: UInt64) -> PianoWeights {
-        var rng = FuzzRNG(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var p = w
         let paths: [WritableKeyPath<PianoWeights, Tensor>] = [
             \.monoDenseKernel, \.monoDenseBias, \.monoGRUKernel, \.monoGRURecurrentKernel, \.monoGRUInputBias,

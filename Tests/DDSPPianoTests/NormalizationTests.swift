@@ -2,6 +2,8 @@ import Foundation
 import XCTest
 import DDSPPiano
 import PianoIO
+import PianoFormats
+import PianoStudy
 
 /// The causal replacement for upstream's whole-sequence Normalize: calibration tensors in the
 /// weight file, the running estimator, and the distance of causal renders to `--exact`.

@@ -2,6 +2,8 @@ import XCTest
 import Foundation
 import DDSPPiano
 import PianoIO
+import PianoFormats
+import PianoTestKit
 
 /// Runs the built `ddsp-piano` executable as a user would.
 final class RenderCommandTests: XCTestCase {
@@ -24,18 +26,7 @@ final class RenderCommandTests: XCTestCase {
         if let env = ProcessInfo.processInfo.environment["DDSP_PIANO_BIN"], !env.isEmpty {
             return URL(fileURLWithPath: env)
         }
-        var dirs: [URL] = []
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
-        }
-        dirs.append(Bundle.main.bundleURL)
-        dirs += Bundle.allBundles.filter { $0.bundlePath.hasSuffix(".xctest") }.map { $0.bundleURL.deletingLastPathComponent() }
-        for d in dirs {
-            let candidate = d.appendingPathComponent("ddsp-piano")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        print("skipped: ddsp-piano executable not found beside the tests (\(dirs.map(\.path)))")
-        throw XCTSkip("ddsp-piano executable not built")
+        return try TestKit.executable("ddsp-piano")
     }
 
     struct Result {

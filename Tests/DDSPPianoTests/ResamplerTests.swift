@@ -3,6 +3,8 @@ import XCTest
 import DDSPPiano
 import PianoIO
 import CMallocCounter
+import PianoStudy
+import PianoTestKit
 
 /// StreamingResampler (16 kHz model rate → host rate) against an offline reference.
 ///
@@ -39,7 +41,7 @@ final class ResamplerTests: XCTestCase {
 
     /// Σ partials, Double, with 20 ms raised-cosine fades: (frequency Hz, amplitude, decay 1/s).
     static func partials(_ p: [(Double, Double, Double)], seconds: Double, seed: UInt64 = 1) -> [Double] {
-        var rng = ResamplerTestRNG(seed)
+        var rng = SplitMix64(seed: seed)
         let n = Int(seconds * inRate)
         var x = [Double](repeating: 0, count: n)
         for (f, a, d) in p {
@@ -61,7 +63,7 @@ final class ResamplerTests: XCTestCase {
 
     /// 30 equal tones at random frequencies in [40 Hz, 7 kHz].
     static func multitone() -> [Double] {
-        var rng = ResamplerTestRNG(7)
+        var rng = SplitMix64(seed: 7)
         return partials((0..<30).map { _ in (40 + rng.unit() * 6960, 0.03, 0) }, seconds: 1)
     }
 
@@ -356,20 +358,6 @@ final class ResamplerTests: XCTestCase {
             XCTAssertGreaterThan(10 * log10(s / e), 90)
         }
     }
-}
-
-/// Deterministic uniform numbers for test signals.
-private struct ResamplerTestRNG {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
 
 /// Modified Bessel function I0 (power series), for the test's own Kaiser window.

@@ -1,6 +1,8 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
+import PianoTestKit
 import XCTest
 
 final class SHA256Tests: XCTestCase {
@@ -31,7 +33,7 @@ final class SHA256Tests: XCTestCase {
 
     /// Every split of messages around the 55/56/64-byte padding edges gives the one-shot digest.
     func testStreamingMatchesOneShot() {
-        var rng = WeightsTestRNG(seed: 7)
+        var rng = SplitMix64(seed: 7)
         for length in [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 128, 200] {
             let message = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             let whole = SHA256.hash(message)
@@ -72,18 +74,5 @@ final class SHA256Tests: XCTestCase {
             if let tool = sha256sum[file.name] { XCTAssertEqual(ours, tool, file.name) }
             print("sha256 \(file.name) (\(bytes.count) bytes): \(ours)")
         }
-    }
-}
-
-/// Fixed-seed PRNG for reproducible tests (SplitMix64).
-struct WeightsTestRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import DDSPPiano
+import PianoStudy
 
 /// The streaming engine as a musician meets it: latency, no stuck notes, clean piano switches,
 /// the host-rate path against an offline resampling.

@@ -1,5 +1,7 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
+import PianoTestKit
 import XCTest
 
 final class TFCheckpointTests: XCTestCase {
@@ -98,7 +100,7 @@ final class TFCheckpointTests: XCTestCase {
         XCTAssertEqual(CRC32C.checksum((0..<32).map { UInt8($0) }), 0x46dd_794e)
         XCTAssertEqual(CRC32C.checksum((0..<32).map { UInt8(31 - $0) }), 0x113f_db5c)
         // Slice-by-8 equals byte-at-a-time extension at every length and alignment.
-        var rng = WeightsTestRNG(seed: 3)
+        var rng = SplitMix64(seed: 3)
         let bytes = (0..<300).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         for start in 0..<9 {
             for end in stride(from: start, through: bytes.count, by: 7) {
@@ -125,7 +127,7 @@ final class TFCheckpointTests: XCTestCase {
     // MARK: - Synthetic bundles: several blocks and shards, strings, big-endian, slices
 
     func testSyntheticMultiBlockMultiShardBundle() throws {
-        var rng = WeightsTestRNG(seed: 11)
+        var rng = SplitMix64(seed: 11)
         var bundle = TestTensorBundle(shardCount: 3)
         var expected: [String: Tensor] = [:]
         for i in 0..<60 {

@@ -1,8 +1,10 @@
 import Foundation
 import XCTest
 import DDSPPiano
-import PianoTestSupport
 import PianoIO
+import PianoFormats
+import PianoStudy
+import PianoTestKit
 
 /// The v2 model through the one engine, against upstream's TensorFlow renders of every v2
 /// reference case: v2 is causal, so the streaming engine must compute upstream's output.

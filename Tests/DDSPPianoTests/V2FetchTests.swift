@@ -1,6 +1,8 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
+import PianoTestKit
 import XCTest
 
 /// `weights fetch v2`: the pins, the download from a local HTTP server of the synthetic
@@ -42,7 +44,7 @@ final class V2FetchTests: WeightsCLITestCase {
         XCTAssertEqual(sha1(Array("abc".utf8)), "a9993e364706816aba3e25717850c26c9cd0d89d")
         XCTAssertEqual(sha1(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)), "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
         XCTAssertEqual(sha1([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)), "34aa973cd4c4daa4f61eeb2bdbad27316534016f")
-        var rng = WeightsTestRNG(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let message = (0..<300).map { _ in UInt8.random(in: 0...255, using: &rng) }
         for split in [0, 1, 55, 56, 63, 64, 65, 128, 299] {
             var h = SHA1()

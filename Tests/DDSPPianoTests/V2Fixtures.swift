@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import DDSPPiano
+import PianoFormats
 
 /// The v2 reference data in ../shared/reference/v2 (upstream's maestro-v2.gin model run on a
 /// synthetic checkpoint): the weights and the cases that hold tensors.

@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
 import XCTest
 

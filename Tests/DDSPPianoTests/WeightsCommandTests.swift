@@ -1,6 +1,8 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
+import PianoTestKit
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -24,20 +26,8 @@ class WeightsCLITestCase: XCTestCase {
 
     /// The built `ddsp-piano`, next to the test bundle in the build products directory.
     static func executable() throws -> URL {
-        var dirs = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
-        for b in Bundle.allBundles where b.bundleURL.pathExtension == "xctest" { dirs.append(b.bundleURL.deletingLastPathComponent()) }
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
-        }
-        for dir in dirs {
-            let candidate = dir.appendingPathComponent("ddsp-piano")
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDir), !isDir.boolValue,
-               FileManager.default.isExecutableFile(atPath: candidate.path) {
-                return candidate
-            }
-        }
-        XCTFail("ddsp-piano executable not found beside the tests (looked in \(dirs.map(\.path)))")
+        if let url = TestKit.findExecutable("ddsp-piano") { return url }
+        XCTFail("ddsp-piano executable not found beside the tests (looked in \(TestKit.productDirectories.map(\.path)))")
         throw XCTSkip("no executable")
     }
 

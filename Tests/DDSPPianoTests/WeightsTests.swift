@@ -1,5 +1,6 @@
 import XCTest
 import DDSPPiano
+import PianoFormats
 
 final class WeightsTests: XCTestCase {
     func testUpstreamRawCheckpointConvertsToReadableWeights() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import PianoTestKit
 import XCTest
 
 /// The real ALSA sequencer, in a QEMU guest (this machine's kernel has no sound support):
@@ -25,7 +26,7 @@ final class ALSAGuestTests: XCTestCase {
             print("skipped: \(tool) is not installed (qemu-system-x86 busybox-static cpio kmod alsa-utils)")
             throw XCTSkip("\(tool) missing")
         }
-        let daemon = try DaemonSupport.product("ddsp-pianod"), cli = try DaemonSupport.product("ddsp-piano")
+        let daemon = try TestKit.executable("ddsp-pianod"), cli = try TestKit.executable("ddsp-piano")
         let dir = try DaemonSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let weights = try DaemonSupport.syntheticWeights(in: dir)
@@ -72,7 +73,7 @@ final class ALSAGuestTests: XCTestCase {
         chmod(script.path, 0o755)
 
         let p = Process()
-        p.executableURL = DaemonSupport.packageRoot.appendingPathComponent(".ci/alsa-guest/run-in-guest.sh")
+        p.executableURL = TestKit.packageRoot.appendingPathComponent(".ci/alsa-guest/run-in-guest.sh")
         p.arguments = [script.path]
         var env = ProcessInfo.processInfo.environment
         env["OUT"] = out.path

@@ -3,6 +3,7 @@ import CMallocCounter
 import DDSPPiano
 import Foundation
 import PianoDaemon
+import PianoTestKit
 import XCTest
 
 /// The daemon's real-time side without a sound server: `AudioCore.process` driven through the
@@ -41,14 +42,14 @@ final class AudioCoreTests: XCTestCase {
         let done = ManagedAtomic<Bool>(false)
         let floods = ManagedAtomic<Int>(0)
         let producer = Thread {
-            var rng = SplitMix(seed: 7)
+            var rng = SplitMix64(seed: 7)
             for step in 0..<1500 {
-                let p = UInt8(30 + rng.next(60))
-                core.alsaQueue.push(Self.midi(0x90, p, UInt8(20 + rng.next(100))))
-                if step % 3 == 0 { core.alsaQueue.push(Self.midi(0x80, UInt8(30 + rng.next(60)), 0)) }
+                let p = UInt8(30 + rng.below(60))
+                core.alsaQueue.push(Self.midi(0x90, p, UInt8(20 + rng.below(100))))
+                if step % 3 == 0 { core.alsaQueue.push(Self.midi(0x80, UInt8(30 + rng.below(60)), 0)) }
                 if step % 50 == 0 { core.controlMIDIQueue.push(Self.midi(0xB0, 64, step % 100 == 0 ? 127 : 0)) }
                 if step % 170 == 0 { core.alsaQueue.push(Self.midi(0xC0, UInt8(step / 170 % pianos), 0)) }
-                if step % 230 == 0 { _ = core.commands.push(.instrument(rng.next(pianos))) }
+                if step % 230 == 0 { _ = core.commands.push(.instrument(rng.below(pianos))) }
                 if step % 400 == 399 { _ = core.commands.push(.panic) }
                 if step % 300 == 150 {
                     // A flood: far more than the ring and the cycle can carry, then releases.

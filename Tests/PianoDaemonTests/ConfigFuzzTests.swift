@@ -1,5 +1,6 @@
 import Foundation
 import PianoDaemon
+import PianoTestKit
 import XCTest
 
 /// Fuzzed configuration files through the parser and the settings (the daemon's start and
@@ -7,8 +8,8 @@ import XCTest
 /// presets and of lines built from the known keys. None may crash; every refusal is a
 /// `ConfigError` whose text is one line naming the file.
 final class ConfigFuzzTests: XCTestCase {
-    /// SplitMix64 (DaemonSupport): the same cases on every run.
-    typealias Generator = SplitMix
+    /// SplitMix64 (PianoTestKit): the same cases on every run.
+    typealias Generator = SplitMix64
 
     static let keys = DaemonSettings.keys.sorted() + ["gain", "Piano", "weights.x", "\"weights\"", "", "a b", "[x]"]
     static let values = ["\"linear\"", "'soft'", "\"hard\"", "0.2", "5", "5.01", "0.19", "-60", "24", "24.0001", "1e308", "1e309",
@@ -30,7 +31,7 @@ final class ConfigFuzzTests: XCTestCase {
     }
 
     static func seeds() -> [String] {
-        let presets = DaemonSupport.packageRoot.appendingPathComponent("presets")
+        let presets = TestKit.packageRoot.appendingPathComponent("presets")
         let files = (try? FileManager.default.contentsOfDirectory(atPath: presets.path)) ?? []
         return files.filter { $0.hasSuffix(".toml") }.sorted().compactMap {
             try? String(contentsOf: presets.appendingPathComponent($0), encoding: .utf8)
@@ -49,7 +50,7 @@ final class ConfigFuzzTests: XCTestCase {
     /// One mutated config text, or raw bytes (not always UTF-8).
     static func mutate(_ seeds: [String], _ g: inout Generator) -> [UInt8] {
         var lines: [String]
-        if seeds.isEmpty || g.chance(0.3) {
+        if seeds.isEmpty || g.chancePerMillion(0.3) {
             lines = (0..<g.below(12)).map { _ in randomLine(&g) }
         } else {
             lines = g.pick(seeds).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -69,11 +70,11 @@ final class ConfigFuzzTests: XCTestCase {
             default: lines.append(randomLine(&g))
             }
         }
-        var bytes = Array(lines.joined(separator: g.chance(0.1) ? "\r\n" : "\n").utf8)
-        if g.chance(0.15) && !bytes.isEmpty {   // flip some bytes: invalid UTF-8, NULs, control characters
+        var bytes = Array(lines.joined(separator: g.chancePerMillion(0.1) ? "\r\n" : "\n").utf8)
+        if g.chancePerMillion(0.15) && !bytes.isEmpty {   // flip some bytes: invalid UTF-8, NULs, control characters
             for _ in 0..<(1 + g.below(4)) { bytes[g.below(bytes.count)] = UInt8(truncatingIfNeeded: g.next()) }
         }
-        if g.chance(0.05) { bytes = (0..<g.below(300)).map { _ in UInt8(truncatingIfNeeded: g.next()) } }
+        if g.chancePerMillion(0.05) { bytes = (0..<g.below(300)).map { _ in UInt8(truncatingIfNeeded: g.next()) } }
         return bytes
     }
 
@@ -83,7 +84,7 @@ final class ConfigFuzzTests: XCTestCase {
         let file = dir.appendingPathComponent("fuzz-config.toml").path
         let seeds = Self.seeds()
         XCTAssertFalse(seeds.isEmpty, "presets/*.toml not found")
-        var g = Generator(state: 0xDD5B_0F1A)
+        var g = Generator(seed: 0xDD5B_0F1A)
         let cases = 3000
         var accepted = 0, refused = 0, notConfigError = 0
         var multiLine: [String] = [], unnamed: [String] = []
@@ -145,7 +146,7 @@ final class ConfigFuzzTests: XCTestCase {
     func testPresetsWithCRLFLineEndings() throws {
         let dir = try DaemonSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let presets = DaemonSupport.packageRoot.appendingPathComponent("presets")
+        let presets = TestKit.packageRoot.appendingPathComponent("presets")
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: presets.path)) ?? []).filter { $0.hasSuffix(".toml") }.sorted()
         XCTAssertFalse(names.isEmpty)
         let lf = dir.appendingPathComponent("lf.toml"), crlf = dir.appendingPathComponent("crlf.toml")

@@ -58,7 +58,7 @@ final class ControlFuzzTests: XCTestCase {
         let before = try d.status()
 
         // 1. Random payloads, one connection each.
-        var g = ConfigFuzzTests.Generator(state: 0xC0_47_20_1F)
+        var g = ConfigFuzzTests.Generator(seed: 0xC0_47_20_1F)
         let words = ["status", "list", "piano", "gain", "panic", "reload", "alpha", "beta", "-6", "1e400", "nan", "0", "99",
                      "\u{0}", "\t", "\r", "é", "\u{1F3B9}", String(repeating: "z", count: 50)]
         let cases = 2000
@@ -70,16 +70,16 @@ final class ControlFuzzTests: XCTestCase {
             case 0: payload = (0..<g.below(200)).map { _ in UInt8(truncatingIfNeeded: g.next()) }      // binary
             case 1: payload = Array(repeating: UInt8(ascii: "a") &+ UInt8(g.below(26)), count: 4000 + g.below(20000))  // huge line
             case 2: payload = Array((0..<(1 + g.below(3000))).map { _ in g.pick(words) }.joined(separator: " ").utf8)  // many words
-            case 3: payload = Array(g.pick(words).utf8) + (g.chance(0.5) ? [] : Array(" \(g.pick(words))".utf8))
+            case 3: payload = Array(g.pick(words).utf8) + (g.chancePerMillion(0.5) ? [] : Array(" \(g.pick(words))".utf8))
             case 4: payload = Array("status".utf8) + (0..<g.below(10)).map { _ in UInt8(truncatingIfNeeded: g.next()) }
             default: payload = Array(g.pick(["piano 1", "piano 0", "gain -3", "gain 99", "list", "panic", "status x", "", "\n\n"]).utf8)
             }
-            if payload.contains(where: { $0 == 10 }) == false && g.chance(0.6) { payload.append(10) }
+            if payload.contains(where: { $0 == 10 }) == false && g.chancePerMillion(0.6) { payload.append(10) }
             let fd = Self.connectSocket(d.socket)
             XCTAssertGreaterThanOrEqual(fd, 0, "connect \(i): \(String(cString: strerror(errno)))")
             if fd < 0 { break }
             Self.sendAll(fd, payload)
-            let hangUpEarly = g.chance(0.15)
+            let hangUpEarly = g.chancePerMillion(0.15)
             if hangUpEarly { close(fd); silent += 1; continue }
             let complete = payload.contains(10) || payload.count >= 4096
             if !complete { shutdown(fd, Int32(SHUT_WR)) }   // half-closed: the daemon serves what came

@@ -1,5 +1,6 @@
 import Foundation
 import PianoIO
+import PianoTestKit
 import XCTest
 
 /// The control socket against other users and misbehaving clients: the default directory
@@ -41,7 +42,7 @@ final class ControlSocketSecurityTests: XCTestCase {
         XCTAssertEqual(mkdir(fallback, 0o777), 0)
         chown(fallback, intruder.uid, intruder.gid)
         chmod(fallback, 0o777)
-        var run = try me.run(try DaemonSupport.product("ddsp-pianod"), daemonArgs, dir: dir)
+        var run = try me.run(try TestKit.executable("ddsp-pianod"), daemonArgs, dir: dir)
         XCTAssertTrue(run.waitExit(30), run.output)
         XCTAssertNotEqual(run.process.terminationStatus, 0, run.output)
         var lines = run.outputLines
@@ -55,7 +56,7 @@ final class ControlSocketSecurityTests: XCTestCase {
         // The client does not talk to a socket planted there either: it refuses before connecting.
         let planted = try Listener(path: socket)
         chmod(socket, 0o777)
-        var ctl = try me.run(try DaemonSupport.product("ddsp-piano"), ["ctl", "status"], dir: dir)
+        var ctl = try me.run(try TestKit.executable("ddsp-piano"), ["ctl", "status"], dir: dir)
         XCTAssertTrue(ctl.waitExit(30), ctl.output)
         print("planted directory: ctl exit status \(ctl.process.terminationStatus): \(ctl.output.trimmingCharacters(in: .newlines))")
         XCTAssertEqual(ctl.process.terminationStatus, 1, ctl.output)
@@ -71,7 +72,7 @@ final class ControlSocketSecurityTests: XCTestCase {
         XCTAssertEqual(mkdir(target, 0o700), 0)
         chown(target, me.uid, me.gid)
         XCTAssertEqual(symlink(target, fallback), 0)
-        run = try me.run(try DaemonSupport.product("ddsp-pianod"), daemonArgs, dir: dir)
+        run = try me.run(try TestKit.executable("ddsp-pianod"), daemonArgs, dir: dir)
         XCTAssertTrue(run.waitExit(30), run.output)
         XCTAssertNotEqual(run.process.terminationStatus, 0, run.output)
         lines = run.outputLines
@@ -86,7 +87,7 @@ final class ControlSocketSecurityTests: XCTestCase {
         XCTAssertEqual(mkdir(fallback, 0o700), 0)
         chown(fallback, me.uid, me.gid)
         chmod(fallback, 0o750)
-        run = try me.run(try DaemonSupport.product("ddsp-pianod"), daemonArgs, dir: dir)
+        run = try me.run(try TestKit.executable("ddsp-pianod"), daemonArgs, dir: dir)
         XCTAssertTrue(run.waitExit(30), run.output)
         XCTAssertNotEqual(run.process.terminationStatus, 0, run.output)
         XCTAssertTrue(run.outputLines.first?.contains("\(fallback): mode 0750") == true, run.output)
@@ -96,7 +97,7 @@ final class ControlSocketSecurityTests: XCTestCase {
         // 4. Absent: the daemon makes it (0700, ours) and serves there; `ctl` finds it without
         // --socket; a second start finds its own directory and works again.
         for round in 1...2 {
-            let d = try me.run(try DaemonSupport.product("ddsp-pianod"), daemonArgs, dir: dir)
+            let d = try me.run(try TestKit.executable("ddsp-pianod"), daemonArgs, dir: dir)
             defer { d.stop() }
             XCTAssertTrue(DaemonSupport.waitUntil(30) { fm.fileExists(atPath: socket) || !d.process.isRunning }, d.output)
             XCTAssertTrue(d.process.isRunning, d.output)
@@ -104,7 +105,7 @@ final class ControlSocketSecurityTests: XCTestCase {
             XCTAssertEqual(lstat(fallback, &st), 0)
             XCTAssertEqual(st.st_uid, me.uid)
             XCTAssertEqual(st.st_mode & 0o7777, 0o700)
-            ctl = try me.run(try DaemonSupport.product("ddsp-piano"), ["ctl", "status"], dir: dir)
+            ctl = try me.run(try TestKit.executable("ddsp-piano"), ["ctl", "status"], dir: dir)
             XCTAssertTrue(ctl.waitExit(30), ctl.output)
             XCTAssertEqual(ctl.process.terminationStatus, 0, ctl.output + d.output)
             XCTAssertTrue(ctl.output.contains("notes received: 0"), ctl.output)
@@ -128,7 +129,7 @@ final class ControlSocketSecurityTests: XCTestCase {
         let log = dir.appendingPathComponent("daemon.log")
         func start() throws -> Process {
             let p = Process()
-            p.executableURL = try DaemonSupport.product("ddsp-pianod")
+            p.executableURL = try TestKit.executable("ddsp-pianod")
             p.arguments = ["--audio", "null", "--sample-rate", "16000", "--weights", weights.path]
             p.environment = env
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -184,7 +185,7 @@ final class ControlSocketSecurityTests: XCTestCase {
 
         for i in 0..<5 {
             let start = Date()
-            let ctl = try intruder.run(try DaemonSupport.product("ddsp-piano"), ["ctl", "--socket", d.socket, "status"], dir: dir)
+            let ctl = try intruder.run(try TestKit.executable("ddsp-piano"), ["ctl", "--socket", d.socket, "status"], dir: dir)
             XCTAssertTrue(ctl.waitExit(30), ctl.output)
             let ms = Date().timeIntervalSince(start) * 1000
             if i == 0 { print(String(format: "uid %d: ctl exit status %d after %.0f ms: %@", intruder.uid, ctl.process.terminationStatus, ms, ctl.output.trimmingCharacters(in: .newlines))) }

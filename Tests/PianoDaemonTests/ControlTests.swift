@@ -1,8 +1,9 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
+import PianoTestKit
 import XCTest
-import PianoTestSupport
 
 /// The daemon as a process with `--audio null`: control socket, bad commands, broken config,
 /// SIGHUP, clean shutdown.
@@ -40,7 +41,7 @@ final class ControlTests: XCTestCase {
 
         // The CLI client, as a user types it.
         let cli = Process()
-        cli.executableURL = try DaemonSupport.product("ddsp-piano")
+        cli.executableURL = try TestKit.executable("ddsp-piano")
         cli.arguments = ["ctl", "--socket", d.socket, "status"]
         let pipe = Pipe()
         cli.standardOutput = pipe

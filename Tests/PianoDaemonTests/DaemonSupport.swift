@@ -1,32 +1,13 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
+import PianoTestKit
 import XCTest
 
-/// Processes and fixtures for the daemon's tests: the built executables, jackd on a private
-/// server name, the daemon as a child process, weights.
+/// Processes and fixtures for the daemon's tests: jackd on a private server name, the daemon as
+/// a child process, weights (the built executables and ../shared are PianoTestKit's `TestKit`).
 enum DaemonSupport {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    static var shared: URL {
-        if let env = ProcessInfo.processInfo.environment["DDSP_PIANO_SHARED"], !env.isEmpty { return URL(fileURLWithPath: env) }
-        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
-    }
-
-    /// A built product beside the test bundle.
-    static func product(_ name: String) throws -> URL {
-        var dirs: [URL] = []
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
-        }
-        dirs += Bundle.allBundles.filter { $0.bundlePath.hasSuffix(".xctest") }.map { $0.bundleURL.deletingLastPathComponent() }
-        for d in dirs where FileManager.default.isExecutableFile(atPath: d.appendingPathComponent(name).path) {
-            return d.appendingPathComponent(name)
-        }
-        print("skipped: \(name) not built beside the tests")
-        throw XCTSkip("\(name) not built")
-    }
-
     static func tool(_ name: String) -> URL? {
         for dir in ["/usr/bin", "/usr/local/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
             return URL(fileURLWithPath: "\(dir)/\(name)")
@@ -52,13 +33,13 @@ enum DaemonSupport {
 
     /// The model bundled in every clone (weights/soundfont-grands.safetensors).
     static func bundledWeights() throws -> (URL, PianoWeights) {
-        let url = packageRoot.appendingPathComponent("weights/soundfont-grands.safetensors")
+        let url = TestKit.packageRoot.appendingPathComponent("weights/soundfont-grands.safetensors")
         return (url, try PianoWeights(safetensors: try Safetensors(bytes: [UInt8](try Data(contentsOf: url)))))
     }
 
     /// The upstream dafx22 weights from the reference fixtures, or a printed skip.
     static func realWeights(in dir: URL) throws -> (URL, PianoWeights) {
-        let raw = shared.appendingPathComponent("reference/dafx22/checkpoint_raw.safetensors")
+        let raw = TestKit.shared.appendingPathComponent("reference/dafx22/checkpoint_raw.safetensors")
         guard FileManager.default.fileExists(atPath: raw.path) else {
             print("skipped: no reference fixtures (\(raw.path))")
             throw XCTSkip("no reference fixtures")
@@ -162,7 +143,7 @@ final class DaemonProcess {
     init(arguments: [String], dir: URL, environment: [String: String]? = nil) throws {
         socket = dir.appendingPathComponent("ctl.sock").path
         log = dir.appendingPathComponent("daemon-\(UUID().uuidString.prefix(6)).log")
-        process.executableURL = try DaemonSupport.product("ddsp-pianod")
+        process.executableURL = try TestKit.executable("ddsp-pianod")
         process.arguments = arguments + ["--control-socket", socket]
         if let environment { process.environment = environment }
         FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -283,22 +264,4 @@ struct CPUSampler {
         report.otherCores = max(0, (now.busy - start.busy) - (now.ours - start.ours)) / seconds
         report.stealCores = max(0, now.steal - start.steal) / seconds
     }
-}
-
-/// The daemon tests' seeded generator (SplitMix64): the same cases on every run.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    init(state: UInt64) { self.state = state }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func next(_ n: Int) -> Int { below(n) }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
-    mutating func pick<T>(_ a: [T]) -> T { a[below(a.count)] }
-    mutating func chance(_ p: Double) -> Bool { Double(next() % 1_000_000) / 1_000_000 < p }
 }

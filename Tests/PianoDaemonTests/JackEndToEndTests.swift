@@ -1,6 +1,7 @@
 import DDSPPiano
 import Foundation
 import PianoDaemon
+import PianoTestKit
 import XCTest
 
 /// Through a real JACK server (jackd -d dummy, 48 kHz, 256-frame periods, private name):
@@ -19,7 +20,7 @@ final class JackEndToEndTests: XCTestCase {
     static func play(_ jack: JackServer, dir: URL, seconds: Double, notes: [String]) throws -> Take {
         let out = dir.appendingPathComponent("take-\(UUID().uuidString.prefix(6)).f32")
         let p = Process()
-        p.executableURL = try DaemonSupport.product("jack-test-client")
+        p.executableURL = try TestKit.executable("jack-test-client")
         p.arguments = ["ddsp-piano", out.path, String(seconds)] + notes
         p.environment = jack.environment
         let pipe = Pipe()
@@ -298,7 +299,7 @@ final class JackEndToEndTests: XCTestCase {
 
         // The rate as a user sees it: `ddsp-piano ctl status`.
         let cli = Process()
-        cli.executableURL = try DaemonSupport.product("ddsp-piano")
+        cli.executableURL = try TestKit.executable("ddsp-piano")
         cli.arguments = ["ctl", "--socket", daemon.socket, "status"]
         let pipe = Pipe()
         cli.standardOutput = pipe

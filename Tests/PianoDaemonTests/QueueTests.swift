@@ -1,5 +1,6 @@
 import Foundation
 import PianoDaemon
+import PianoTestKit
 import XCTest
 
 final class QueueTests: XCTestCase {
@@ -155,7 +156,7 @@ final class ConfigTests: XCTestCase {
     }
 
     func testPresetsAreValid() throws {
-        let dir = DaemonSupport.packageRoot.appendingPathComponent("presets")
+        let dir = TestKit.packageRoot.appendingPathComponent("presets")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".toml") }
         XCTAssertEqual(names.count, 11, "one per piano year plus default: \(names)")
         for n in names {
@@ -171,10 +172,10 @@ final class SystemdUnitTests: XCTestCase {
             print("skipped: systemd-analyze is not installed")
             throw XCTSkip("no systemd-analyze")
         }
-        let daemon = try DaemonSupport.product("ddsp-pianod")
+        let daemon = try TestKit.executable("ddsp-pianod")
         let dir = try DaemonSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let text = try String(contentsOf: DaemonSupport.packageRoot.appendingPathComponent("systemd/ddsp-pianod.service"), encoding: .utf8)
+        let text = try String(contentsOf: TestKit.packageRoot.appendingPathComponent("systemd/ddsp-pianod.service"), encoding: .utf8)
         XCTAssertTrue(text.contains("Type=notify") && text.contains("Restart=on-failure") && text.contains("LimitRTPRIO="))
         let unit = dir.appendingPathComponent("ddsp-pianod.service")
         try text.replacingOccurrences(of: "/usr/local/bin/ddsp-pianod", with: daemon.path).write(to: unit, atomically: true, encoding: .utf8)

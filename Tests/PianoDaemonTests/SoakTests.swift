@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import XCTest
 
 /// Real performances (../shared/midi/performance) looped through JACK MIDI into the daemon at
@@ -30,7 +31,7 @@ final class SoakTests: XCTestCase {
         let dir = try DaemonSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let (weightsURL, _) = try DaemonSupport.realWeights(in: dir)
-        let midiDir = DaemonSupport.shared.appendingPathComponent("midi/performance")
+        let midiDir = TestKit.shared.appendingPathComponent("midi/performance")
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: midiDir.path)) ?? []).filter { $0.hasSuffix(".mid") }.sorted()
         guard !names.isEmpty else { print("skipped: no MIDI corpus at \(midiDir.path)"); throw XCTSkip("no MIDI corpus") }
 
@@ -72,7 +73,7 @@ final class SoakTests: XCTestCase {
 
         let sampler = CPUSampler(pids: [daemon.process.processIdentifier, jack.pid ?? 0])
         let p = Process()
-        p.executableURL = try DaemonSupport.product("jack-test-client")
+        p.executableURL = try TestKit.executable("jack-test-client")
         p.arguments = ["ddsp-piano", "-", String(seconds), "--events", eventsFile.path]
         p.environment = jack.environment
         let pipe = Pipe()

@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -13,7 +14,7 @@ final class AdamTests: XCTestCase {
         var model = PianoNetworkTraining(weights: randomWeights(h, instruments: 2, seed: 41))
         var adam = Adam(learningRate: 1e-2)
         adam.decaySteps = 2   // make the decay visible within three steps
-        var rng = TestRNG(seed: 42)
+        var rng = SplitMix64(seed: 42)
         // Reference state for two tensors, one frozen (frequency group, as in phase 1).
         var ref = [Double](), m = [Double](), v = [Double]()
         model.forEachParameter { name, _, value, _ in if name == "mono.dense_out.bias" { ref = value.map(Double.init) } }

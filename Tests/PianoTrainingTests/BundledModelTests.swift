@@ -1,6 +1,8 @@
 import DDSPPiano
 import Foundation
 import PianoIO
+import PianoStudy
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -29,7 +31,7 @@ final class BundledModelTests: XCTestCase {
     }
 
     func testShippedModelBeatsTheUntrainedOneOnHeldOutMusic() throws {
-        let midiDir = FineTuneTests.shared.appendingPathComponent("midi/score")
+        let midiDir = TestKit.shared.appendingPathComponent("midi/score")
         guard FileManager.default.fileExists(atPath: midiDir.path) else { print("skipped: no ../shared/midi"); throw XCTSkip("no MIDI corpus") }
         guard let fluidsynth = FineTuneTests.fluidsynth(), FileManager.default.fileExists(atPath: FineTuneTests.soundFont) else {
             print("skipped: no fluidsynth or no \(FineTuneTests.soundFont)"); throw XCTSkip("no fluidsynth")

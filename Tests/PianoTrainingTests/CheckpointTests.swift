@@ -1,5 +1,7 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -11,7 +13,7 @@ final class CheckpointTests: XCTestCase {
         let start = randomWeights(h, instruments: 2, seed: 101, gain: 1)
         let T = 5, n = T * h.samplesPerFrame
         let batch = testBatch(h, batch: 1, frames: T, instruments: [1], seed: 102)
-        var rng = TestRNG(seed: 103)
+        var rng = SplitMix64(seed: 103)
         let target = rng.array(n, 0.2)
         let phase = TrainingPhase.upstream[0]
 

@@ -1,19 +1,11 @@
 import DDSPPiano
 import Foundation
 import PianoIO
+import PianoTestKit
 import PianoTraining
 import XCTest
 
 final class DatasetBuilderTests: XCTestCase {
-    static let packageRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    /// ../shared beside the checkout, or $DDSP_PIANO_SHARED.
-    static var shared: URL {
-        if let env = ProcessInfo.processInfo.environment["DDSP_PIANO_SHARED"], !env.isEmpty { return URL(fileURLWithPath: env) }
-        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
-    }
-
     var dir: URL!
 
     override func setUpWithError() throws {
@@ -154,7 +146,7 @@ final class DatasetBuilderTests: XCTestCase {
         XCTAssertTrue((0..<30).contains { DatasetSplit.forGenerated(index: $0) == .heldout })
         XCTAssertTrue((0..<30).contains { DatasetSplit.forGenerated(index: $0) == .validation })
 
-        let sourcesURL = Self.shared.appendingPathComponent("midi/SOURCES.txt")
+        let sourcesURL = TestKit.shared.appendingPathComponent("midi/SOURCES.txt")
         guard let text = try? String(contentsOf: sourcesURL, encoding: .utf8) else {
             print("skipped: no corpus (\(sourcesURL.path))")
             return
@@ -226,7 +218,7 @@ final class DatasetBuilderTests: XCTestCase {
 
     func testRendersASmallDatasetEndToEnd() throws {
         let fm = FileManager.default
-        let corpus = Self.shared.appendingPathComponent("midi")
+        let corpus = TestKit.shared.appendingPathComponent("midi")
         let fluid = ["/usr/bin/fluidsynth", "/usr/local/bin/fluidsynth"].first { fm.isExecutableFile(atPath: $0) }
         let pianos = [SoundFontPiano.debian[0], SoundFontPiano.debian[2]]   // one per SoundFont file
         guard fluid != nil, pianos.allSatisfy({ fm.fileExists(atPath: $0.soundfont) }) else {

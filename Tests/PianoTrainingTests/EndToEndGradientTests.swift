@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -32,7 +33,7 @@ final class EndToEndGradientTests: XCTestCase {
         weights.reverbImpulseResponses.values = weights.reverbImpulseResponses.values.map { $0 < 0 ? $0 - 2e-3 : $0 + 2e-3 }
         let T = 6, B = 2, n = T * h.samplesPerFrame
         let batch = testBatch(h, batch: B, frames: T, instruments: [1, 0], seed: 72)
-        var rng = TestRNG(seed: 73)
+        var rng = SplitMix64(seed: 73)
         let target = rng.array(B * n, 0.3)
         let model = PianoModelTraining(weights: weights, lossSizes: [64, 32, 16])
         let start = model.network

@@ -1,6 +1,8 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -9,12 +11,6 @@ import XCTest
 /// MIDI files) and fluidsynth with fluid-soundfont-gm; says "skipped" otherwise.
 final class FineTuneTests: XCTestCase {
     static let soundFont = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
-
-    static var shared: URL {
-        if let env = ProcessInfo.processInfo.environment["DDSP_PIANO_SHARED"], !env.isEmpty { return URL(fileURLWithPath: env) }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared")
-    }
 
     static func fluidsynth() -> String? {
         ["/usr/bin/fluidsynth", "/usr/local/bin/fluidsynth"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -34,14 +30,14 @@ final class FineTuneTests: XCTestCase {
     }
 
     func testFineTuningDafx22OnASoundFontPianoLowersValidationLoss() throws {
-        let raw = Self.shared.appendingPathComponent("reference/dafx22/checkpoint_raw.safetensors")
+        let raw = TestKit.shared.appendingPathComponent("reference/dafx22/checkpoint_raw.safetensors")
         guard FileManager.default.fileExists(atPath: raw.path) else { print("skipped: no reference fixtures (\(raw.path))"); throw XCTSkip("no reference fixtures") }
         guard Self.fluidsynth() != nil, FileManager.default.fileExists(atPath: Self.soundFont) else {
             print("skipped: no fluidsynth or no \(Self.soundFont)"); throw XCTSkip("no fluidsynth")
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ddsp-finetune-\(getpid())-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let midi = Self.shared.appendingPathComponent("midi")
+        let midi = TestKit.shared.appendingPathComponent("midi")
         for name in ["score/music21corpus__mozart_k545_movement1_exposition.mid", "score/music21corpus__schoenberg_opus19_movement2.mid"] {
             try render(midi.appendingPathComponent(name), into: dir.appendingPathComponent("train/fluidr3"))
         }

@@ -1,22 +1,7 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
-
-/// Deterministic generator for test data (SplitMix64).
-struct TestRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [-scale, scale).
-    mutating func uniform(_ scale: Float = 1) -> Float { (Float(next() >> 40) / Float(1 << 24) * 2 - 1) * scale }
-    mutating func array(_ n: Int, _ scale: Float = 1) -> [Float] { (0..<n).map { _ in uniform(scale) } }
-}
 
 /// Σ wᵢ·yᵢ in Double: a scalar loss whose gradient w.r.t. y is w.
 func weightedSum(_ y: [Float], _ w: [Float]) -> Double {
@@ -68,7 +53,7 @@ struct WithInput<L> {
 /// itself can cancel to near 0 for an unlucky direction).
 func directionalCheck<M>(_ model: M, _ path: WritableKeyPath<M, [Float]>, analytic: [Float], eps: Float = 1e-2,
                          seed: UInt64 = 99, loss: (M) -> Double) -> Double {
-    var rng = TestRNG(seed: seed)
+    var rng = SplitMix64(seed: seed)
     let n = model[keyPath: path].count
     let d: [Float] = (0..<n).map { _ in rng.uniform() < 0 ? -1 : 1 }
     var plus = model, minus = model

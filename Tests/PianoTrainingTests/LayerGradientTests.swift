@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -25,7 +26,7 @@ final class LayerGradientTests: XCTestCase {
 
     func testDense() {
         for activation in [Dense.Activation.leakyReLU, .linear] {
-            var rng = TestRNG(seed: 1)
+            var rng = SplitMix64(seed: 1)
             let rows = 7, inputs = 5, outputs = 4
             let layer = DenseTraining(kernel: rng.array(inputs * outputs, 0.5), bias: rng.array(outputs, 0.3), activation: activation)
             let x = rng.array(rows * inputs), w = rng.array(rows * outputs)
@@ -42,7 +43,7 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testGRU() {
-        var rng = TestRNG(seed: 2)
+        var rng = SplitMix64(seed: 2)
         let batch = 2, time = 6, inputs = 3, units = 4
         let layer = GRUTraining(kernel: rng.array(inputs * 3 * units, 0.6), recurrentKernel: rng.array(units * 3 * units, 0.6),
                                 inputBias: rng.array(3 * units, 0.3), recurrentBias: rng.array(3 * units, 0.3))
@@ -60,7 +61,7 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testNormalize() {
-        var rng = TestRNG(seed: 3)
+        var rng = SplitMix64(seed: 3)
         let batch = 2, time = 5, channels = 3
         let layer = NormalizeTraining(scale: rng.array(channels).map { $0 + 1.5 }, shift: rng.array(channels))
         // Offset and scaled input: the statistics matter.
@@ -76,7 +77,7 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testEmbedding() {
-        var rng = TestRNG(seed: 4)
+        var rng = SplitMix64(seed: 4)
         let layer = EmbeddingTraining(table: rng.array(4 * 3), width: 3)
         let indices = [2, 0, 2]   // a repeated index must get both rows' gradients
         let w = rng.array(indices.count * 3)
@@ -87,7 +88,7 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testInharmonicity() {
-        var rng = TestRNG(seed: 5)
+        var rng = SplitMix64(seed: 5)
         // Rigaud et al.'s lines as upstream builds them (pitch normalised by 128).
         let slopes: [Float] = [9.26e-2 * 128, -8.47e-2 * 128], offsets: [Float] = [-13.64 / (128 * 9.26e-2), -5.82 / (128 * -8.47e-2)]
         let layer = InharmonicityTraining(slopes: slopes, offsets: offsets, slopesModifier: rng.array(2, 0.1),
@@ -115,7 +116,7 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testDetuner() {
-        var rng = TestRNG(seed: 6)
+        var rng = SplitMix64(seed: 6)
         let layer = DetunerTraining(kernel: rng.array(2, 0.5), bias: rng.array(2, 0.2))
         let pitches: [Float] = [21, 45, 60, 69, 100]
         let d = rng.array(pitches.count, 0.3)

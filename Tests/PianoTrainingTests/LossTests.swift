@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -7,7 +8,7 @@ final class LossTests: XCTestCase {
     /// The STFT's backward is its exact adjoint: <STFT x, y> = <x, STFTᵀ y>.
     func testSTFTAdjoint() {
         for size in [64, 32] {
-            var rng = TestRNG(seed: UInt64(size))
+            var rng = SplitMix64(seed: UInt64(size))
             let stft = DifferentiableSTFT(size: size)
             let n = 150
             let x = rng.array(n)
@@ -23,7 +24,7 @@ final class LossTests: XCTestCase {
 
     /// Framing as tf.signal.stft(pad_end=True): ceil(n/hop) frames, periodic Hann, zero padding.
     func testSTFTMatchesDirectDFT() {
-        var rng = TestRNG(seed: 5)
+        var rng = SplitMix64(seed: 5)
         let size = 32, n = 70
         let stft = DifferentiableSTFT(size: size)
         XCTAssertEqual(stft.hop, 8)
@@ -48,7 +49,7 @@ final class LossTests: XCTestCase {
 
     /// The loss value against a direct Double implementation of ddsp's definition.
     func testSpectralLossValue() {
-        var rng = TestRNG(seed: 6)
+        var rng = SplitMix64(seed: 6)
         let batch = 2, n = 120, sizes = [64, 16]
         let target = rng.array(batch * n, 0.5)
         var audio = rng.array(batch * n, 0.5)
@@ -88,7 +89,7 @@ final class LossTests: XCTestCase {
 
     /// dL/daudio against finite differences (eps 1e-3 on samples of ±0.5).
     func testSpectralLossGradient() {
-        var rng = TestRNG(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let batch = 2, n = 96
         let lossFn = MultiScaleSpectralLoss(sizes: [64, 32, 16])
         let target = rng.array(batch * n, 0.5)

@@ -1,12 +1,13 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
 import XCTest
 
 /// Random weights of the given shapes: kernels ~ U(±1/√fan_in)·gain, Rigaud's inharmonicity
 /// lines, a short note release (so the test segments see notes end and the hold expire).
 func randomWeights(_ h: PianoWeights.Hyper, instruments n: Int, seed: UInt64, gain: Float = 1.5) -> PianoWeights {
-    var rng = TestRNG(seed: seed)
+    var rng = SplitMix64(seed: seed)
     var w = PianoWeights(hyper: h, instruments: (0..<n).map { "piano\($0)" })
     func fill(_ p: WritableKeyPath<PianoWeights, Tensor>, _ scale: Float, offset: Float = 0) {
         w[keyPath: p].values = rng.array(w[keyPath: p].count, scale).map { $0 + offset }
@@ -37,7 +38,7 @@ func randomWeights(_ h: PianoWeights.Hyper, instruments n: Int, seed: UInt64, ga
 
 /// Piano-like conditioning: notes that start (velocity on two frames), end, get re-struck.
 func testBatch(_ h: PianoWeights.Hyper, batch: Int, frames: Int, instruments: [Int], seed: UInt64) -> SegmentBatch {
-    var rng = TestRNG(seed: seed)
+    var rng = SplitMix64(seed: seed)
     let V = h.voices
     var cond = [Float](repeating: 0, count: batch * frames * V * 2)
     for b in 0..<batch {
@@ -104,7 +105,7 @@ final class NetworkGradientTests: XCTestCase {
         let batch = testBatch(h, batch: 2, frames: 9, instruments: [2, 0], seed: 12)
         let model = PianoNetworkTraining(weights: weights)
         let (out, cache) = model.forward(batch)
-        var rng = TestRNG(seed: 13)
+        var rng = SplitMix64(seed: 13)
         let wRaw = rng.array(out.raw.count), wF0 = rng.array(out.f0.count, 1e-2), wB = rng.array(out.inharm.count, 1e3)
         let loss = { (p: NamedParameter) -> Double in
             let (o, _) = p.model.forward(batch)

@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -19,7 +20,7 @@ final class NoiseReverbGradientTests: XCTestCase {
     }
 
     func testFilteredNoiseGradient() {
-        var rng = TestRNG(seed: 61)
+        var rng = SplitMix64(seed: 61)
         let B = 2, V = 2, T = 3, K = 9, N = 16
         let synth = FilteredNoiseTraining(bands: K, frameSize: N)
         let mags = rng.array(B * V * T * K).map { abs($0) }
@@ -35,7 +36,7 @@ final class NoiseReverbGradientTests: XCTestCase {
     /// last frame: streaming reads 61 samples into the next frame's noise, a segment has none.
     func testFilteredNoiseMatchesInference() {
         let h = PianoWeights.Hyper()
-        var rng = TestRNG(seed: 62)
+        var rng = SplitMix64(seed: 62)
         let V = h.voices, T = 5, N = h.samplesPerFrame, K = h.noiseBands, O = h.monoOutputs
         let raw = rng.array(V * T * O, 3)
         var controls = (0..<T).map { _ in SynthControls(hyper: h) }
@@ -67,7 +68,7 @@ final class NoiseReverbGradientTests: XCTestCase {
     struct ReverbInputs { var dry: [Float]; var ir: [Float] }
 
     func testReverbGradient() {
-        var rng = TestRNG(seed: 63)
+        var rng = SplitMix64(seed: 63)
         let B = 2, n = 50, L = 20
         let reverb = ReverbTraining(samples: n, irLength: L)
         let input = ReverbInputs(dry: rng.array(B * n), ir: rng.array(B * L, 0.3))
@@ -92,7 +93,7 @@ final class NoiseReverbGradientTests: XCTestCase {
 
     /// Same output as the engine's partitioned reverb (dafx22 length, 0.3 s of audio).
     func testReverbMatchesInference() {
-        var rng = TestRNG(seed: 64)
+        var rng = SplitMix64(seed: 64)
         let L = 24_000, n = 4_800, block = 64
         let ir = rng.array(L, 0.01), dry = rng.array(n)
         let wet = ReverbTraining(samples: n, irLength: L).forward(dry: dry, ir: ir, batch: 1)

@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -19,7 +20,7 @@ final class SynthGradientTests: XCTestCase {
     struct ControlInputs { var raw: [Float]; var f0: [Float]; var inharm: [Float] }
 
     func testControlsGradient() {
-        var rng = TestRNG(seed: 51)
+        var rng = SplitMix64(seed: 51)
         let H = 8, bands = 3, S = 2, Q = 2, T = 3, O = 1 + H + bands
         let controls = SynthControlsTraining(harmonics: H, bands: bands, sampleRate: 16000)
         // Voice 0 low (all partials below Nyquist); voice 1 at ~1500 Hz (partials 6..8 cut);
@@ -46,7 +47,7 @@ final class SynthGradientTests: XCTestCase {
     /// Same controls as the engine's `SynthControls` (dafx22 sizes, random outputs).
     func testControlsMatchInference() {
         let h = PianoWeights.Hyper()
-        var rng = TestRNG(seed: 52)
+        var rng = SplitMix64(seed: 52)
         let V = h.voices, O = h.monoOutputs, S = h.substrings, H = h.harmonics, T = 2
         let raw = rng.array(V * T * O, 3)
         let f0 = (0..<(V * T * S)).map { i in Float(30 + (i * 37) % 3000) }
@@ -81,7 +82,7 @@ final class SynthGradientTests: XCTestCase {
     struct OscillatorInputs { var amplitude: [Float]; var frequency: [Float] }
 
     func testAdditiveGradient() {
-        var rng = TestRNG(seed: 53)
+        var rng = SplitMix64(seed: 53)
         let B = 1, V = 2, T = 4, S = 2, H = 3
         let synth = AdditiveSynthTraining(frameSize: 64, sampleRate: 16000)
         var amp = rng.array(B * V * T * H).map { abs($0) }
@@ -120,7 +121,7 @@ final class SynthGradientTests: XCTestCase {
     /// phase chunk (where upstream's angular_cumsum and plain cumsum agree).
     func testAdditiveMatchesInference() {
         let h = PianoWeights.Hyper()
-        var rng = TestRNG(seed: 54)
+        var rng = SplitMix64(seed: 54)
         let V = h.voices, O = h.monoOutputs, S = h.substrings, H = h.harmonics, T = 6
         let raw = rng.array(V * T * O, 3)
         var f0 = [Float](repeating: 0, count: V * T * S)

@@ -1,6 +1,7 @@
 import DDSPPiano
 import Foundation
 import PianoIO
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -16,22 +17,11 @@ final class TrainCommandTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(at: dir) }
 
-    static func executable(_ name: String) throws -> URL {
-        var dirs: [URL] = []
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
-        }
-        dirs += Bundle.allBundles.filter { $0.bundlePath.hasSuffix(".xctest") }.map { $0.bundleURL.deletingLastPathComponent() }
-        for d in dirs where FileManager.default.isExecutableFile(atPath: d.appendingPathComponent(name).path) { return d.appendingPathComponent(name) }
-        print("skipped: \(name) not built beside the tests")
-        throw XCTSkip("\(name) not built")
-    }
-
     struct Run { var status: Int32; var out: String; var err: String }
 
     func start(_ tool: String, _ args: [String]) throws -> (Process, URL, URL) {
         let p = Process()
-        p.executableURL = try Self.executable(tool)
+        p.executableURL = try TestKit.executable(tool)
         p.arguments = args
         p.currentDirectoryURL = dir
         var env = ProcessInfo.processInfo.environment
@@ -55,7 +45,7 @@ final class TrainCommandTests: XCTestCase {
     }
 
     func testTrainInterruptResumeExportRenderEvaluate() throws {
-        _ = try Self.executable("ddsp-piano-train")
+        _ = try TestKit.executable("ddsp-piano-train")
         let data = dir.appendingPathComponent("data")
         try TrainerTests.writePair(folder: data.appendingPathComponent("train/grand"), name: "a", seconds: 8, seed: 1)
         try TrainerTests.writePair(folder: data.appendingPathComponent("train/upright"), name: "b", seconds: 7, seed: 2)
@@ -122,7 +112,7 @@ final class TrainCommandTests: XCTestCase {
     }
 
     func testBadInputGetsOneLineNamingTheFile() throws {
-        _ = try Self.executable("ddsp-piano-train")
+        _ = try TestKit.executable("ddsp-piano-train")
         let missing = dir.appendingPathComponent("nothing-here").path
         let a = try run("ddsp-piano-train", ["train", "--data", missing, "--run", dir.appendingPathComponent("r1").path])
         XCTAssertEqual(a.status, 1)

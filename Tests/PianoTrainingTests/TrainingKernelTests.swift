@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -10,7 +11,7 @@ final class TrainingKernelTests: XCTestCase {
     /// Held partials (constant frequency over runs of frames), a pitch change, a silent gap, a
     /// partial held above Nyquist on one substring only, a partial silent throughout.
     func heldInputs(V: Int, T: Int, S: Int, H: Int, seed: UInt64) -> (amplitude: [Float], frequency: [Float]) {
-        var rng = TestRNG(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var amp = rng.array(V * T * H).map { abs($0) }
         var freq = [Float](repeating: 0, count: V * T * S * H)
         for q in 0..<V {
@@ -29,7 +30,7 @@ final class TrainingKernelTests: XCTestCase {
         let V = 3, T = 12, S = 2, H = 5, N = 64
         let (amp, freq) = heldInputs(V: V, T: T, S: S, H: H, seed: 91)
         var varying = freq
-        var rng = TestRNG(seed: 92)
+        var rng = SplitMix64(seed: 92)
         for i in varying.indices where i % 3 == 0 { varying[i] += rng.uniform(2) }   // some frames change frequency
         let fast = AdditiveSynthTraining(frameSize: N, sampleRate: 16000)
         let ref = ReferenceAdditiveSynth(frameSize: N, sampleRate: 16000)
@@ -53,7 +54,7 @@ final class TrainingKernelTests: XCTestCase {
         let V = 2, T = 8, S = 2, H = 3, N = 64
         let (amp, freq) = heldInputs(V: V, T: T, S: S, H: H, seed: 93)
         let synth = AdditiveSynthTraining(frameSize: N, sampleRate: 16000)
-        var rng = TestRNG(seed: 94)
+        var rng = SplitMix64(seed: 94)
         let w = rng.array(T * N)
         let input = OscillatorInputs(amplitude: amp, frequency: freq)
         func loss(_ x: OscillatorInputs) -> Double {
@@ -75,7 +76,7 @@ final class TrainingKernelTests: XCTestCase {
         XCTAssertLessThan(ef, 2e-2); XCTAssertLessThan(df, 1e-3)
     }
     func testFilteredNoiseMatchesScalarReference() {
-        var rng = TestRNG(seed: 95)
+        var rng = SplitMix64(seed: 95)
         for (K, N) in [(2, 16), (9, 16), (64, 64)] {
             let B = 2, V = 3, T = 5
             let mags = rng.array(B * V * T * K).map { abs($0) }

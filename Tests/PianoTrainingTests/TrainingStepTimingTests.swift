@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoTestKit
 import PianoTraining
 import XCTest
 
@@ -20,7 +21,7 @@ final class TrainingStepTimingTests: XCTestCase {
         // DDSP_TRAINING_TIMING_VOICES (default 6) voices play in each segment, the rest are silent.
         let active = Int(env["DDSP_TRAINING_TIMING_VOICES"] ?? "") ?? 6
         for b in 0..<B { for t in 0..<T { for v in active..<V { for c in 0..<2 { batch.conditioning[((b * T + t) * V + v) * 2 + c] = 0 } } } }
-        var rng = TestRNG(seed: 83)
+        var rng = SplitMix64(seed: 83)
         let target = rng.array(B * n, 0.1)
         let model = PianoModelTraining(weights: weights)
         let rv = ReverbTraining(samples: n, irLength: h.reverbLength)
@@ -77,7 +78,7 @@ final class TrainingStepTimingTests: XCTestCase {
                 // The loss's gradient is ill-conditioned (its log term weighs bins by 1/|X|: a
                 // near-empty bin's direction turns with float32 rounding of the audio), so every
                 // backward pass is also compared on a fixed upstream gradient.
-                var prng = TestRNG(seed: 84)
+                var prng = SplitMix64(seed: 84)
                 let probe = prng.array(B * n, 1e-3)
                 let pa = model.additive.backward(probe, harmonicAmplitude: c.harmonicAmplitude, harmonicFrequency: c.harmonicFrequency,
                                                  batch: B, voices: V, frames: T, substrings: S, harmonics: H)

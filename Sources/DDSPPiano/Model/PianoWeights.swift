@@ -5,7 +5,8 @@ import Foundation
 /// Layouts follow Keras: a dense kernel is `[in, out]` (y = x·K + b), GRU kernels are
 /// `[in, 3·units]` with the gate columns ordered (update z, reset r, candidate h).
 /// The mapping from upstream TensorFlow checkpoint keys, and every layout change, is in
-/// `upstreamKeys` / `init(upstreamCheckpoint:)` below and nowhere else.
+/// `upstreamKeys` below and `init(upstreamCheckpoint:)` (PianoFormats) and nowhere else; the
+/// weight file format (`init(safetensors:)`, `safetensors()`) is in PianoFormats too.
 public struct PianoWeights: Sendable {
     public struct Hyper: Sendable, Equatable {
         public var sampleRate = 16_000
@@ -81,7 +82,7 @@ public struct PianoWeights: Sendable {
     public static let dafx22Instruments = ["2004", "2006", "2008", "2009", "2011", "2013", "2014", "2015", "2017", "2018"]
 
     /// The readable tensor names of our weight files, with a key path and expected shape.
-    static func layout(_ h: Hyper, instruments n: Int) -> [(name: String, path: WritableKeyPath<PianoWeights, Tensor>, shape: [Int])] {
+    public static func layout(_ h: Hyper, instruments n: Int) -> [(name: String, path: WritableKeyPath<PianoWeights, Tensor>, shape: [Int])] {
         [
             ("z_encoder.embedding", \.zEmbedding, [n, h.zDim]),
             ("z_encoder.inharmonicity", \.inharmonicityEmbedding, [n, 1]),
@@ -150,79 +151,6 @@ public struct PianoWeights: Sendable {
         }
     }
 
-    // MARK: - Our file format
-
-    public static let formatName = "ddsp-piano"
-    public static let formatVersion = "1"
-
-    /// Reads weights from a safetensors container with our readable names.
-    /// Every tensor must be present, of the expected shape, and finite.
-    public init(safetensors file: Safetensors) throws {
-        let meta = file.metadata
-        if let format = meta["format"], format != Self.formatName {
-            throw WeightsError("not a ddsp-piano weight file (format '\(format)')")
-        }
-        var hyper = Hyper()
-        func intMeta(_ key: String, _ target: inout Int) throws {
-            guard let s = meta[key] else { return }
-            guard let v = Int(s), v > 0, v < 10_000_000 else { throw WeightsError("metadata '\(key)' is not a positive integer: '\(s)'") }
-            target = v
-        }
-        try intMeta("sample_rate", &hyper.sampleRate)
-        try intMeta("frame_rate", &hyper.frameRate)
-        try intMeta("n_synths", &hyper.voices)
-        try intMeta("reverb_length", &hyper.reverbLength)
-        guard hyper == Hyper() || (hyper.sampleRate == 16_000 && hyper.frameRate == 250) else {
-            throw WeightsError("unsupported rates \(hyper.sampleRate) Hz / \(hyper.frameRate) fps (this engine runs the 16 kHz / 250 fps dafx22 architecture)")
-        }
-        guard hyper.voices == 16 else { throw WeightsError("unsupported n_synths \(hyper.voices) (expected 16)") }
-        var instruments: [String]
-        if let list = meta["instruments"] {
-            instruments = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        } else if let z = file.tensors["z_encoder.embedding"], z.shape.count == 2 {
-            instruments = (0..<z.shape[0]).map { String($0) }
-        } else {
-            throw WeightsError("missing tensor 'z_encoder.embedding'")
-        }
-        guard !instruments.isEmpty, instruments.allSatisfy({ !$0.isEmpty }) else { throw WeightsError("metadata 'instruments' is empty or has an empty name") }
-        self.init(hyper: hyper, instruments: instruments)
-        for entry in Self.layout(hyper, instruments: instruments.count) {
-            guard let t = file.tensors[entry.name] else { throw WeightsError("missing tensor '\(entry.name)'") }
-            guard t.shape == entry.shape else {
-                throw WeightsError("tensor '\(entry.name)' has shape \(t.shape), expected \(entry.shape)")
-            }
-            if let bad = t.values.firstIndex(where: { !$0.isFinite }) {
-                throw WeightsError("tensor '\(entry.name)' has a non-finite value (\(t.values[bad])) at index \(bad)")
-            }
-            self[keyPath: entry.path] = t
-        }
-        calibration = try NormalizationCalibration(tensors: file.tensors, instruments: instruments.count, voices: hyper.voices)
-        provenance = meta.filter { !Self.reservedMetadata.contains($0.key) }
-        guard releaseDuration.values[0] > 0, releaseDuration.values[0] < 60 else {
-            throw WeightsError("note_release.duration \(releaseDuration.values[0]) s is out of range (0, 60)")
-        }
-    }
-
-    static let reservedMetadata: Set<String> = ["format", "format_version", "architecture", "sample_rate", "frame_rate", "n_synths", "reverb_length", "instruments"]
-
-    public func safetensors() -> Safetensors {
-        var file = Safetensors()
-        for entry in Self.layout(hyper, instruments: instruments.count) {
-            file.tensors[entry.name] = self[keyPath: entry.path]
-        }
-        if let c = calibration { file.tensors.merge(c.tensors) { $1 } }
-        file.metadata = provenance
-        file.metadata["format"] = Self.formatName
-        file.metadata["format_version"] = Self.formatVersion
-        file.metadata["architecture"] = "dafx22"
-        file.metadata["sample_rate"] = String(hyper.sampleRate)
-        file.metadata["frame_rate"] = String(hyper.frameRate)
-        file.metadata["n_synths"] = String(hyper.voices)
-        file.metadata["reverb_length"] = String(hyper.reverbLength)
-        file.metadata["instruments"] = instruments.joined(separator: ",")
-        return file
-    }
-
     /// Resolves `--piano` text: an index ("9") or an instrument name ("2018").
     public func instrumentIndex(_ text: String) -> Int? {
         if let i = instruments.firstIndex(of: text) { return i }
@@ -274,30 +202,6 @@ public struct PianoWeights: Sendable {
     ]
 
     public static let upstreamSuffix = "/.ATTRIBUTES/VARIABLE_VALUE"
-
-    /// Builds weights from upstream checkpoint tensors keyed by full TF key
-    /// (`model/.../.ATTRIBUTES/VARIABLE_VALUE`) or by the key without the suffix.
-    public init(upstreamCheckpoint raw: [String: Tensor], instruments: [String] = PianoWeights.dafx22Instruments) throws {
-        func lookup(_ key: String) -> Tensor? { raw[key + Self.upstreamSuffix] ?? raw[key] }
-        var converted: [String: Tensor] = [:]
-        for (name, source) in Self.upstreamKeys {
-            let parts = source.split(separator: "#")
-            let key = String(parts[0])
-            guard var t = lookup(key) else { throw WeightsError("checkpoint has no variable '\(key)' (needed for \(name))") }
-            if parts.count == 2 {
-                // One row of a [2, 3u] GRU bias.
-                guard t.shape.count == 2, t.shape[0] == 2 else { throw WeightsError("checkpoint variable '\(key)' has shape \(t.shape), expected [2, 3·units]") }
-                let row = Int(parts[1])!, width = t.shape[1]
-                t = Tensor(shape: [width], values: Array(t.values[(row * width)..<((row + 1) * width)]))
-            } else if name.hasSuffix("norm.scale") || name.hasSuffix("norm.shift") || name == "note_release.duration" {
-                t = Tensor(shape: [t.count], values: t.values)
-            }
-            converted[name] = t
-        }
-        var file = Safetensors(tensors: converted, metadata: ["instruments": instruments.joined(separator: ",")])
-        file.metadata["format"] = Self.formatName
-        try self.init(safetensors: file)
-    }
 }
 
 public struct WeightsError: Error, CustomStringConvertible {

@@ -123,64 +123,6 @@ public struct V2Weights: Sendable {
         for e in Self.layout(instruments: instruments.count) { tensors[e.name] = Tensor(shape: e.shape) }
     }
 
-    // MARK: - Our file format
-
-    /// Reads a v2 weight file: every tensor present, of the expected shape, finite.
-    public init(safetensors file: Safetensors) throws {
-        let meta = file.metadata
-        if let format = meta["format"], format != PianoWeights.formatName {
-            throw WeightsError("not a ddsp-piano weight file (format '\(format)')")
-        }
-        guard meta["architecture"] == Self.architecture else {
-            throw WeightsError("not a v2 weight file (architecture '\(meta["architecture"] ?? "none")')")
-        }
-        for (key, expected) in [("sample_rate", Self.sampleRate), ("frame_rate", Self.frameRate), ("n_synths", Self.voices)] {
-            if let s = meta[key], Int(s) != expected {
-                throw WeightsError("metadata '\(key)' is '\(s)', the v2 architecture has \(expected)")
-            }
-        }
-        let instruments: [String]
-        if let list = meta["instruments"] {
-            instruments = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        } else if let e = file.tensors["context.piano_embedding"], e.shape.count == 2 {
-            instruments = (0..<e.shape[0]).map { String($0) }
-        } else {
-            throw WeightsError("missing tensor 'context.piano_embedding'")
-        }
-        guard !instruments.isEmpty, instruments.allSatisfy({ !$0.isEmpty }) else {
-            throw WeightsError("metadata 'instruments' is empty or has an empty name")
-        }
-        self.init(instruments: instruments)
-        for e in Self.layout(instruments: instruments.count) {
-            guard let t = file.tensors[e.name] else { throw WeightsError("missing tensor '\(e.name)'") }
-            guard t.shape == e.shape else { throw WeightsError("tensor '\(e.name)' has shape \(t.shape), expected \(e.shape)") }
-            if let bad = t.values.firstIndex(where: { !$0.isFinite }) {
-                throw WeightsError("tensor '\(e.name)' has a non-finite value (\(t.values[bad])) at index \(bad)")
-            }
-            tensors[e.name] = t
-        }
-        provenance = meta.filter { !PianoWeights.reservedMetadata.contains($0.key) }
-        // Upstream's release cell only behaves for an integral number of frames (MAPPING.md §5);
-        // any positive value is accepted, as upstream does.
-        let r = releaseDuration
-        guard r > 0, r < 60 else { throw WeightsError("note_release.duration \(r) s is out of range (0, 60)") }
-    }
-
-    public func safetensors() -> Safetensors {
-        var file = Safetensors()
-        for e in Self.layout(instruments: instruments.count) { file.tensors[e.name] = self[e.name] }
-        file.metadata = provenance
-        file.metadata["format"] = PianoWeights.formatName
-        file.metadata["format_version"] = PianoWeights.formatVersion
-        file.metadata["architecture"] = Self.architecture
-        file.metadata["sample_rate"] = String(Self.sampleRate)
-        file.metadata["frame_rate"] = String(Self.frameRate)
-        file.metadata["n_synths"] = String(Self.voices)
-        file.metadata["reverb_length"] = String(Self.reverbLength)
-        file.metadata["instruments"] = instruments.joined(separator: ",")
-        return file
-    }
-
     // MARK: - Upstream TensorFlow checkpoint
 
     /// Whether checkpoint keys are those of a v2 model (its FiLM context network and FDN reverb).
@@ -191,35 +133,5 @@ public struct V2Weights: Sendable {
             if k.hasPrefix("model/reverb_model/_time_rev_0_sec/") { fdn = true }
         }
         return film && fdn
-    }
-
-    /// Builds v2 weights from checkpoint tensors keyed by full TF key or by the key without the
-    /// suffix. Optimizer slots and other non-model entries are ignored.
-    public init(upstreamCheckpoint raw: [String: Tensor], instruments: [String] = V2Weights.defaultInstruments) throws {
-        func lookup(_ key: String) -> Tensor? { raw[key + PianoWeights.upstreamSuffix] ?? raw[key] }
-        var converted: [String: Tensor] = [:]
-        for e in Self.layout(instruments: instruments.count) {
-            let parts = e.upstream.split(separator: "#")
-            let key = String(parts[0])
-            guard var t = lookup(key) else { throw WeightsError("checkpoint has no variable '\(key)' (needed for \(e.name))") }
-            if parts.count == 2 {
-                guard t.shape.count == 2, t.shape[0] == 2 else {
-                    throw WeightsError("checkpoint variable '\(key)' has shape \(t.shape), expected [2, 3·units]")
-                }
-                let row = Int(parts[1])!, width = t.shape[1]
-                t = Tensor(shape: [width], values: Array(t.values[(row * width)..<((row + 1) * width)]))
-            } else if t.count == e.shape.reduce(1, *), t.shape != e.shape {
-                // [n, 1] embeddings → [n]; the scalar release time → [1].
-                t = Tensor(shape: e.shape, values: t.values)
-            }
-            guard t.shape == e.shape else {
-                throw WeightsError("checkpoint variable '\(key)' has shape \(t.shape), expected \(e.shape) for \(e.name)")
-            }
-            converted[e.name] = t
-        }
-        var file = Safetensors(tensors: converted, metadata: ["instruments": instruments.joined(separator: ",")])
-        file.metadata["format"] = PianoWeights.formatName
-        file.metadata["architecture"] = Self.architecture
-        try self.init(safetensors: file)
     }
 }

@@ -4,14 +4,6 @@ public enum WeightFile: Sendable {
     case dafx22(PianoWeights)
     case v2(V2Weights)
 
-    public init(safetensors file: Safetensors) throws {
-        switch file.metadata["architecture"] {
-        case nil, "dafx22": self = .dafx22(try PianoWeights(safetensors: file))
-        case V2Weights.architecture: self = .v2(try V2Weights(safetensors: file))
-        case let other?: throw WeightsError("unknown architecture '\(other)' (this version plays 'dafx22' and 'v2')")
-        }
-    }
-
     public var architecture: String {
         switch self { case .dafx22: "dafx22"; case .v2: V2Weights.architecture }
     }
@@ -30,10 +22,6 @@ public enum WeightFile: Sendable {
 
     public var provenance: [String: String] {
         switch self { case .dafx22(let w): w.provenance; case .v2(let w): w.provenance }
-    }
-
-    public func safetensors() -> Safetensors {
-        switch self { case .dafx22(let w): w.safetensors(); case .v2(let w): w.safetensors() }
     }
 
     /// Resolves `--piano` text: an index ("9") or an instrument name ("2018").

@@ -1,4 +1,3 @@
-import CSoxr
 import Foundation
 
 /// Why a resampler could not be made.
@@ -20,7 +19,8 @@ public struct ResamplerError: Error, CustomStringConvertible, Equatable, Sendabl
 ///   custom specs (passband 0.875–0.95, precision 16–20, any phase) 11–59 ms.
 /// None fits the ≤ 1 ms the latency budget leaves (4 ms look-ahead + resampler ≤ 5 ms), so the
 /// stream uses this direct-form polyphase FIR, which emits every output sample as soon as its
-/// newest input sample has arrived. libsoxr stays for whole-signal work (`OfflineResampler`).
+/// newest input sample has arrived. libsoxr stays for whole-signal work (`OfflineResampler`,
+/// in PianoStudy).
 ///
 /// Filter: a Kaiser-windowed sinc (β = 6) of 32 taps per phase, cut off at the input Nyquist
 /// (8 kHz) and centred 16 input samples back, so the delay is the same 1 ms at every host rate.
@@ -208,42 +208,5 @@ public final class StreamingResampler: @unchecked Sendable {
         history.update(repeating: 0, count: historyCount)
         phase = 0
         newest = 0
-    }
-}
-
-/// Whole-signal resampling with libsoxr, for offline renders and as a reference: very high
-/// quality (28-bit, linear phase, steep: passband to 0.982 of the input Nyquist = 7.86 kHz at
-/// 16 kHz, stopband from the Nyquist), output aligned with the input (no delay), length
-/// round(count · outputRate / inputRate). Allocates; not for the real-time path.
-public enum OfflineResampler {
-    public static func resample(_ input: [Double], from inputRate: Double, to outputRate: Double) throws -> [Double] {
-        try oneshot(input, inputRate, outputRate, SOXR_FLOAT64_I)
-    }
-
-    public static func resample(_ input: [Float], from inputRate: Double, to outputRate: Double) throws -> [Float] {
-        try oneshot(input, inputRate, outputRate, SOXR_FLOAT32_I)
-    }
-
-    private static func oneshot<T: BinaryFloatingPoint>(_ input: [T], _ inputRate: Double, _ outputRate: Double,
-                                                        _ type: soxr_datatype_t) throws -> [T] {
-        guard inputRate > 0, outputRate > 0, inputRate.isFinite, outputRate.isFinite else {
-            throw ResamplerError("invalid rates \(inputRate) → \(outputRate)")
-        }
-        if inputRate == outputRate { return input }
-        let olen = Int((Double(input.count) * outputRate / inputRate).rounded())
-        var output = [T](repeating: 0, count: olen)
-        var io = soxr_io_spec(type, type)
-        var quality = soxr_quality_spec(UInt(SOXR_VHQ) | UInt(SOXR_LINEAR_PHASE) | UInt(SOXR_STEEP_FILTER), 0)
-        var runtime = soxr_runtime_spec(1)   // the engine runs no threads of its own
-        var idone = 0, odone = 0
-        let error = input.withUnsafeBufferPointer { i in
-            output.withUnsafeMutableBufferPointer { o in
-                soxr_oneshot(inputRate, outputRate, 1, i.baseAddress, i.count, &idone,
-                             o.baseAddress, o.count, &odone, &io, &quality, &runtime)
-            }
-        }
-        if let error { throw ResamplerError("libsoxr: \(String(cString: error))") }
-        output.removeSubrange(min(odone, olen)...)
-        return output
     }
 }

@@ -1,3 +1,4 @@
+import DDSPPiano
 import Foundation
 
 /// A problem with a TensorFlow checkpoint, as one line naming what is wrong.

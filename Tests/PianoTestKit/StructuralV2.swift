@@ -1,5 +1,6 @@
 import Foundation
 import DDSPPiano
+import PianoStudy
 
 /// A v2 model for the real-time and structural tests in every clone (no ../shared needed):
 /// the real layout with seeded values of plausible size — kernels Glorot-uniform, biases and
@@ -9,10 +10,10 @@ import DDSPPiano
 public enum StructuralV2 {
     public static func weights(seed: UInt64 = 2026) -> V2Weights {
         var rng = SplitMix64(seed: seed)
-        func uniform(_ a: Float) -> Float { Float(rng.nextUnit() * 2 - 1) * a }
+        func uniform(_ a: Float) -> Float { Float(rng.unit() * 2 - 1) * a }
         func normal(_ sigma: Float) -> Float {
             // Box–Muller.
-            let u = max(1e-12, rng.nextUnit()), v = rng.nextUnit()
+            let u = max(1e-12, rng.unit()), v = rng.unit()
             return Float((-2 * log(u)).squareRoot() * cos(2 * Double.pi * v)) * sigma
         }
         let instruments = V2Weights.defaultInstruments
@@ -60,18 +61,4 @@ public enum StructuralV2 {
     }
 
     public static func model() -> PianoModel { try! PianoModel(.v2(weights())) }
-}
-
-/// A small seeded generator for the test weights (SplitMix64).
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
