@@ -77,7 +77,7 @@ public final class Daemon {
     }
 
     func resolvePiano(_ text: String?, in w: PianoModel) throws -> Int {
-        guard let text else { return min(9, w.instruments.count - 1) }   // 2018, as render
+        guard let text else { return UpstreamDefaults.piano(count: w.instruments.count) }
         guard let i = w.instrumentIndex(text) else {
             throw Failure(description: "unknown piano '\(text)' (known: \(w.instruments.enumerated().map { "\($0.offset) \($0.element)" }.joined(separator: ", ")))", status: 2)
         }

@@ -20,11 +20,11 @@ enum RenderInputs {
         }
         // Check the length before allocating: a corrupt file can put a note hours away.
         let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: warmUp, duration: duration)
-        let warmUpFrames = Int(warmUp * 250) // as upstream: int(warm_up_duration * frame_rate)
+        let warmUpFrames = UpstreamDefaults.warmUpFrames(seconds: warmUp)
         guard frames > warmUpFrames else {
             throw MIDIProblem(description: "no notes to play (the piece is 0 s long; --duration sets a length)")
         }
-        let seconds = Double(frames - warmUpFrames) / 250
+        let seconds = Double(frames - warmUpFrames) / Double(UpstreamDefaults.frameRate)
         guard seconds <= maxSeconds else {
             throw MIDIProblem(description: String(format: "the piece would last %.0f s, more than the %.0f s this command renders (corrupt file? --duration limits it)", seconds, maxSeconds))
         }

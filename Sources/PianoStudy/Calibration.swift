@@ -24,7 +24,7 @@ extension Calibration {
 
     /// Upstream conditioning of a MIDI file, cropped to its first `cropSeconds` (nil: whole).
     /// A piece shorter than the crop keeps its own length, so no silence is added.
-    public static func conditioning(midi: MIDIFile, cropSeconds: Double? = standardCropSeconds, warmUp: Double = 0.5) -> FrameConditioning {
+    public static func conditioning(midi: MIDIFile, cropSeconds: Double? = standardCropSeconds, warmUp: Double = UpstreamDefaults.warmUpSeconds) -> FrameConditioning {
         let sequence = NoteSequence(midi: midi).applyingSustain()
         var duration: Double? = nil
         if let crop = cropSeconds, sequence.totalTime > crop { duration = crop }

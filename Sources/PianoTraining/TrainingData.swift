@@ -162,7 +162,7 @@ public struct TrainingSegment: Sendable, Equatable {
 public enum Segmenter {
     /// Notes sounding per frame (pitches 21...108, after sustain), with the conditioning's frame
     /// rule: a note covers [floor(start·fr), max(start frame + 1, ceil(end·fr))).
-    public static func polyphony(_ sequence: NoteSequence, frames: Int, frameRate: Int = 250) -> [Int] {
+    public static func polyphony(_ sequence: NoteSequence, frames: Int, frameRate: Int = UpstreamDefaults.frameRate) -> [Int] {
         var diff = [Int](repeating: 0, count: frames + 1)
         let fr = Double(frameRate)
         for note in sequence.notes where note.pitch >= UpstreamConditioning.minPitch && note.pitch <= UpstreamConditioning.maxPitch && !note.isDrum {
@@ -177,7 +177,7 @@ public enum Segmenter {
     }
 
     public static func segments(audio: [Float], conditioning c: FrameConditioning, polyphony: [Int], seconds: Double = 3, overlap: Double = 0.5,
-                                sampleRate: Int = 16_000, frameRate: Int = 250, maxPolyphony: Int = 16) -> (segments: [TrainingSegment], droppedForPolyphony: Int) {
+                                sampleRate: Int = 16_000, frameRate: Int = UpstreamDefaults.frameRate, maxPolyphony: Int = 16) -> (segments: [TrainingSegment], droppedForPolyphony: Int) {
         precondition(polyphony.count == c.frames)
         let n = Int(seconds * Double(sampleRate)), f = Int(seconds * Double(frameRate))
         let hopN = Int(Double(n) * (1 - overlap)), hopF = Int(Double(f) * (1 - overlap))

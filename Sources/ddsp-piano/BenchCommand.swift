@@ -32,7 +32,7 @@ struct BenchCommand: ParsableCommand {
     var blockSizes: String = "64,128,256"
 
     @Option(help: ArgumentHelp("Piano (index or name).", valueName: "N|YEAR"))
-    var piano: String = "9"
+    var piano: String = String(UpstreamDefaults.piano)
 
     func run() throws {
         do {

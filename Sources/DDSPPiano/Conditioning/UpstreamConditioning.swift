@@ -15,23 +15,23 @@ public enum UpstreamConditioning {
     public static let minPitch = 21
     public static let maxPitch = 108
 
-    public static func make(midi: MIDIFile, warmUp: Double = 0.5, duration: Double? = nil,
-                            voices: Int = 16, frameRate: Int = 250) -> FrameConditioning {
+    public static func make(midi: MIDIFile, warmUp: Double = UpstreamDefaults.warmUpSeconds, duration: Double? = nil,
+                            voices: Int = 16, frameRate: Int = UpstreamDefaults.frameRate) -> FrameConditioning {
         make(sequence: NoteSequence(midi: midi).applyingSustain(), warmUp: warmUp, duration: duration,
              voices: voices, frameRate: frameRate)
     }
 
     /// Frames `make` returns (warm-up included), so a caller can refuse an absurd length before
     /// anything is allocated: a corrupt file can put a note hours away.
-    public static func frameCount(midi: MIDIFile, warmUp: Double = 0.5, duration: Double? = nil, frameRate: Int = 250) -> Int {
+    public static func frameCount(midi: MIDIFile, warmUp: Double = UpstreamDefaults.warmUpSeconds, duration: Double? = nil, frameRate: Int = UpstreamDefaults.frameRate) -> Int {
         let layout = Layout(totalTime: NoteSequence(midi: midi).applyingSustain().totalTime,
                             warmUp: warmUp, duration: duration, frameRate: frameRate)
         return layout.frames
     }
 
     /// `sequence` must already have sustain applied (`applyingSustain()`), as upstream does.
-    public static func make(sequence: NoteSequence, warmUp: Double = 0.5, duration: Double? = nil,
-                            voices: Int = 16, frameRate: Int = 250) -> FrameConditioning {
+    public static func make(sequence: NoteSequence, warmUp: Double = UpstreamDefaults.warmUpSeconds, duration: Double? = nil,
+                            voices: Int = 16, frameRate: Int = UpstreamDefaults.frameRate) -> FrameConditioning {
         precondition(voices >= 1 && voices <= maxPitch - minPitch + 1, "voices must be in 1...88")
         precondition(frameRate > 0, "frame rate must be positive")
         let layout = Layout(totalTime: sequence.totalTime, warmUp: warmUp, duration: duration, frameRate: frameRate)

@@ -29,7 +29,7 @@ public struct EngineEvent: Sendable, Equatable {
 /// `prepare` allocates everything; `render` does not allocate, lock, block, log or do I/O.
 public final class PianoEngine: @unchecked Sendable {
     public struct Options: Sendable {
-        public var instrument = 9
+        public var instrument = UpstreamDefaults.piano
         public var seed: UInt64 = 0
         public var noise = true
         /// How the Normalize statistics are estimated (docs/NORMALIZATION.md): by default a
@@ -38,8 +38,8 @@ public final class PianoEngine: @unchecked Sendable {
         /// Per-instrument statistics for the Normalize layers; nil: the weight file's calibration,
         /// or the built-in default without one (`PianoWeights.normalizationPrior`).
         public var priors: [NormalizationStatistics]? = nil
-        /// Frames of silence run at `prepare`/`reset`, like upstream's 0.5 s warm-up.
-        public var warmUpFrames = 125
+        /// Frames of silence run at `prepare`/`reset`, like upstream's warm-up.
+        public var warmUpFrames = UpstreamDefaults.warmUpFrames()
         /// Frames over which a piano switch glides (embeddings and reverb crossfade).
         public var switchFrames = 25
         /// Conditioning known in advance (a file render, `UpstreamConditioning`): frame k of the
@@ -170,7 +170,7 @@ public final class PianoEngine: @unchecked Sendable {
     /// Back to silence: notes, pedals, recurrent state, phases, reverb tail; then the warm-up.
     /// (Not for the audio thread: it runs the warm-up frames.)
     public func reset() {
-        let saved = unsafeBitCast(cfloatenv_enter_ftz(), to: UInt32.self)
+        let saved = cfloatenv_enter_ftz()
         defer { cfloatenv_restore(saved) }
         network?.reset()
         network?.setInstrument(instrument)
