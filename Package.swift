@@ -113,7 +113,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PianoTrainingTests",
-            dependencies: ["PianoTraining", "DDSPPiano", "PianoFormats", "PianoStudy", "PianoIO", "PianoTestKit"]
+            dependencies: ["PianoTraining", "DDSPPiano", "PianoFormats", "PianoStudy", "PianoIO", "PianoTestKit", "CZlib"]
         ),
         .testTarget(
             name: "DDSPPianoTests",

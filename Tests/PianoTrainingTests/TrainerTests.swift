@@ -3,6 +3,7 @@ import Foundation
 import PianoFormats
 import PianoIO
 import PianoTraining
+import CZlib
 import XCTest
 
 /// The training loop: reproducible from its seed, `--resume` equal to an uninterrupted run,
@@ -212,17 +213,34 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
         print("loss curve PNG: \(png.count) bytes")
         XCTAssertLessThan(png.count, 100_000, "deflated")
-        // Python's zlib (if present) decodes it: the checksums are right.
-        let url = dir.appendingPathComponent("loss.png")
-        try Data(png).write(to: url)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", "import zlib,struct,sys;d=open(sys.argv[1],'rb').read();i=d.index(b'IDAT');n=struct.unpack('>I',d[i-4:i])[0];r=zlib.decompress(d[i+4:i+4+n]);assert zlib.crc32(d[i:i+4+n])==struct.unpack('>I',d[i+4+n:i+8+n])[0];print(len(r))", url.path]
-        let pipe = Pipe(); p.standardOutput = pipe
-        guard (try? p.run()) != nil else { print("skipped: no python3 to decode the PNG"); return }
-        p.waitUntilExit()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        XCTAssertEqual(p.terminationStatus, 0)
-        XCTAssertEqual(Int(out), img.height * (img.width * 3 + 1))
+        // zlib reads it back: every chunk's CRC is right, IHDR says the size, IDAT inflates to
+        // one filter byte plus RGB per row.
+        var chunks: [(type: String, data: [UInt8])] = []
+        var i = 8
+        func be32(_ at: Int) -> Int { png[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        while i + 12 <= png.count {
+            let length = be32(i)
+            XCTAssertLessThanOrEqual(i + 12 + length, png.count, "chunk runs past the end")
+            guard i + 12 + length <= png.count else { break }
+            let typeAndData = Array(png[(i + 4)..<(i + 8 + length)])
+            let crc = typeAndData.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, UInt32($0.count))) }
+            XCTAssertEqual(crc, UInt32(be32(i + 8 + length)), "CRC of chunk at \(i)")
+            chunks.append((String(decoding: typeAndData[0..<4], as: UTF8.self), Array(typeAndData[4...])))
+            i += 12 + length
+        }
+        XCTAssertEqual(chunks.map(\.type), ["IHDR", "IDAT", "IEND"])
+        guard chunks.count == 3 else { return }
+        let ihdr = chunks[0].data
+        XCTAssertEqual(ihdr[0..<4].reduce(0) { $0 << 8 | Int($1) }, img.width)
+        XCTAssertEqual(ihdr[4..<8].reduce(0) { $0 << 8 | Int($1) }, img.height)
+        let expected = img.height * (img.width * 3 + 1)
+        var raw = [UInt8](repeating: 0, count: expected + 16)
+        var rawLength = uLongf(raw.count)
+        let status = chunks[1].data.withUnsafeBufferPointer { src in
+            raw.withUnsafeMutableBufferPointer { dst in uncompress(dst.baseAddress, &rawLength, src.baseAddress, uLong(src.count)) }
+        }
+        print("loss curve PNG: IDAT inflates to \(rawLength) bytes (zlib status \(status)), expected \(expected)")
+        XCTAssertEqual(status, Z_OK)
+        XCTAssertEqual(Int(rawLength), expected)
     }
 }
