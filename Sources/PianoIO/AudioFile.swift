@@ -80,90 +80,35 @@ public enum AudioFile {
     @discardableResult
     public static func write(_ samples: [Float], channels: Int = 1, sampleRate: Int, format: AudioFormat,
                              to url: URL) throws -> AudioWriteReport {
-        let path = url.relativePath // as the caller spelled it, for messages
         guard channels > 0, samples.count % channels == 0 else {
-            throw AudioFileError(path, "\(samples.count) samples do not divide into \(channels) channels")
+            throw AudioFileError(url.relativePath, "\(samples.count) samples do not divide into \(channels) channels")
         }
-        guard sampleRate > 0 else { throw AudioFileError(path, "invalid sample rate \(sampleRate)") }
-
-        let (fd, tempPath) = try makeTemporaryFile(for: url)
-        TempFileRegistry.add(tempPath)
-        defer { TempFileRegistry.remove(tempPath) }
-        var renamed = false
-        defer { if !renamed { unlink(tempPath) } }
-
-        var info = SF_INFO()
-        info.samplerate = Int32(sampleRate)
-        info.channels = Int32(channels)
-        info.format = Int32(SF_FORMAT_WAV) | format.sndfileSubtype
-        guard let sf = sf_open_fd(fd, Int32(SFM_WRITE), &info, 1) else {
-            let reason = String(cString: sf_strerror(nil))
-            close(fd)
-            throw AudioFileError(path, "cannot write WAV: \(reason)")
-        }
-        var report = AudioWriteReport(frames: samples.count / channels)
-        var failure: String?
-        // Convert in chunks: bounded extra memory whatever the length.
-        let chunkFrames = 65_536
-        samples.withUnsafeBufferPointer { all in
-            var start = 0
-            while start < all.count, failure == nil {
-                let end = min(all.count, start + chunkFrames * channels)
-                let chunk = UnsafeBufferPointer(rebasing: all[start..<end])
-                let frames = sf_count_t(chunk.count / channels)
-                let written: sf_count_t
-                switch format {
-                case .f32:
-                    var buf = [Float](chunk)
-                    for i in buf.indices {
-                        let x = buf[i]
-                        if x.isFinite { report.peak = max(report.peak, abs(x)) } else { buf[i] = 0; report.nonFiniteSamples += 1 }
-                    }
-                    written = sf_writef_float(sf, buf, frames)
-                case .s16:
-                    let buf = quantize(chunk, bits: 16, report: &report).map { Int16(truncatingIfNeeded: $0) }
-                    written = sf_writef_short(sf, buf, frames)
-                case .s24:
-                    // libsndfile takes 24-bit PCM from the top 24 bits of an Int32.
-                    let buf = quantize(chunk, bits: 24, report: &report).map { $0 << 8 }
-                    written = sf_writef_int(sf, buf, frames)
-                }
-                if written != frames { failure = String(cString: sf_strerror(sf)) }
-                start = end
-            }
-        }
-        if failure == nil {
-            sf_write_sync(sf)
-        }
-        let closeStatus = sf_close(sf)
-        if let failure { throw AudioFileError(path, "write failed: \(failure)") }
-        guard closeStatus == 0 else { throw AudioFileError(path, "write failed: \(String(cString: sf_error_number(closeStatus)))") }
-        guard rename(tempPath, url.path) == 0 else {
-            throw AudioFileError(path, "cannot replace the file: \(errnoText())")
-        }
-        renamed = true
-        // Persist the rename too; best effort (some filesystems refuse fsync on directories).
-        let dfd = open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
-        return report
+        let writer = try AudioFileWriter(url: url, channels: channels, sampleRate: sampleRate, format: format)
+        try samples.withUnsafeBufferPointer { try writer.write($0) }
+        return try writer.finish()
     }
 
-    /// Rounds to `bits`-bit integers on the 2^(bits-1) scale, clamping (and counting) overs.
-    private static func quantize(_ chunk: UnsafeBufferPointer<Float>, bits: Int, report: inout AudioWriteReport) -> [Int32] {
+    /// Rounds to `bits`-bit integers on the 2^(bits-1) scale, clamping (and counting) overs;
+    /// into `ints` shifted to the top of an Int32 (libsndfile's `int` layout), or into `shorts`.
+    static func quantize(_ chunk: UnsafeBufferPointer<Float>, bits: Int, into ints: UnsafeMutableBufferPointer<Int32>?,
+                         shorts: UnsafeMutableBufferPointer<Int16>?, report: inout AudioWriteReport) {
         let scale = Float(1 << (bits - 1))
         let hi = Int32((1 << (bits - 1)) - 1), lo = Int32(-(1 << (bits - 1)))
-        var out = [Int32](repeating: 0, count: chunk.count)
+        let shift = Int32(32 - bits)
         for i in 0..<chunk.count {
             let x = chunk[i]
-            guard x.isFinite else { report.nonFiniteSamples += 1; continue }
-            let a = abs(x)
-            if a > report.peak { report.peak = a }
-            if a > 1 { report.clippedSamples += 1 }
-            // Clamp in Float first so the Int32 conversion cannot trap.
-            let v = min(max((x * scale).rounded(), Float(lo)), Float(hi))
-            out[i] = Int32(v)
+            var q: Int32 = 0
+            if x.isFinite {
+                let a = abs(x)
+                if a > report.peak { report.peak = a }
+                if a > 1 { report.clippedSamples += 1 }
+                // Clamp in Float first so the Int32 conversion cannot trap.
+                q = Int32(min(max((x * scale).rounded(), Float(lo)), Float(hi)))
+            } else {
+                report.nonFiniteSamples += 1
+            }
+            if let shorts { shorts[i] = Int16(truncatingIfNeeded: q) } else { ints![i] = q << shift }
         }
-        return out
     }
 
     /// Fails early (before a long render) when `url` could not be written: missing or
@@ -179,7 +124,7 @@ public enum AudioFile {
     }
 
     /// A fresh file beside `url` (same directory, so the final rename is atomic).
-    private static func makeTemporaryFile(for url: URL) throws -> (Int32, String) {
+    static func makeTemporaryFile(for url: URL) throws -> (Int32, String) {
         let path = url.relativePath
         let dir = url.deletingLastPathComponent().path
         var isDir: ObjCBool = false
@@ -235,6 +180,223 @@ public enum AudioFile {
     /// then die of the signal as usual. For executables; safe to call more than once.
     public static func removeTemporaryFilesOnSignals() {
         TempFileRegistry.installHandlers()
+    }
+}
+
+/// A WAV file written as the samples come, in constant memory, with `AudioFile.write`'s
+/// guarantees: the samples go to a temporary file beside `url` (deleted on SIGINT/SIGTERM/SIGHUP
+/// once `AudioFile.removeTemporaryFilesOnSignals()` is installed), which `finish()` renames over
+/// `url` only when complete. `cancel()`, or dropping an unfinished writer, deletes it: an
+/// existing file at `url` is never touched by a write that did not finish.
+///
+/// Samples are buffered and converted in fixed chunks (allocated once, at `init`); integer
+/// formats clip beyond ±1 and count it (`report`).
+public final class AudioFileWriter {
+    public let url: URL
+    public let channels: Int
+    public let sampleRate: Int
+    public let format: AudioFormat
+    /// What was done to the samples so far (complete after `finish()`).
+    public private(set) var report = AudioWriteReport()
+
+    private var sf: OpaquePointer?
+    private let tempPath: String
+    private var done = false
+    private static let chunkFrames = 65_536
+    private let pending: UnsafeMutableBufferPointer<Float>
+    private var pendingCount = 0
+    private let ints: UnsafeMutableBufferPointer<Int32>
+    private let shorts: UnsafeMutableBufferPointer<Int16>
+
+    public init(url: URL, channels: Int = 1, sampleRate: Int, format: AudioFormat) throws {
+        let path = url.relativePath // as the caller spelled it, for messages
+        guard channels > 0 else { throw AudioFileError(path, "invalid channel count \(channels)") }
+        guard sampleRate > 0 else { throw AudioFileError(path, "invalid sample rate \(sampleRate)") }
+        let (fd, tempPath) = try AudioFile.makeTemporaryFile(for: url)
+        TempFileRegistry.add(tempPath)
+        var info = SF_INFO()
+        info.samplerate = Int32(sampleRate)
+        info.channels = Int32(channels)
+        info.format = Int32(SF_FORMAT_WAV) | format.sndfileSubtype
+        guard let sf = sf_open_fd(fd, Int32(SFM_WRITE), &info, 1) else {
+            let reason = String(cString: sf_strerror(nil))
+            close(fd)
+            unlink(tempPath)
+            TempFileRegistry.remove(tempPath)
+            throw AudioFileError(path, "cannot write WAV: \(reason)")
+        }
+        self.url = url
+        self.channels = channels
+        self.sampleRate = sampleRate
+        self.format = format
+        self.sf = sf
+        self.tempPath = tempPath
+        let capacity = Self.chunkFrames * channels
+        pending = .allocate(capacity: capacity)
+        pending.initialize(repeating: 0)
+        ints = .allocate(capacity: format == .s24 ? capacity : 0)
+        ints.initialize(repeating: 0)
+        shorts = .allocate(capacity: format == .s16 ? capacity : 0)
+        shorts.initialize(repeating: 0)
+    }
+
+    deinit {
+        cancel()
+        pending.deallocate()
+        ints.deallocate()
+        shorts.deallocate()
+    }
+
+    /// Appends interleaved samples (whole frames).
+    public func write(_ samples: UnsafeBufferPointer<Float>) throws {
+        guard !done, sf != nil else { throw AudioFileError(url.relativePath, "write after the file was finished or cancelled") }
+        guard samples.count % channels == 0 else {
+            throw AudioFileError(url.relativePath, "\(samples.count) samples do not divide into \(channels) channels")
+        }
+        var start = 0
+        while start < samples.count {
+            let n = min(samples.count - start, pending.count - pendingCount)
+            (pending.baseAddress! + pendingCount).update(from: samples.baseAddress! + start, count: n)
+            pendingCount += n
+            start += n
+            if pendingCount == pending.count { try flush() }
+        }
+    }
+
+    /// Writes what is buffered, closes, and renames the file into place. Returns the report.
+    @discardableResult
+    public func finish() throws -> AudioWriteReport {
+        let path = url.relativePath
+        guard !done, let sf else { throw AudioFileError(path, "finish after the file was finished or cancelled") }
+        do {
+            try flush()
+        } catch {
+            cancel()
+            throw error
+        }
+        sf_write_sync(sf)
+        let closeStatus = sf_close(sf)
+        self.sf = nil
+        guard closeStatus == 0 else {
+            cancel()
+            throw AudioFileError(path, "write failed: \(String(cString: sf_error_number(closeStatus)))")
+        }
+        guard rename(tempPath, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            cancel()
+            throw AudioFileError(path, "cannot replace the file: \(reason)")
+        }
+        done = true
+        TempFileRegistry.remove(tempPath)
+        // Persist the rename too; best effort (some filesystems refuse fsync on directories).
+        let dfd = open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+        return report
+    }
+
+    /// Abandons the file: the temporary file is deleted, `url` is left as it was. Safe to call
+    /// more than once, and after `finish()` (then it does nothing).
+    public func cancel() {
+        guard !done else { return }
+        done = true
+        if let sf { sf_close(sf) }
+        sf = nil
+        unlink(tempPath)
+        TempFileRegistry.remove(tempPath)
+    }
+
+    private func flush() throws {
+        guard pendingCount > 0, let sf else { return }
+        let chunk = UnsafeMutableBufferPointer(rebasing: pending[0..<pendingCount])
+        let frames = sf_count_t(pendingCount / channels)
+        pendingCount = 0
+        report.frames += Int(frames)
+        let written: sf_count_t
+        switch format {
+        case .f32:
+            for i in chunk.indices {
+                let x = chunk[i]
+                if x.isFinite { report.peak = max(report.peak, abs(x)) } else { chunk[i] = 0; report.nonFiniteSamples += 1 }
+            }
+            written = sf_writef_float(sf, chunk.baseAddress!, frames)
+        case .s16:
+            AudioFile.quantize(UnsafeBufferPointer(chunk), bits: 16, into: nil, shorts: shorts, report: &report)
+            written = sf_writef_short(sf, shorts.baseAddress!, frames)
+        case .s24:
+            // libsndfile takes 24-bit PCM from the top 24 bits of an Int32.
+            AudioFile.quantize(UnsafeBufferPointer(chunk), bits: 24, into: ints, shorts: nil, report: &report)
+            written = sf_writef_int(sf, ints.baseAddress!, frames)
+        }
+        if written != frames {
+            throw AudioFileError(url.relativePath, "write failed: \(String(cString: sf_strerror(sf)))")
+        }
+    }
+}
+
+/// Float samples parked in an anonymous temporary file (raw, native byte order), to be read back
+/// in order: a long render's samples without keeping them in memory. The file is created beside
+/// `url` (an output is going there anyway) and unlinked at once, so nothing is ever left behind,
+/// whatever happens to the process.
+public final class SampleScratchFile {
+    private let fd: Int32
+    private let path: String
+    /// Samples appended so far.
+    public var count: Int { stored + buffered }
+    private var stored = 0
+    private let buffer: UnsafeMutableBufferPointer<Float>
+    private var buffered = 0
+
+    public init(near url: URL) throws {
+        let (fd, tempPath) = try AudioFile.makeTemporaryFile(for: url)
+        unlink(tempPath)
+        self.fd = fd
+        path = url.relativePath
+        buffer = .allocate(capacity: 65_536)
+        buffer.initialize(repeating: 0)
+    }
+
+    deinit {
+        close(fd)
+        buffer.deallocate()
+    }
+
+    public func append(_ samples: UnsafeBufferPointer<Float>) throws {
+        var start = 0
+        while start < samples.count {
+            let n = min(samples.count - start, buffer.count - buffered)
+            (buffer.baseAddress! + buffered).update(from: samples.baseAddress! + start, count: n)
+            buffered += n
+            start += n
+            if buffered == buffer.count { try flush() }
+        }
+    }
+
+    /// Reads up to `into.count` samples from sample `offset`; returns how many were read.
+    public func read(at offset: Int, into: UnsafeMutableBufferPointer<Float>) throws -> Int {
+        try flush()
+        let n = max(0, min(into.count, stored - offset))
+        var done = 0
+        while done < n * 4 {
+            let got = pread(fd, UnsafeMutableRawPointer(into.baseAddress!) + done, n * 4 - done, off_t(offset * 4 + done))
+            if got < 0, errno == EINTR { continue }
+            guard got > 0 else { throw AudioFileError(path, "cannot read back the temporary samples: \(got < 0 ? String(cString: strerror(errno)) : "short file")") }
+            done += got
+        }
+        return n
+    }
+
+    private func flush() throws {
+        guard buffered > 0 else { return }
+        let bytes = buffered * 4
+        var done = 0
+        while done < bytes {
+            let put = write(fd, UnsafeRawPointer(buffer.baseAddress!) + done, bytes - done)
+            if put < 0, errno == EINTR { continue }
+            guard put > 0 else { throw AudioFileError(path, "cannot write temporary samples: \(put < 0 ? String(cString: strerror(errno)) : "no space")") }
+            done += put
+        }
+        stored += buffered
+        buffered = 0
     }
 }
 

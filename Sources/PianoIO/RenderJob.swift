@@ -133,30 +133,27 @@ public struct RenderJob: Sendable {
                         settings: settings, instrumentName: loaded.instruments[instrument], warnings: warnings)
     }
 
+    /// Renders and writes as the engine goes: each block goes to the output files (temporary
+    /// files, renamed into place when complete), so memory does not grow with the piece. The
+    /// dry mix is computed only when `dryOutput` is set. With `normalize`, the render goes to
+    /// float scratch files first and is then rescaled into the final files, block by block.
     public func render(_ prepared: Prepared, started: Date = Date(), progress: ((Double) -> Void)? = nil) throws -> Summary {
-        var out: RenderOutput
+        var sink = RenderFileSink(output: output, dryOutput: dryOutput, format: format, normalize: normalize)
+        defer { sink.cancel() }
         do {
-            out = try OfflineRenderer.render(midi: prepared.midiFile, model: prepared.model,
-                                             settings: prepared.settings, progress: progress)
+            try OfflineRenderer.render(midi: prepared.midiFile, model: prepared.model,
+                                       settings: prepared.settings, into: &sink, progress: progress)
+        } catch let error as AudioFileError {
+            throw error
         } catch {
             throw RenderError(midi.relativePath, "render failed: \(oneLine(error))")
         }
-        if let normalize {
-            Self.normalize(&out.wet, to: normalize)
-            Self.normalize(&out.dry, to: normalize)
-        }
+        let (wetReport, dryReport) = try sink.finish()
         var warnings: [String] = []
-        // Dry first: the main output appears only when everything else is done.
-        var dryReport: AudioWriteReport?
-        if let dryOutput {
-            let r = try AudioFile.write(out.dry, sampleRate: out.sampleRate, format: format, to: dryOutput)
-            warnings += Self.warnings(r, file: dryOutput, format: format)
-            dryReport = r
-        }
-        let wetReport = try AudioFile.write(out.wet, sampleRate: out.sampleRate, format: format, to: output)
+        if let dryOutput, let dryReport { warnings += Self.warnings(dryReport, file: dryOutput, format: format) }
         warnings += Self.warnings(wetReport, file: output, format: format)
-        return Summary(output: output, format: format, sampleRate: out.sampleRate,
-                       audioSeconds: Double(out.wet.count) / Double(out.sampleRate), peak: wetReport.peak,
+        return Summary(output: output, format: format, sampleRate: sink.sampleRate,
+                       audioSeconds: Double(wetReport.frames) / Double(max(1, sink.sampleRate)), peak: wetReport.peak,
                        renderSeconds: Date().timeIntervalSince(started), wet: wetReport, dry: dryReport,
                        instrumentName: prepared.instrumentName, modelSummary: prepared.model.architecture.rawValue, warnings: warnings)
     }
@@ -213,13 +210,17 @@ public struct RenderJob: Sendable {
         String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 
-    /// Scales so the peak is at `dBFS`; silence stays silence.
-    static func normalize(_ x: inout [Float], to dBFS: Double) {
-        var peak: Float = 0
-        for v in x where v.isFinite { peak = max(peak, abs(v)) }
-        guard peak > 0 else { return }
-        let gain = Float(pow(10, dBFS / 20)) / peak
-        for i in x.indices { x[i] *= gain }
+    /// The gain that puts `peak` at `dBFS`; nil for silence (which stays silence).
+    static func normalizationGain(peak: Float, to dBFS: Double) -> Float? {
+        guard peak > 0 else { return nil }
+        return Float(pow(10, dBFS / 20)) / peak
+    }
+
+    /// Largest finite |x| of `x` and `peak`.
+    static func peak(_ x: UnsafeBufferPointer<Float>, _ peak: Float) -> Float {
+        var p = peak
+        for v in x where v.isFinite { p = max(p, abs(v)) }
+        return p
     }
 
     static func warnings(_ r: AudioWriteReport, file: URL, format: AudioFormat) -> [String] {
@@ -235,5 +236,100 @@ public struct RenderJob: Sendable {
 
     public static func dBFSText(_ peak: Float) -> String {
         peak > 0 ? String(format: "%+.1f dBFS", 20 * log10(Double(peak))) : "-inf dBFS"
+    }
+}
+
+/// Where `RenderJob` sends the engine's blocks: straight into the output files, or with
+/// `--normalize` into float scratch files (the peak must be known before the first sample is
+/// scaled), which `finish()` rescales block by block into the output files. Constant memory
+/// either way; no output file appears before `finish()`, and `cancel()` leaves nothing.
+final class RenderFileSink: RenderSink {
+    let output: URL
+    let dryOutput: URL?
+    let format: AudioFormat
+    let normalize: Double?
+    var wantsDry: Bool { dryOutput != nil }
+    private(set) var sampleRate = 0
+    private var wetWriter: AudioFileWriter?
+    private var dryWriter: AudioFileWriter?
+    private var wetScratch: SampleScratchFile?
+    private var dryScratch: SampleScratchFile?
+    private var wetPeak: Float = 0
+    private var dryPeak: Float = 0
+
+    init(output: URL, dryOutput: URL?, format: AudioFormat, normalize: Double?) {
+        self.output = output
+        self.dryOutput = dryOutput
+        self.format = format
+        self.normalize = normalize
+    }
+
+    func begin(sampleRate: Int, length: Int) throws {
+        self.sampleRate = sampleRate
+        if normalize != nil {
+            wetScratch = try SampleScratchFile(near: output)
+            if let dryOutput { dryScratch = try SampleScratchFile(near: dryOutput) }
+        } else {
+            if let dryOutput { dryWriter = try AudioFileWriter(url: dryOutput, sampleRate: sampleRate, format: format) }
+            wetWriter = try AudioFileWriter(url: output, sampleRate: sampleRate, format: format)
+        }
+    }
+
+    func write(wet: UnsafeBufferPointer<Float>, dry: UnsafeBufferPointer<Float>?) throws {
+        if let wetScratch {
+            wetPeak = RenderJob.peak(wet, wetPeak)
+            try wetScratch.append(wet)
+            if let dry, let dryScratch {
+                dryPeak = RenderJob.peak(dry, dryPeak)
+                try dryScratch.append(dry)
+            }
+        } else {
+            try wetWriter?.write(wet)
+            if let dry { try dryWriter?.write(dry) }
+        }
+    }
+
+    /// Completes the files, dry first: the main output appears only when everything else is done.
+    func finish() throws -> (wet: AudioWriteReport, dry: AudioWriteReport?) {
+        if let normalize {
+            guard let wetScratch else { throw AudioFileError(output.relativePath, "nothing was rendered") }
+            var dryReport: AudioWriteReport?
+            if let dryOutput, let dryScratch {
+                dryReport = try rescale(dryScratch, peak: dryPeak, to: dryOutput, dBFS: normalize)
+            }
+            return (try rescale(wetScratch, peak: wetPeak, to: output, dBFS: normalize), dryReport)
+        }
+        guard let wetWriter else { throw AudioFileError(output.relativePath, "nothing was rendered") }
+        let dryReport = try dryWriter?.finish()
+        return (try wetWriter.finish(), dryReport)
+    }
+
+    /// Abandons whatever is not finished (temporary files deleted, outputs untouched).
+    func cancel() {
+        wetWriter?.cancel()
+        dryWriter?.cancel()
+        wetScratch = nil
+        dryScratch = nil
+    }
+
+    private func rescale(_ scratch: SampleScratchFile, peak: Float, to url: URL, dBFS: Double) throws -> AudioWriteReport {
+        let writer = try AudioFileWriter(url: url, sampleRate: sampleRate, format: format)
+        do {
+            let gain = RenderJob.normalizationGain(peak: peak, to: dBFS)
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: 65_536)
+            buffer.initialize(repeating: 0)
+            defer { buffer.deallocate() }
+            var position = 0
+            while position < scratch.count {
+                let n = try scratch.read(at: position, into: buffer)
+                if let gain { for i in 0..<n { buffer[i] *= gain } }
+                try writer.write(UnsafeBufferPointer(rebasing: buffer[0..<n]))
+                position += n
+            }
+            return try writer.finish()
+        } catch {
+            writer.cancel()
+            throw error
+        }
     }
 }

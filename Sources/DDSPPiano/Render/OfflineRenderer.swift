@@ -39,20 +39,65 @@ public struct RenderOutput: Sendable {
     public var sampleRate: Int
     /// Model output (dry + reverb), warm-up removed.
     public var wet: [Float]
-    /// The unreverbed mix, warm-up removed.
+    /// The unreverbed mix, warm-up removed (empty when it was not asked for).
     public var dry: [Float]
+}
+
+/// Where a render's samples go, block by block, as the engine produces them: memory does not
+/// grow with the piece (a file writer writes each block out; `RenderCollector` keeps them).
+public protocol RenderSink {
+    /// Whether the unreverbed mix is wanted. The engine computes it only then, and `write` gets
+    /// nil otherwise.
+    var wantsDry: Bool { get }
+    /// Called once, before the first block: the output rate and the number of samples that follow.
+    mutating func begin(sampleRate: Int, length: Int) throws
+    /// The next samples in order, warm-up and latency already cut. `dry` (nil unless `wantsDry`)
+    /// has as many samples as `wet`. The buffers are reused: valid only during the call. An error
+    /// thrown here stops the render and is rethrown to the caller.
+    mutating func write(wet: UnsafeBufferPointer<Float>, dry: UnsafeBufferPointer<Float>?) throws
+}
+
+/// Keeps a whole render in memory, as `RenderOutput` (tests, analysis).
+public struct RenderCollector: RenderSink {
+    public let wantsDry: Bool
+    public private(set) var output = RenderOutput(sampleRate: 0, wet: [], dry: [])
+
+    public init(dry: Bool = true) { wantsDry = dry }
+
+    public mutating func begin(sampleRate: Int, length: Int) {
+        output.sampleRate = sampleRate
+        output.wet.reserveCapacity(length)
+        if wantsDry { output.dry.reserveCapacity(length) }
+    }
+
+    public mutating func write(wet: UnsafeBufferPointer<Float>, dry: UnsafeBufferPointer<Float>?) {
+        output.wet.append(contentsOf: wet)
+        if let dry { output.dry.append(contentsOf: dry) }
+    }
 }
 
 public enum OfflineRenderer {
     /// Renders a MIDI file like `ddsp-piano render`: through the streaming engine (the same code
     /// as live playing), or for dafx22 with `exact` through upstream's two-pass normalisation.
+    /// The whole output in memory, wet and dry; `render(midi:model:settings:into:progress:)`
+    /// hands it out block by block instead.
     public static func render(midi: MIDIFile, model: PianoModel, settings: RenderSettings,
                               progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        var collector = RenderCollector(dry: true)
+        try render(midi: midi, model: model, settings: settings, into: &collector, progress: progress)
+        return collector.output
+    }
+
+    /// Renders a MIDI file like `ddsp-piano render`, handing `sink` each block as it is produced
+    /// (after the warm-up and the engine's constant latency): memory does not depend on the
+    /// length of the piece. The unreverbed mix is computed only when `sink.wantsDry`.
+    public static func render<Sink: RenderSink>(midi: MIDIFile, model: PianoModel, settings: RenderSettings,
+                                                into sink: inout Sink, progress: ((Double) -> Void)? = nil) throws {
         let h = model.hyper
         if settings.exact, let weights = model.dafx22 {
             let conditioning = UpstreamConditioning.make(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
                                                          voices: h.voices, frameRate: h.frameRate)
-            return try render(conditioning: conditioning, weights: weights, settings: settings, progress: progress)
+            return try render(conditioning: conditioning, weights: weights, settings: settings, into: &sink, progress: progress)
         }
         let scripted: Bool
         switch settings.conditioning {
@@ -63,16 +108,16 @@ public enum OfflineRenderer {
         if scripted {
             let conditioning = UpstreamConditioning.make(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
                                                          voices: h.voices, frameRate: h.frameRate)
-            return try renderStreaming(conditioning: conditioning, model: model, settings: settings, progress: progress)
+            return try renderStreaming(conditioning: conditioning, model: model, settings: settings, into: &sink, progress: progress)
         }
         let sequence = NoteSequence(midi: midi).applyingSustain()
         let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
                                                      frameRate: h.frameRate)
         let warmUpFrames = Int(settings.warmUp * Double(h.frameRate))
         let modelSamples = max(0, frames - warmUpFrames) * h.samplesPerFrame
-        return try renderStreaming(events: EventSchedule.events(from: sequence), modelSamples: modelSamples,
-                                   warmUpFrames: warmUpFrames, sustainApplied: true, model: model,
-                                   settings: settings, progress: progress)
+        try renderStreaming(events: EventSchedule.events(from: sequence), modelSamples: modelSamples,
+                            warmUpFrames: warmUpFrames, sustainApplied: true, model: model,
+                            settings: settings, into: &sink, progress: progress)
     }
 
     public static func render(midi: MIDIFile, weights: PianoWeights, settings: RenderSettings,
@@ -80,12 +125,12 @@ public enum OfflineRenderer {
         try render(midi: midi, model: PianoModel(weights: weights), settings: settings, progress: progress)
     }
 
-    static func engineOptions(_ settings: RenderSettings) -> PianoEngine.Options {
+    static func engineOptions(_ settings: RenderSettings, dry: Bool) -> PianoEngine.Options {
         var options = PianoEngine.Options()
         options.instrument = settings.instrument
         options.seed = settings.seed
         options.noise = settings.noise
-        options.produceDry = true
+        options.produceDry = dry
         options.normalization = settings.normalization
         options.priors = settings.priors
         return options
@@ -101,9 +146,17 @@ public enum OfflineRenderer {
     /// cropped like upstream: the warm-up and the engine's constant latency are removed.
     public static func renderStreaming(conditioning: FrameConditioning, model: PianoModel, settings: RenderSettings,
                                        progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        var collector = RenderCollector(dry: true)
+        try renderStreaming(conditioning: conditioning, model: model, settings: settings, into: &collector, progress: progress)
+        return collector.output
+    }
+
+    public static func renderStreaming<Sink: RenderSink>(conditioning: FrameConditioning, model: PianoModel,
+                                                         settings: RenderSettings, into sink: inout Sink,
+                                                         progress: ((Double) -> Void)? = nil) throws {
         try checkInstrument(settings, model)
         let h = model.hyper
-        var options = engineOptions(settings)
+        var options = engineOptions(settings, dry: sink.wantsDry)
         options.script = conditioning
         options.warmUpFrames = 0
         let engine = PianoEngine(model: model, options: options)
@@ -116,7 +169,7 @@ public enum OfflineRenderer {
         let skip = Int((Double(engine.padding + warmUpSamples) * rate / modelRate + engine.streamDelay).rounded())
         let modelSamples = max(0, conditioning.frames * h.samplesPerFrame - warmUpSamples)
         let length = Int((Double(modelSamples) * rate / modelRate).rounded())
-        return drive(engine, events: [], rate: rate, block: block, skip: skip, length: length, progress: progress)
+        try drive(engine, events: [], rate: rate, block: block, skip: skip, length: length, into: &sink, progress: progress)
     }
 
     /// The streaming engine over timed events, cropped to upstream's alignment: the engine's
@@ -125,9 +178,18 @@ public enum OfflineRenderer {
     public static func renderStreaming(events: [TimedMessage], modelSamples: Int, warmUpFrames: Int, sustainApplied: Bool,
                                        model: PianoModel, settings: RenderSettings,
                                        progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        var collector = RenderCollector(dry: true)
+        try renderStreaming(events: events, modelSamples: modelSamples, warmUpFrames: warmUpFrames, sustainApplied: sustainApplied,
+                            model: model, settings: settings, into: &collector, progress: progress)
+        return collector.output
+    }
+
+    public static func renderStreaming<Sink: RenderSink>(events: [TimedMessage], modelSamples: Int, warmUpFrames: Int,
+                                                         sustainApplied: Bool, model: PianoModel, settings: RenderSettings,
+                                                         into sink: inout Sink, progress: ((Double) -> Void)? = nil) throws {
         try checkInstrument(settings, model)
         let h = model.hyper
-        var options = engineOptions(settings)
+        var options = engineOptions(settings, dry: sink.wantsDry)
         // One warm-up frame fewer than upstream: the engine's events land one frame later, so
         // this keeps its sample clock (oscillator phases, 1000-sample phase chunks) on upstream's.
         options.warmUpFrames = max(0, warmUpFrames - 1)
@@ -142,7 +204,7 @@ public enum OfflineRenderer {
         let skipModel = Double(engine.padding + 2 * h.samplesPerFrame - h.samplesPerFrame)
         let skip = Int((skipModel * rate / modelRate + engine.streamDelay).rounded())
         let length = Int((Double(modelSamples) * rate / modelRate).rounded())
-        return drive(engine, events: events, rate: rate, block: block, skip: skip, length: length, progress: progress)
+        try drive(engine, events: events, rate: rate, block: block, skip: skip, length: length, into: &sink, progress: progress)
     }
 
     public static func renderStreaming(events: [TimedMessage], modelSamples: Int, warmUpFrames: Int, sustainApplied: Bool,
@@ -152,36 +214,60 @@ public enum OfflineRenderer {
                             model: PianoModel(weights: weights), settings: settings, progress: progress)
     }
 
-    /// Runs a prepared engine block by block, `skip` + `length` host samples, keeps the last `length`.
-    static func drive(_ engine: PianoEngine, events: [TimedMessage], rate: Double, block: Int, skip: Int, length: Int,
-                      progress: ((Double) -> Void)?) -> RenderOutput {
+    /// The one render loop: runs a prepared engine block by block, `skip` + `length` host
+    /// samples, and hands the last `length` to `sink` as they come. Its buffers are allocated
+    /// once, here; nothing is allocated per block (the engine must have been built with
+    /// `produceDry == sink.wantsDry`).
+    static func drive<Sink: RenderSink>(_ engine: PianoEngine, events: [TimedMessage], rate: Double, block: Int,
+                                        skip: Int, length: Int, into sink: inout Sink,
+                                        progress: ((Double) -> Void)?) throws {
         let total = skip + length
-        var wet = [Float](repeating: 0, count: total), dry = wet
+        try sink.begin(sampleRate: Int(rate.rounded()), length: length)
+        let wantsDry = sink.wantsDry
+        let wet = UnsafeMutableBufferPointer<Float>.allocate(capacity: block)
+        let dry = UnsafeMutableBufferPointer<Float>.allocate(capacity: block)
+        wet.initialize(repeating: 0)
+        dry.initialize(repeating: 0)
+        defer { wet.deallocate(); dry.deallocate() }
         var feed = BlockEventFeed(events: events, sampleRate: rate)
         var blockEvents: [EngineEvent] = []
+        blockEvents.reserveCapacity(256)
         var position = 0
         while position < total {
             let n = min(block, total - position)
             feed.take(position: position, count: n, into: &blockEvents)
             blockEvents.withUnsafeBufferPointer { ev in
-                wet.withUnsafeMutableBufferPointer { w in
-                    dry.withUnsafeMutableBufferPointer { d in
-                        engine.render(events: ev, into: UnsafeMutableBufferPointer(rebasing: w[position..<(position + n)]),
-                                      dry: UnsafeMutableBufferPointer(rebasing: d[position..<(position + n)]))
-                    }
-                }
+                engine.render(events: ev, into: UnsafeMutableBufferPointer(rebasing: wet[0..<n]),
+                              dry: wantsDry ? UnsafeMutableBufferPointer(rebasing: dry[0..<n]) : nil)
+            }
+            // The constant latency (and warm-up) is cut: the first `skip` samples go nowhere.
+            let start = min(n, max(0, skip - position))
+            if start < n {
+                try sink.write(wet: UnsafeBufferPointer(rebasing: wet[start..<n]),
+                               dry: wantsDry ? UnsafeBufferPointer(rebasing: dry[start..<n]) : nil)
             }
             position += n
             if (position / block) % 200 == 0 { progress?(Double(position) / Double(max(1, total))) }
         }
         progress?(1)
-        return RenderOutput(sampleRate: Int(rate.rounded()), wet: Array(wet[min(skip, total)...]), dry: Array(dry[min(skip, total)...]))
     }
 
     /// Renders a whole performance (warm-up frames included in `conditioning`, as
     /// `UpstreamConditioning.make` builds it). `progress` gets the fraction done, now and then.
     public static func render(conditioning: FrameConditioning, weights: PianoWeights, settings: RenderSettings,
                               progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
+        var collector = RenderCollector(dry: true)
+        try render(conditioning: conditioning, weights: weights, settings: settings, into: &collector, progress: progress)
+        return collector.output
+    }
+
+    /// dafx22's exact render, upstream's two passes: the Normalize statistics of the whole
+    /// sequence first (a pass through the networks, no audio), then the audio frame by frame
+    /// with those statistics, handed to `sink` as it is synthesised. The conditioning (the
+    /// input) is whole-sequence by nature, as upstream's is; the audio is not kept.
+    public static func render<Sink: RenderSink>(conditioning: FrameConditioning, weights: PianoWeights,
+                                                settings: RenderSettings, into sink: inout Sink,
+                                                progress: ((Double) -> Void)? = nil) throws {
         guard settings.instrument >= 0 && settings.instrument < weights.instruments.count else {
             throw WeightsError("instrument \(settings.instrument) is out of range 0..<\(weights.instruments.count)")
         }
@@ -191,13 +277,21 @@ public enum OfflineRenderer {
         var network = PianoNetwork(weights: weights, instrument: settings.instrument)
         let stats = wholeSequenceStatistics(conditioning: conditioning, network: &network) { progress?(0.4 * $0) }
         let synth = PianoSynth(weights: weights, instrument: settings.instrument, seed: settings.seed, noise: settings.noise)
-        var dryAll = [Float](repeating: 0, count: conditioning.frames * h.samplesPerFrame)
-        var wetAll = dryAll
-        renderFrames(conditioning: conditioning, network: &network, statistics: stats, synth: synth,
-                     dry: &dryAll, wet: &wetAll) { progress?(0.4 + 0.6 * $0) }
-        let crop = min(dryAll.count, warmUpSamples)
+        let total = conditioning.frames * h.samplesPerFrame
+        let crop = min(total, warmUpSamples)
+        try sink.begin(sampleRate: h.sampleRate, length: total - crop)
+        let wantsDry = sink.wantsDry
+        var position = 0
+        try renderFrames(conditioning: conditioning, network: &network, statistics: stats, synth: synth,
+                         progress: { progress?(0.4 + 0.6 * $0) }) { dry, wet in
+            let start = min(wet.count, max(0, crop - position))
+            position += wet.count
+            if start < wet.count {
+                try sink.write(wet: UnsafeBufferPointer(rebasing: wet[start...]),
+                               dry: wantsDry ? UnsafeBufferPointer(rebasing: dry[start...]) : nil)
+            }
+        }
         progress?(1)
-        return RenderOutput(sampleRate: h.sampleRate, wet: Array(wetAll[crop...]), dry: Array(dryAll[crop...]))
     }
 
     /// Upstream's Normalize statistics, measured over the whole sequence: a pass through the
@@ -248,16 +342,41 @@ public enum OfflineRenderer {
                                     dry: inout [Float], wet: inout [Float], additive: UnsafeMutablePointer<Float>? = nil,
                                     observe: ((Int, PianoNetwork, SynthControls) -> Void)? = nil,
                                     progress: ((Double) -> Void)? = nil) {
-        let V = c.voices, N = synth.frameSize, h = network.hyper
+        let N = synth.frameSize
         precondition(dry.count >= c.frames * N && wet.count >= c.frames * N)
+        var offset = 0
+        dry.withUnsafeMutableBufferPointer { d in
+        wet.withUnsafeMutableBufferPointer { w in
+            renderFrames(conditioning: c, network: &network, statistics: statistics, synth: synth, additive: additive,
+                         observe: observe, progress: progress) { fd, fw in
+                (d.baseAddress! + offset).update(from: fd.baseAddress!, count: N)
+                (w.baseAddress! + offset).update(from: fw.baseAddress!, count: N)
+                offset += N
+            }
+        }}
+    }
+
+    /// The same, handing each frame's dry and wet samples (`synth.frameSize` each, buffers
+    /// reused from frame to frame) to `emit` as they are synthesised. `additive`, when given,
+    /// receives the whole sequence's additive part.
+    public static func renderFrames(conditioning c: FrameConditioning, network: inout PianoNetwork,
+                                    statistics: NormalizationStatistics, synth: PianoSynth,
+                                    additive: UnsafeMutablePointer<Float>? = nil,
+                                    observe: ((Int, PianoNetwork, SynthControls) -> Void)? = nil,
+                                    progress: ((Double) -> Void)? = nil,
+                                    emit: (_ dry: UnsafeBufferPointer<Float>, _ wet: UnsafeBufferPointer<Float>) throws -> Void) rethrows {
+        let V = c.voices, N = synth.frameSize, h = network.hyper
         guard c.frames > 0 else { return }
         network.reset()
         var current = SynthControls(hyper: h)
         var next = SynthControls(hyper: h)
-        c.conditioning.withUnsafeBufferPointer { cond in
-        c.pedal.withUnsafeBufferPointer { ped in
-        dry.withUnsafeMutableBufferPointer { d in
-        wet.withUnsafeMutableBufferPointer { w in
+        let dry = UnsafeMutableBufferPointer<Float>.allocate(capacity: N)
+        let wet = UnsafeMutableBufferPointer<Float>.allocate(capacity: N)
+        dry.initialize(repeating: 0)
+        wet.initialize(repeating: 0)
+        defer { dry.deallocate(); wet.deallocate() }
+        try c.conditioning.withUnsafeBufferPointer { cond in
+        try c.pedal.withUnsafeBufferPointer { ped in
             func compute(_ t: Int, into controls: inout SynthControls) {
                 network.step(conditioning: cond.baseAddress! + t * V * 2, pedal: ped.baseAddress! + t * 4, statistics: statistics)
                 network.mono.raw.withUnsafeBufferPointer { raw in
@@ -271,11 +390,12 @@ public enum OfflineRenderer {
             for t in 0..<c.frames {
                 // The last frame is held: ddsp's resampling repeats the final value.
                 if t + 1 < c.frames { compute(t + 1, into: &next) } else { next = current }
-                synth.render(current: current, next: next, dry: d.baseAddress! + t * N, wet: w.baseAddress! + t * N,
+                synth.render(current: current, next: next, dry: dry.baseAddress!, wet: wet.baseAddress!,
                              additiveOnly: additive.map { $0 + t * N })
+                try emit(UnsafeBufferPointer(dry), UnsafeBufferPointer(wet))
                 swap(&current, &next)
                 if t % 500 == 0 { progress?(Double(t) / Double(c.frames)) }
             }
-        }}}}
+        }}
     }
 }
