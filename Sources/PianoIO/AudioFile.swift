@@ -141,7 +141,7 @@ public enum AudioFile {
         // mkstemp makes 0600; output files get the usual 0666 & ~umask.
         let mask = umask(0o022); umask(mask)
         fchmod(fd, 0o666 & ~mask)
-        return (fd, String(cString: template))
+        return (fd, String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
 
     private static func errnoText() -> String { String(cString: strerror(errno)) }

@@ -22,8 +22,8 @@ public struct RenderJob: Sendable {
     /// An index or an instrument name of the weight file; nil: `defaultPiano`, or the last
     /// piano of a weight file with fewer (so one-piano weights work without --piano).
     public var piano: String?
-    public static let defaultPiano = 9
-    public var warmUp: Double = 0.5
+    public static let defaultPiano = UpstreamDefaults.piano
+    public var warmUp: Double = UpstreamDefaults.warmUpSeconds
     public var duration: Double?
     public var seed: UInt64 = 0
     public var noise = true
@@ -108,7 +108,7 @@ public struct RenderJob: Sendable {
             }
             instrument = i
         } else {
-            instrument = min(Self.defaultPiano, loaded.instruments.count - 1)
+            instrument = UpstreamDefaults.piano(count: loaded.instruments.count)
         }
         // 4. Outputs: writable now, so a long render is not lost at the end, and never an input.
         func same(_ a: URL, _ b: URL) -> Bool { a.resolvingSymlinksInPath().path == b.resolvingSymlinksInPath().path }

@@ -304,7 +304,7 @@ struct TrainCommand: ParsableCommand {
                               r.phase, r.globalStep, trainer.totalSteps, r.epoch + 1, r.losses.total, mean,
                               lastValidation.map { String(format: "%.3f", $0) } ?? "-", Double(segmentsThisSession) / session, eta.isFinite ? TerminalProgress.clock(eta) : "-")
             if tty { FileHandle.standardError.write(Data("\r\(line)\u{1b}[K".utf8)) }
-            else if r.globalStep % 10 == 0 || trainer.isFinished { print(line); fflush(stdout) }
+            else if r.globalStep % 10 == 0 || trainer.isFinished { print(line); fflush(nil) }
 
             let outOfTime = maxMinutes.map { session >= $0 * 60 } ?? false
             if stopRequested != 0 || outOfTime {

@@ -1,5 +1,6 @@
 import Foundation
 import ArgumentParser
+import DDSPPiano
 import PianoIO
 
 struct RenderCommand: ParsableCommand {
@@ -44,7 +45,7 @@ struct RenderCommand: ParsableCommand {
     var piano: String?
 
     @Option(name: .customLong("warm-up"), parsing: .unconditional, help: ArgumentHelp("Seconds of silence rendered before the music and cut from the output.", valueName: "S"))
-    var warmUp: Double = 0.5
+    var warmUp: Double = UpstreamDefaults.warmUpSeconds
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Seconds of music to render (default: to the end of the last note, rounded up).", valueName: "S"))
     var duration: Double?

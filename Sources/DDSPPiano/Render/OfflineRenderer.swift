@@ -1,8 +1,8 @@
 /// What `ddsp-piano render` asks of the engine.
 public struct RenderSettings: Sendable {
-    public var instrument: Int = 9
+    public var instrument: Int = UpstreamDefaults.piano
     /// Seconds of silent input rendered first and cropped from the output, like upstream.
-    public var warmUp: Double = 0.5
+    public var warmUp: Double = UpstreamDefaults.warmUpSeconds
     /// Seconds of MIDI to render (nil: to the end of the last note, rounded up like upstream).
     public var duration: Double? = nil
     public var seed: UInt64 = 0
