@@ -5,6 +5,7 @@ import Foundation
 /// channel messages into the ALSA queue of the AudioCore (stamped on arrival), follows the
 /// System Announce port to subscribe to keyboards plugged in later, and releases the notes
 /// and pedals of a source that goes away.
+// @unchecked Sendable: the C sequencer handle is used by its own reader thread only; counters are atomics.
 public final class ALSAInput: @unchecked Sendable {
     public static let clientName = "DDSP Piano"
     private let queue: MIDIEventQueue

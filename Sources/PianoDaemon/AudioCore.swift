@@ -15,6 +15,7 @@ enum Handover {
 }
 
 /// Counters the audio thread publishes (relaxed atomics: read for status, never waited on).
+// @unchecked Sendable: every field is an atomic.
 public final class AudioStats: @unchecked Sendable {
     public let notesReceived = ManagedAtomic<Int>(0)
     public let notesReleased = ManagedAtomic<Int>(0)
@@ -48,6 +49,7 @@ public final class AudioStats: @unchecked Sendable {
 /// The real-time side of the daemon, shared by the JACK and the null driver: drains the MIDI
 /// queues, places events on samples, renders one PianoEngine into both outputs.
 /// Everything it touches in `process` is preallocated; it never waits.
+// @unchecked Sendable: `process` runs on the audio thread only; the control side meets it through SPSC queues and atomics.
 public final class AudioCore: @unchecked Sendable {
     /// Events one cycle can carry to the engine. The last `releaseReserve` slots take only
     /// releases (`ReleasePolicy`), so a flood of notes can never crowd out their note-offs.

@@ -7,6 +7,7 @@ import Foundation
 /// JACK client "ddsp-piano": audio outputs out_L/out_R (the mono model on both), MIDI input
 /// midi_in. The process callback runs the AudioCore; everything else (opening, connecting,
 /// reconnecting after the server went away) happens on the control thread.
+// @unchecked Sendable: JACK calls the process callback on its thread; the control thread touches only atomics and the queues.
 public final class JackDriver: @unchecked Sendable {
     public static let clientName = "ddsp-piano"
 

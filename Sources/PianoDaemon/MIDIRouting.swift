@@ -14,6 +14,7 @@ public func monotonicNanoseconds() -> UInt64 {
 /// What the configuration says about incoming MIDI, as tables the audio thread reads without
 /// allocating: channel filter, velocity curve, program → instrument map. Immutable once made;
 /// a new configuration hands a new router to the audio thread.
+// @unchecked Sendable: immutable once made (lets only); its tables are plain arrays read by the audio thread.
 public final class MIDIRouter: @unchecked Sendable {
     /// Bit c set: channel c (0-based) is played.
     public let channelMask: UInt16

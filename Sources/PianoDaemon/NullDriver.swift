@@ -7,6 +7,7 @@ import Glibc
 
 /// `--audio null`: the same engine clocked by a timer, output discarded. For tests and for
 /// machines without audio. A cycle that starts late counts as an xrun and the clock skips ahead.
+// @unchecked Sendable: its timer thread owns the engine side; the control thread touches only atomics.
 public final class NullDriver: @unchecked Sendable {
     public let sampleRate: Int
     public let blockSize: Int

@@ -4,6 +4,7 @@ import DDSPPiano
 /// A bounded lock-free single-producer/single-consumer ring of trivial values.
 /// Storage is allocated once; `push` and `pop` never allocate, lock or block, so either side
 /// may be the real-time thread. One producer thread and one consumer thread, no more.
+// @unchecked Sendable: one producer and one consumer, synchronised by the head/tail atomics (acquire/release).
 public final class SPSCQueue<Element>: @unchecked Sendable {
     private let storage: UnsafeMutablePointer<Element>
     private let mask: Int
@@ -78,6 +79,7 @@ public struct TimedMIDI: Equatable, Sendable {
 /// ring is full. On overflow `ReleasePolicy` applies: the oldest events that are not releases
 /// are dropped (and counted); releases are never dropped, so a flood cannot leave a note or
 /// pedal stuck.
+// @unchecked Sendable: one producer and one consumer, synchronised by the queue's atomics.
 public final class MIDIEventQueue: @unchecked Sendable {
     public let ring: SPSCQueue<TimedMIDI>
     // Producer-owned backlog, preallocated: events waiting for room in the ring, in order.

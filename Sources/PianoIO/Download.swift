@@ -98,6 +98,7 @@ public enum Download {
 }
 
 /// Collects the body and reports progress; results are read after `done` is signalled.
+// @unchecked Sendable: URLSession calls it on its delegate queue only; results are read after `done` is signalled.
 final class DownloadDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     let done = DispatchSemaphore(value: 0)
     private let lock = NSLock()

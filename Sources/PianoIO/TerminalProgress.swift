@@ -5,6 +5,7 @@ import Glibc
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal, so logs and
 /// pipes never get carriage-return noise.
+// @unchecked Sendable: its state is under a lock; drawing happens on the caller's thread.
 public final class TerminalProgress: @unchecked Sendable {
     private let label: String
     private let enabled: Bool

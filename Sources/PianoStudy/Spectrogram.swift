@@ -4,6 +4,7 @@ import Foundation
 /// Magnitude short-time Fourier transform with a periodic Hann window (KissFFT real FFT).
 /// Used for comparing renders (multi-scale spectral distance, per-band energies) and by the
 /// trainer's spectral loss.
+// @unchecked Sendable: holds a KissFFT plan and scratch: one thread at a time.
 public final class STFT: @unchecked Sendable {
     public let size: Int
     public let hop: Int

@@ -920,6 +920,7 @@ public struct DatasetBuilder {
         let totalSeconds = jobs.reduce(0) { $0 + $1.seconds + 3 } // + a fixed cost per process
         let progress = TerminalProgress(label: "rendering", enabled: options.showProgress)
         /// Shared between the worker threads, always under `lock`.
+        // @unchecked Sendable: every access is under `lock`.
         final class Shared: @unchecked Sendable {
             let lock = NSLock()
             var next = 0

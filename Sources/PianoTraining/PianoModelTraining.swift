@@ -7,6 +7,7 @@ import Foundation
 /// inharmonicity modifiers' L1 regulariser (upstream's total_loss sums all three).
 /// `step` runs forward and backward over one batch and accumulates every parameter's gradient
 /// in `network` (call `network.zeroGrad()` between optimiser steps).
+// @unchecked Sendable: one per worker thread; gradients are summed after the workers joined.
 public final class PianoModelTraining: @unchecked Sendable {
     public var network: PianoNetworkTraining
     public let controls: SynthControlsTraining

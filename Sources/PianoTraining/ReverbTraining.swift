@@ -9,6 +9,7 @@ import Foundation
 
 /// wet[n] = dry[n] + Σ_{m=1}^{L−1} ir[m]·dry[n − m] for n < samples, per batch element, by FFT
 /// (segments of 48 000 samples against 24 000-sample responses: direct sums would take 10⁹ MACs).
+// @unchecked Sendable: holds FFT plans and scratch: one thread at a time (each trainer worker has its own).
 public final class ReverbTraining: @unchecked Sendable {
     public let samples: Int
     public let irLength: Int

@@ -6,6 +6,7 @@ import Foundation
 /// `spectral_ops.stft(pad_end=True)`: periodic Hann window of `size`, hop `size/4`, FFT length
 /// `size` (a power of two), frames at 0, hop, 2·hop, … while the frame starts inside the signal,
 /// ceil(N / hop) frames, zero padding at the end.
+// @unchecked Sendable: holds KissFFT plans and scratch: one thread at a time (each trainer worker has its own).
 public final class DifferentiableSTFT: @unchecked Sendable {
     public let size: Int
     public let hop: Int
@@ -69,6 +70,7 @@ public final class DifferentiableSTFT: @unchecked Sendable {
 /// S the STFT magnitude and safe_log(x) = log(x), or log(1e-5) where x ≤ 0; summed over sizes.
 /// The gradient w.r.t. the audio follows TensorFlow's: d|X| = Re(conj(X)/|X|·dX), 0 where |X| = 0
 /// (div_no_nan), and sign(0) = 0 for the L1.
+// @unchecked Sendable: holds FFT plans and scratch: one thread at a time (each trainer worker has its own).
 public final class MultiScaleSpectralLoss: @unchecked Sendable {
     public let sizes: [Int]
     public let magnitudeWeight: Float

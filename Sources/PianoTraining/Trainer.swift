@@ -39,6 +39,7 @@ public struct TrainingDiverged: Error, CustomStringConvertible {
 /// forward and backward on `threads` replicas of the model at once (data parallel, gradients
 /// summed in a fixed order, so a run does not depend on thread timing), Adam, validation.
 /// The caller drives it step by step (progress, logging, checkpoints and stopping are its job).
+// @unchecked Sendable: driven by one thread; its workers get disjoint batches and write disjoint slots.
 public final class Trainer: @unchecked Sendable {
     public let config: TrainerConfig
     public let train: TrainingSet
@@ -125,6 +126,7 @@ public final class Trainer: @unchecked Sendable {
         let (indices, epoch) = nextBatchIndices()
         let globalStep = completedSteps
         let ranges = parts(indices.count)
+        // @unchecked Sendable: each worker writes only its own slots; read after all workers joined.
         final class Box: @unchecked Sendable { var losses: [PianoModelTraining.Losses?]; init(_ n: Int) { losses = Array(repeating: nil, count: n) } }
         let box = Box(ranges.count)
         DispatchQueue.concurrentPerform(iterations: ranges.count) { i in
@@ -196,6 +198,7 @@ public final class Trainer: @unchecked Sendable {
         guard !windows.isEmpty else { return nil }
         let per = 3
         let chunks = stride(from: 0, to: windows.count, by: per).map { Array(windows[$0..<min($0 + per, windows.count)]) }
+        // @unchecked Sendable: each worker writes only its own slots; read after all workers joined.
         final class Box: @unchecked Sendable { var sums: [Double]; init(_ n: Int) { sums = Array(repeating: 0, count: n) } }
         let box = Box(chunks.count)
         let workers = min(replicas.count, chunks.count)

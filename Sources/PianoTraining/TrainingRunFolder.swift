@@ -4,6 +4,7 @@ import PianoIO
 
 /// A run's folder: `checkpoint.safetensors` (resumable, written then renamed), `log.jsonl`
 /// (one JSON object per step and per validation), `loss.png` and `spectrogram.png`.
+// @unchecked Sendable: used by the training command's thread only.
 public final class TrainingRunFolder: @unchecked Sendable {
     public let url: URL
     public var checkpointURL: URL { url.appendingPathComponent("checkpoint.safetensors") }

@@ -128,6 +128,7 @@ public struct TrainingSet: Sendable {
     static func load(jobs: [(pair: TrainingPairs.Pair, instrument: Int, name: String)], instruments: [String],
                      skipped: [TrainingPairs.Skipped], threads: Int, maxSecondsPerFile: Double?,
                      segmentSeconds: Double, overlap: Double, progress: ((Double) -> Void)?) -> TrainingSet {
+        // @unchecked Sendable: shared fields are under `lock` (the next job, the slots); read after all workers joined.
         final class Results: @unchecked Sendable {
             var items: [Result<Performance, Error>?]
             var done = 0

@@ -319,6 +319,7 @@ extension WeightsCommand {
     }
 
     /// One self-overwriting progress line on a terminal's stderr.
+    // @unchecked Sendable: its state is under `lock` (the download reports progress from its own queue).
     final class ProgressLine: @unchecked Sendable {
         private let lock = NSLock()
         private var shown = false

@@ -79,7 +79,7 @@ final class ALSAGuestTests: XCTestCase {
         env["OUT"] = out.path
         p.environment = env
         let log = dir.appendingPathComponent("guest.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let h = try FileHandle(forWritingTo: log)
         p.standardOutput = h
         p.standardError = h

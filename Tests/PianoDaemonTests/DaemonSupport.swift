@@ -94,7 +94,7 @@ final class JackServer {
         // -t: a generous client timeout, so a busy CI machine does not get the client kicked out.
         p.arguments = ["-t", "5000", "-d", "dummy", "-r", String(rate), "-p", String(period)]
         p.environment = environment
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let h = try FileHandle(forWritingTo: log)
         h.seekToEndOfFile()
         p.standardOutput = h
@@ -146,7 +146,7 @@ final class DaemonProcess {
         process.executableURL = try TestKit.executable("ddsp-pianod")
         process.arguments = arguments + ["--control-socket", socket]
         if let environment { process.environment = environment }
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let h = try FileHandle(forWritingTo: log)
         process.standardOutput = h
         process.standardError = h

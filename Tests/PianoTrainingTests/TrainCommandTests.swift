@@ -30,7 +30,7 @@ final class TrainCommandTests: XCTestCase {
         p.environment = env
         let id = UUID().uuidString
         let o = dir.appendingPathComponent("\(id).out"), e = dir.appendingPathComponent("\(id).err")
-        FileManager.default.createFile(atPath: o.path, contents: nil); FileManager.default.createFile(atPath: e.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: o.path, contents: nil); _ = FileManager.default.createFile(atPath: e.path, contents: nil)
         p.standardOutput = try FileHandle(forWritingTo: o); p.standardError = try FileHandle(forWritingTo: e)
         try p.run()
         return (p, o, e)

@@ -23,7 +23,7 @@ final class TrainingDataTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("sub"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         for f in ["sub/p.wav", "sub/p.mid", "q.flac", ".hidden.wav"] {
-            FileManager.default.createFile(atPath: dir.appendingPathComponent(f).path, contents: Data())
+            _ = FileManager.default.createFile(atPath: dir.appendingPathComponent(f).path, contents: Data())
         }
         let (pairs, skipped) = try TrainingPairs.scan(folder: dir)
         XCTAssertEqual(pairs.map { ($0.stem as NSString).lastPathComponent }, ["p"])

@@ -123,7 +123,7 @@ final class TrainingStepTimingTests: XCTestCase {
             }
             print(String(format: "  vs reference: worst %.3e", worst))
         } else {
-            FileManager.default.createFile(atPath: path, contents: Self.encode(outputs))
+            _ = FileManager.default.createFile(atPath: path, contents: Self.encode(outputs))
             print("reference written to \(path)")
         }
     }
@@ -132,7 +132,7 @@ final class TrainingStepTimingTests: XCTestCase {
         var d = Data()
         for (name, a) in arrays {
             let bytes = Array(name.utf8)
-            var header = [UInt64(bytes.count), UInt64(a.count)]
+            let header = [UInt64(bytes.count), UInt64(a.count)]
             header.withUnsafeBytes { d.append(contentsOf: $0) }
             d.append(contentsOf: bytes)
             a.withUnsafeBytes { d.append(contentsOf: $0) }

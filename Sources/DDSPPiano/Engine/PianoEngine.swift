@@ -27,6 +27,7 @@ public struct EngineEvent: Sendable, Equatable {
 /// size: renders with any block size are identical.
 ///
 /// `prepare` allocates everything; `render` does not allocate, lock, block, log or do I/O.
+// @unchecked Sendable: one stream's state: prepared on a control thread, then used by one audio thread at a time (handed over whole through a queue).
 public final class PianoEngine: @unchecked Sendable {
     public struct Options: Sendable {
         public var instrument = UpstreamDefaults.piano

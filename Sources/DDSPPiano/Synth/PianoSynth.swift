@@ -1,5 +1,6 @@
 /// The synthesis chain of one instrument: 16 voices of additive + filtered noise, summed
 /// (the dry mix), then the instrument's reverb. One frame (64 samples for dafx22, 96 for v2) per call.
+// @unchecked Sendable: one stream's state, used by the thread that renders that stream.
 public final class PianoSynth: @unchecked Sendable {
     public let frameSize: Int
     public var additive: AdditiveSynth

@@ -38,6 +38,7 @@ public struct ResamplerError: Error, CustomStringConvertible, Equatable, Sendabl
 ///
 /// The output depends only on the total input, never on how it is chunked (bit-identical).
 /// `process` does not allocate, lock, log or do I/O.
+// @unchecked Sendable: one stream's state, used by the thread that renders that stream.
 public final class StreamingResampler: @unchecked Sendable {
     /// Taps per polyphase branch (input samples spanned by each output's kernel).
     public static let tapsPerPhase = 32

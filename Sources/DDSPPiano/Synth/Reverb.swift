@@ -6,6 +6,7 @@ import CKissFFT
 /// Uniformly partitioned overlap-save convolution, one frame (64 samples) per partition, so it
 /// adds no latency: each block costs one 128-point FFT, 375 complex multiply-adds per bin and
 /// one inverse FFT, instead of 24 000 multiply-adds per sample.
+// @unchecked Sendable: one stream's state (its spectra are the immutable, shared ReverbSpectra), used by the thread that renders that stream.
 public final class Reverb: @unchecked Sendable {
     public let blockSize: Int
     public let partitions: Int
