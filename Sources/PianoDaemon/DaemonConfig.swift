@@ -1,3 +1,4 @@
+import DDSPPiano
 import Foundation
 import PianoIO
 
@@ -6,7 +7,8 @@ public enum TOMLValue: Equatable, Sendable {
     case string(String), integer(Int), float(Double), bool(Bool), array([TOMLValue])
 }
 
-public struct ConfigError: Error, CustomStringConvertible, Equatable {
+public struct ConfigError: CodedError, Equatable {
+    public var code: ErrorCode { .badConfig }
     public var file: String
     public var line: Int
     public var problem: String

@@ -45,7 +45,7 @@ public final class MIDIRouter: @unchecked Sendable {
         switch status & 0xF0 {
         case 0x80: return .play(.noteOff(channel: channel, pitch: data1, velocity: data2))
         case 0x90:
-            if data2 == 0 { return .play(.noteOff(channel: channel, pitch: data1, velocity: 0)) }
+            if ReleasePolicy.endsNote(status: status, velocity: data2) { return .play(.noteOff(channel: channel, pitch: data1, velocity: 0)) }
             return .play(.noteOn(channel: channel, pitch: data1, velocity: velocityTable[Int(data2)]))
         case 0xB0:
             switch data1 {

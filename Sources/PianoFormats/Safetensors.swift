@@ -1,9 +1,10 @@
 import DDSPPiano
 import Foundation
 
-public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
+public struct SafetensorsError: CodedError, CustomStringConvertible, Equatable, Sendable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: ErrorCode
+    public init(_ description: String, code: ErrorCode = .badWeights) { self.description = description; self.code = code }
 }
 
 /// The safetensors container: an 8-byte little-endian header length, a JSON header

@@ -2,9 +2,10 @@ import DDSPPiano
 import Foundation
 
 /// A problem with a TensorFlow checkpoint, as one line naming what is wrong.
-public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+public struct CheckpointError: CodedError, CustomStringConvertible, Equatable, Sendable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: ErrorCode
+    public init(_ description: String, code: ErrorCode = .badWeights) { self.description = description; self.code = code }
 }
 
 /// A TensorFlow 2 (object-based) checkpoint read natively from its bytes: the tensor-bundle

@@ -1,3 +1,4 @@
+import DDSPPiano
 import Foundation
 import CSndFile
 #if canImport(Glibc)
@@ -21,10 +22,11 @@ public enum AudioFormat: String, CaseIterable, Sendable {
 }
 
 /// One line naming the file and the problem: "out.wav: directory '/x' does not exist".
-public struct AudioFileError: Error, CustomStringConvertible, Equatable {
+public struct AudioFileError: CodedError, Equatable, Sendable {
     public var path: String
     public var problem: String
-    public init(_ path: String, _ problem: String) { self.path = path; self.problem = problem }
+    public var code: ErrorCode
+    public init(_ path: String, _ problem: String, code: ErrorCode = .badAudio) { self.path = path; self.problem = problem; self.code = code }
     public var description: String { "\(path): \(problem)" }
 }
 
@@ -81,7 +83,7 @@ public enum AudioFile {
     public static func write(_ samples: [Float], channels: Int = 1, sampleRate: Int, format: AudioFormat,
                              to url: URL) throws -> AudioWriteReport {
         guard channels > 0, samples.count % channels == 0 else {
-            throw AudioFileError(url.relativePath, "\(samples.count) samples do not divide into \(channels) channels")
+            throw AudioFileError(url.relativePath, "\(samples.count) samples do not divide into \(channels) channels", code: .usage)
         }
         let writer = try AudioFileWriter(url: url, channels: channels, sampleRate: sampleRate, format: format)
         try samples.withUnsafeBufferPointer { try writer.write($0) }
@@ -116,7 +118,7 @@ public enum AudioFile {
     public static func checkWritable(_ url: URL) throws {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
-            throw AudioFileError(url.relativePath, "is a directory")
+            throw AudioFileError(url.relativePath, "is a directory", code: .unwritable)
         }
         let (fd, tempPath) = try makeTemporaryFile(for: url)
         close(fd)
@@ -129,14 +131,14 @@ public enum AudioFile {
         let dir = url.deletingLastPathComponent().path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else {
-            throw AudioFileError(path, "directory '\(dir)' does not exist")
+            throw AudioFileError(path, "directory '\(dir)' does not exist", code: .unwritable)
         }
-        guard isDir.boolValue else { throw AudioFileError(path, "'\(dir)' is not a directory") }
+        guard isDir.boolValue else { throw AudioFileError(path, "'\(dir)' is not a directory", code: .unwritable) }
         // Hidden name: a stray file (only after SIGKILL mid-write) is easy to tell from output.
         var template = Array((dir + "/." + url.lastPathComponent + ".tmp-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
-            throw AudioFileError(path, "cannot create a file in '\(dir)': \(errnoText())")
+            throw AudioFileError(path, "cannot create a file in '\(dir)': \(errnoText())", code: .unwritable)
         }
         // mkstemp makes 0600; output files get the usual 0666 & ~umask.
         let mask = umask(0o022); umask(mask)
@@ -151,7 +153,7 @@ public enum AudioFile {
     /// Reads any file libsndfile understands (WAV, FLAC, ...): all channels, any rate.
     public static func read(_ url: URL) throws -> AudioData {
         let path = url.relativePath
-        guard FileManager.default.fileExists(atPath: url.path) else { throw AudioFileError(path, "no such file") }
+        guard FileManager.default.fileExists(atPath: url.path) else { throw AudioFileError(path, "no such file", code: .notFound) }
         var info = SF_INFO()
         guard let sf = sf_open(url.path, Int32(SFM_READ), &info) else {
             throw AudioFileError(path, "cannot read audio: \(String(cString: sf_strerror(nil)))")
@@ -210,8 +212,8 @@ public final class AudioFileWriter {
 
     public init(url: URL, channels: Int = 1, sampleRate: Int, format: AudioFormat) throws {
         let path = url.relativePath // as the caller spelled it, for messages
-        guard channels > 0 else { throw AudioFileError(path, "invalid channel count \(channels)") }
-        guard sampleRate > 0 else { throw AudioFileError(path, "invalid sample rate \(sampleRate)") }
+        guard channels > 0 else { throw AudioFileError(path, "invalid channel count \(channels)", code: .usage) }
+        guard sampleRate > 0 else { throw AudioFileError(path, "invalid sample rate \(sampleRate)", code: .usage) }
         let (fd, tempPath) = try AudioFile.makeTemporaryFile(for: url)
         TempFileRegistry.add(tempPath)
         var info = SF_INFO()
@@ -223,7 +225,7 @@ public final class AudioFileWriter {
             close(fd)
             unlink(tempPath)
             TempFileRegistry.remove(tempPath)
-            throw AudioFileError(path, "cannot write WAV: \(reason)")
+            throw AudioFileError(path, "cannot write WAV: \(reason)", code: .unwritable)
         }
         self.url = url
         self.channels = channels
@@ -249,9 +251,9 @@ public final class AudioFileWriter {
 
     /// Appends interleaved samples (whole frames).
     public func write(_ samples: UnsafeBufferPointer<Float>) throws {
-        guard !done, sf != nil else { throw AudioFileError(url.relativePath, "write after the file was finished or cancelled") }
+        guard !done, sf != nil else { throw AudioFileError(url.relativePath, "write after the file was finished or cancelled", code: .internal) }
         guard samples.count % channels == 0 else {
-            throw AudioFileError(url.relativePath, "\(samples.count) samples do not divide into \(channels) channels")
+            throw AudioFileError(url.relativePath, "\(samples.count) samples do not divide into \(channels) channels", code: .usage)
         }
         var start = 0
         while start < samples.count {
@@ -267,7 +269,7 @@ public final class AudioFileWriter {
     @discardableResult
     public func finish() throws -> AudioWriteReport {
         let path = url.relativePath
-        guard !done, let sf else { throw AudioFileError(path, "finish after the file was finished or cancelled") }
+        guard !done, let sf else { throw AudioFileError(path, "finish after the file was finished or cancelled", code: .internal) }
         do {
             try flush()
         } catch {
@@ -279,12 +281,12 @@ public final class AudioFileWriter {
         self.sf = nil
         guard closeStatus == 0 else {
             cancel()
-            throw AudioFileError(path, "write failed: \(String(cString: sf_error_number(closeStatus)))")
+            throw AudioFileError(path, "write failed: \(String(cString: sf_error_number(closeStatus)))", code: .unwritable)
         }
         guard rename(tempPath, url.path) == 0 else {
             let reason = String(cString: strerror(errno))
             cancel()
-            throw AudioFileError(path, "cannot replace the file: \(reason)")
+            throw AudioFileError(path, "cannot replace the file: \(reason)", code: .unwritable)
         }
         done = true
         TempFileRegistry.remove(tempPath)
@@ -328,7 +330,7 @@ public final class AudioFileWriter {
             written = sf_writef_int(sf, ints.baseAddress!, frames)
         }
         if written != frames {
-            throw AudioFileError(url.relativePath, "write failed: \(String(cString: sf_strerror(sf)))")
+            throw AudioFileError(url.relativePath, "write failed: \(String(cString: sf_strerror(sf)))", code: .unwritable)
         }
     }
 }
@@ -379,7 +381,7 @@ public final class SampleScratchFile {
         while done < n * 4 {
             let got = pread(fd, UnsafeMutableRawPointer(into.baseAddress!) + done, n * 4 - done, off_t(offset * 4 + done))
             if got < 0, errno == EINTR { continue }
-            guard got > 0 else { throw AudioFileError(path, "cannot read back the temporary samples: \(got < 0 ? String(cString: strerror(errno)) : "short file")") }
+            guard got > 0 else { throw AudioFileError(path, "cannot read back the temporary samples: \(got < 0 ? String(cString: strerror(errno)) : "short file")", code: .unwritable) }
             done += got
         }
         return n
@@ -392,7 +394,7 @@ public final class SampleScratchFile {
         while done < bytes {
             let put = write(fd, UnsafeRawPointer(buffer.baseAddress!) + done, bytes - done)
             if put < 0, errno == EINTR { continue }
-            guard put > 0 else { throw AudioFileError(path, "cannot write temporary samples: \(put < 0 ? String(cString: strerror(errno)) : "no space")") }
+            guard put > 0 else { throw AudioFileError(path, "cannot write temporary samples: \(put < 0 ? String(cString: strerror(errno)) : "no space")", code: .unwritable) }
             done += put
         }
         stored += buffered

@@ -23,7 +23,7 @@ public struct CheckpointFiles: Sendable {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDirectory) || fm.fileExists(atPath: path + ".index") else {
-            throw WeightStoreError(file: path, problem: "no such file or directory")
+            throw WeightStoreError(file: path, problem: "no such file or directory", code: .notFound)
         }
         var state: URL?
         var stateBytes: [UInt8]?
@@ -66,7 +66,7 @@ public struct CheckpointFiles: Sendable {
         }
         let indexURL = URL(fileURLWithPath: prefix.path + ".index")
         guard fm.fileExists(atPath: indexURL.path) else {
-            throw WeightStoreError(file: indexURL.path, problem: "checkpoint index not found" + (state.map { " (named by \($0.path))" } ?? ""))
+            throw WeightStoreError(file: indexURL.path, problem: "checkpoint index not found" + (state.map { " (named by \($0.path))" } ?? ""), code: .notFound)
         }
         let indexBytes = try WeightStore.readBytes(indexURL)
         let index: TFCheckpoint.Index
@@ -86,7 +86,7 @@ public struct CheckpointFiles: Sendable {
         for i in 0..<index.header.shardCount {
             let url = URL(fileURLWithPath: prefix.path + TFCheckpoint.shardSuffix(i, of: index.header.shardCount))
             guard fm.fileExists(atPath: url.path) else {
-                throw WeightStoreError(file: url.path, problem: "checkpoint data shard not found")
+                throw WeightStoreError(file: url.path, problem: "checkpoint data shard not found", code: .notFound)
             }
             let bytes = try WeightStore.readBytes(url)
             hashes[url.lastPathComponent] = SHA256.hex(bytes)

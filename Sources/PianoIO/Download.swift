@@ -27,7 +27,7 @@ public enum Download {
             return bytes
         }
         guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
-            throw WeightStoreError(file: url.absoluteString, problem: "unsupported URL scheme (use http, https or file)")
+            throw WeightStoreError(file: url.absoluteString, problem: "unsupported URL scheme (use http, https or file)", code: .usage)
         }
         // Foundation's URLSession creates empty cookie and cache folders named after the
         // executable's directory (~/.local/share/bin, ~/.cache/org.swift.foundation.URLCache/...);
@@ -46,32 +46,32 @@ public enum Download {
         // The resource timeout ends the task first; this bound only guards against a stuck session.
         if delegate.done.wait(timeout: .now() + config.timeoutIntervalForResource + 30) == .timedOut {
             task.cancel()
-            throw WeightStoreError(file: url.absoluteString, problem: "download timed out")
+            throw WeightStoreError(file: url.absoluteString, problem: "download timed out", code: .download)
         }
         let (data, response, error, tooLarge) = delegate.result()
         if tooLarge {
             if let expectedSize {
                 let announced = response.map { $0.expectedContentLength } ?? -1
                 let got = announced >= 0 ? "the server sends \(announced)" : "the server sent more"
-                throw WeightStoreError(file: url.absoluteString, problem: "size mismatch: expected \(expectedSize) bytes, \(got)")
+                throw WeightStoreError(file: url.absoluteString, problem: "size mismatch: expected \(expectedSize) bytes, \(got)", code: .download)
             }
-            throw WeightStoreError(file: url.absoluteString, problem: "refusing a download larger than \(maxBytes) bytes")
+            throw WeightStoreError(file: url.absoluteString, problem: "refusing a download larger than \(maxBytes) bytes", code: .download)
         }
         if let error {
-            throw WeightStoreError(file: url.absoluteString, problem: describe(error))
+            throw WeightStoreError(file: url.absoluteString, problem: describe(error), code: .download)
         }
         guard let http = response else {
-            throw WeightStoreError(file: url.absoluteString, problem: "no HTTP response")
+            throw WeightStoreError(file: url.absoluteString, problem: "no HTTP response", code: .download)
         }
         guard (200..<300).contains(http.statusCode) else {
             let reason = HTTPURLResponse.localizedString(forStatusCode: http.statusCode)
-            throw WeightStoreError(file: url.absoluteString, problem: "HTTP \(http.statusCode) \(reason)")
+            throw WeightStoreError(file: url.absoluteString, problem: "HTTP \(http.statusCode) \(reason)", code: .download)
         }
         if http.expectedContentLength >= 0, Int64(data.count) != http.expectedContentLength {
-            throw WeightStoreError(file: url.absoluteString, problem: "download incomplete (\(data.count) of \(http.expectedContentLength) bytes)")
+            throw WeightStoreError(file: url.absoluteString, problem: "download incomplete (\(data.count) of \(http.expectedContentLength) bytes)", code: .download)
         }
         if let expectedSize, Int64(data.count) != expectedSize {
-            throw WeightStoreError(file: url.absoluteString, problem: "size mismatch: expected \(expectedSize) bytes, got \(data.count)\(Int64(data.count) < expectedSize ? " (truncated?)" : ""))")
+            throw WeightStoreError(file: url.absoluteString, problem: "size mismatch: expected \(expectedSize) bytes, got \(data.count)\(Int64(data.count) < expectedSize ? " (truncated?)" : ""), code: .download)")
         }
         return [UInt8](data)
     }

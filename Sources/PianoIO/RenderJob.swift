@@ -2,10 +2,11 @@ import Foundation
 import DDSPPiano
 
 /// A user-facing failure: one line, "FILE: problem" (FILE may be an option such as "--warm-up").
-public struct RenderError: Error, CustomStringConvertible, Equatable {
+public struct RenderError: CodedError, Equatable, Sendable {
     public var file: String
     public var problem: String
-    public init(_ file: String, _ problem: String) { self.file = file; self.problem = problem }
+    public var code: ErrorCode
+    public init(_ file: String, _ problem: String, code: ErrorCode = .usage) { self.file = file; self.problem = problem; self.code = code }
     public var description: String { "\(file): \(problem)" }
 }
 
@@ -23,16 +24,10 @@ public struct RenderJob: Sendable {
     /// piano of a weight file with fewer (so one-piano weights work without --piano).
     public var piano: String?
     public static let defaultPiano = UpstreamDefaults.piano
-    public var warmUp: Double = UpstreamDefaults.warmUpSeconds
-    public var duration: Double?
-    public var seed: UInt64 = 0
-    public var noise = true
-    public var exact = false
-    /// Output rate (nil: the model's own, 24 kHz for v2, 16 kHz for dafx22; dafx22's `--exact`
-    /// renders only at 16 kHz).
-    public var sampleRate: Double?
-    /// Block size the streaming engine is driven with; the samples do not depend on it.
-    public var blockSize = 256
+    /// What the engine renders: warm-up, duration, seed, noise, exact, sample rate (nil: the
+    /// model's own, 24 kHz for v2, 16 kHz for dafx22; dafx22's `--exact` renders only at
+    /// 16 kHz), block size. `prepare()` checks them and sets the piano from `piano`.
+    public var settings = RenderSettings()
     /// Peak-normalise each written file to this level (dBFS, <= 0).
     public var normalize: Double?
     public var format: AudioFormat = .f32
@@ -66,8 +61,8 @@ public struct RenderJob: Sendable {
         public var instrumentName: String
         /// The architecture that played: "v2" or "dafx22".
         public var modelSummary: String = ""
-        /// One line each, for stderr: clipping, non-finite samples (and, from run(), the
-        /// input warnings of Prepared).
+        /// One line each, for stderr: clipping, non-finite samples (the input's warnings are
+        /// in `Prepared.warnings`).
         public var warnings: [String]
 
         /// "wrote out.wav: 12.00 s of audio (f32, 24000 Hz, v2 model, piano 2018), peak -3.1 dBFS, rendered in 4.2 s (2.9x real time)"
@@ -88,14 +83,14 @@ public struct RenderJob: Sendable {
         let midiFile: MIDIFile
         var warnings: [String]
         do {
-            (midiFile, warnings) = try RenderInputs.midi(midiBytes: midiBytes, warmUp: warmUp, duration: duration)
+            (midiFile, warnings) = try RenderInputs.midi(midiBytes: midiBytes, warmUp: settings.warmUp, duration: settings.duration)
         } catch {
-            throw RenderError(midi.relativePath, oneLine(error))
+            throw RenderError(midi.relativePath, oneLine(error), code: error.errorCode)
         }
         warnings = warnings.map { "warning: \(midi.relativePath): \($0)" }
         // 2. Weights: exist, parse, complete (explicit path, else WeightStore's default lookup).
         let (weightsURL, file) = try WeightStore().loadFile(explicit: weights?.relativePath)
-        if exact, case .dafx22 = file, let sampleRate, sampleRate != Double(file.sampleRate) {
+        if settings.exact, case .dafx22 = file, let sampleRate = settings.sampleRate, sampleRate != Double(file.sampleRate) {
             throw RenderError("--sample-rate \(sampleRate)", "--exact renders dafx22 at the model's \(file.sampleRate) Hz; leave out --sample-rate or --exact")
         }
         let loaded = try WeightStore.model(file, from: weightsURL)
@@ -104,7 +99,7 @@ public struct RenderJob: Sendable {
         if let piano {
             guard let i = loaded.instrumentIndex(piano) else {
                 let names = loaded.instruments.joined(separator: ", ")
-                throw RenderError(weightsURL.relativePath, "no piano '\(piano)'; valid: 0...\(loaded.instruments.count - 1) or \(names)")
+                throw RenderError(weightsURL.relativePath, "no piano '\(piano)'; valid: 0...\(loaded.instruments.count - 1) or \(names)", code: .notFound)
             }
             instrument = i
         } else {
@@ -120,15 +115,8 @@ public struct RenderJob: Sendable {
         if let dryOutput, same(dryOutput, output) {
             throw RenderError(dryOutput.relativePath, "--dry-output is the same file as the output")
         }
-        var settings = RenderSettings()
+        var settings = self.settings
         settings.instrument = instrument
-        settings.warmUp = warmUp
-        settings.duration = duration
-        settings.seed = seed
-        settings.noise = noise
-        settings.exact = exact
-        settings.sampleRate = sampleRate ?? Double(loaded.sampleRate)
-        settings.blockSize = blockSize
         return Prepared(midiFile: midiFile, model: loaded, weightsURL: weightsURL,
                         settings: settings, instrumentName: loaded.instruments[instrument], warnings: warnings)
     }
@@ -146,7 +134,7 @@ public struct RenderJob: Sendable {
         } catch let error as AudioFileError {
             throw error
         } catch {
-            throw RenderError(midi.relativePath, "render failed: \(oneLine(error))")
+            throw RenderError(midi.relativePath, "render failed: \(oneLine(error))", code: error.errorCode)
         }
         let (wetReport, dryReport) = try sink.finish()
         var warnings: [String] = []
@@ -158,22 +146,14 @@ public struct RenderJob: Sendable {
                        instrumentName: prepared.instrumentName, modelSummary: prepared.model.architecture.rawValue, warnings: warnings)
     }
 
-    /// prepare() then render().
-    public func run(progress: ((Double) -> Void)? = nil) throws -> Summary {
-        let started = Date()
-        let prepared = try prepare()
-        var summary = try render(prepared, started: started, progress: progress)
-        summary.warnings = prepared.warnings + summary.warnings
-        return summary
-    }
-
     // MARK: Helpers
 
     func checkOptions() throws {
+        let warmUp = settings.warmUp
         guard warmUp.isFinite, warmUp >= 0, warmUp <= 60 else {
             throw RenderError("--warm-up \(warmUp)", "must be between 0 and 60 seconds")
         }
-        if let duration {
+        if let duration = settings.duration {
             guard duration.isFinite, duration > 0, duration <= 24 * 3600 else {
                 throw RenderError("--duration \(duration)", "must be a positive number of seconds")
             }
@@ -183,26 +163,26 @@ public struct RenderJob: Sendable {
                 throw RenderError("--normalize \(normalize)", "must be a level in dBFS between -120 and 0")
             }
         }
-        if let sampleRate {
+        if let sampleRate = settings.sampleRate {
             guard sampleRate.isFinite, sampleRate >= 8_000, sampleRate <= 384_000 else {
                 throw RenderError("--sample-rate \(sampleRate)", "must be between 8000 and 384000 Hz")
             }
         }
-        guard blockSize >= 1, blockSize <= 65_536 else {
-            throw RenderError("--block-size \(blockSize)", "must be between 1 and 65536 samples")
+        guard settings.blockSize >= 1, settings.blockSize <= 65_536 else {
+            throw RenderError("--block-size \(settings.blockSize)", "must be between 1 and 65536 samples")
         }
     }
 
     private func readInput(_ url: URL, what: String) throws -> [UInt8] {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-            throw RenderError(url.relativePath, "no such file")
+            throw RenderError(url.relativePath, "no such file", code: .notFound)
         }
-        guard !isDir.boolValue else { throw RenderError(url.relativePath, "is a directory, not a \(what)") }
+        guard !isDir.boolValue else { throw RenderError(url.relativePath, "is a directory, not a \(what)", code: .unreadable) }
         do {
             return [UInt8](try Data(contentsOf: url))
         } catch {
-            throw RenderError(url.relativePath, "cannot read: \((error as NSError).localizedDescription)")
+            throw RenderError(url.relativePath, "cannot read: \((error as NSError).localizedDescription)", code: .unreadable)
         }
     }
 
@@ -292,14 +272,14 @@ final class RenderFileSink: RenderSink {
     /// Completes the files, dry first: the main output appears only when everything else is done.
     func finish() throws -> (wet: AudioWriteReport, dry: AudioWriteReport?) {
         if let normalize {
-            guard let wetScratch else { throw AudioFileError(output.relativePath, "nothing was rendered") }
+            guard let wetScratch else { throw AudioFileError(output.relativePath, "nothing was rendered", code: .internal) }
             var dryReport: AudioWriteReport?
             if let dryOutput, let dryScratch {
                 dryReport = try rescale(dryScratch, peak: dryPeak, to: dryOutput, dBFS: normalize)
             }
             return (try rescale(wetScratch, peak: wetPeak, to: output, dBFS: normalize), dryReport)
         }
-        guard let wetWriter else { throw AudioFileError(output.relativePath, "nothing was rendered") }
+        guard let wetWriter else { throw AudioFileError(output.relativePath, "nothing was rendered", code: .internal) }
         let dryReport = try dryWriter?.finish()
         return (try wetWriter.finish(), dryReport)
     }

@@ -126,7 +126,7 @@ public struct WeightRelease: Sendable {
         if !text.contains("://") { text = URL(fileURLWithPath: text).absoluteString }  // a plain folder path
         if !text.hasSuffix("/") { text += "/" }
         guard let url = URL(string: text), url.scheme != nil else {
-            throw WeightStoreError(file: text, problem: "not a valid base URL")
+            throw WeightStoreError(file: text, problem: "not a valid base URL", code: .usage)
         }
         return url
     }
@@ -135,18 +135,18 @@ public struct WeightRelease: Sendable {
     /// Throws a one-line `WeightStoreError` naming `source`.
     public static func verify(_ bytes: [UInt8], against file: File, source: String) throws {
         if let size = file.size, bytes.count != size {
-            throw WeightStoreError(file: source, problem: "size mismatch: expected \(size) bytes, got \(bytes.count)\(bytes.count < size ? " (truncated?)" : ""); nothing was installed")
+            throw WeightStoreError(file: source, problem: "size mismatch: expected \(size) bytes, got \(bytes.count)\(bytes.count < size ? " (truncated?)" : ""); nothing was installed", code: .download)
         }
         if let expected = file.sha256 {
             let actual = SHA256.hex(bytes)
             guard actual == expected else {
-                throw WeightStoreError(file: source, problem: "SHA-256 mismatch: expected \(expected), got \(actual) (\(bytes.count) bytes); nothing was installed")
+                throw WeightStoreError(file: source, problem: "SHA-256 mismatch: expected \(expected), got \(actual) (\(bytes.count) bytes); nothing was installed", code: .download)
             }
         }
         if let expected = file.gitBlob {
             let actual = GitBlob.id(bytes)
             guard actual == expected else {
-                throw WeightStoreError(file: source, problem: "git blob id mismatch: expected \(expected), got \(actual) (\(bytes.count) bytes; corrupt or a different file); nothing was installed")
+                throw WeightStoreError(file: source, problem: "git blob id mismatch: expected \(expected), got \(actual) (\(bytes.count) bytes; corrupt or a different file); nothing was installed", code: .download)
             }
         }
     }
@@ -171,7 +171,7 @@ public struct WeightRelease: Sendable {
             do {
                 bytes = try Download.fetch(url, expectedSize: file.size.map(Int64.init), progress: fileProgress)
             } catch let e as WeightStoreError {
-                throw WeightStoreError(file: e.file, problem: e.problem + "; nothing was installed")
+                throw WeightStoreError(file: e.file, problem: e.problem + "; nothing was installed", code: e.code)
             }
             try Self.verify(bytes, against: file, source: url.absoluteString)
             contents[file.name] = bytes
@@ -205,7 +205,7 @@ public struct WeightRelease: Sendable {
         } catch let e as WeightsError {
             throw WeightStoreError(file: blame, problem: e.description + "; nothing was installed")
         } catch let e as WeightStoreError {
-            throw WeightStoreError(file: e.file, problem: e.problem + "; nothing was installed")
+            throw WeightStoreError(file: e.file, problem: e.problem + "; nothing was installed", code: e.code)
         }
         try WeightStore.install(weights, at: destination)
         return weights

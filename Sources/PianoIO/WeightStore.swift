@@ -10,12 +10,14 @@ import Darwin
 #endif
 
 /// A failure tied to one file (or URL), printed as "FILE: problem".
-public struct WeightStoreError: Error, CustomStringConvertible, Equatable {
+public struct WeightStoreError: CodedError, Equatable, Sendable {
     public var file: String
     public var problem: String
-    public init(file: String, problem: String) {
+    public var code: ErrorCode
+    public init(file: String, problem: String, code: ErrorCode = .badWeights) {
         self.file = file
         self.problem = problem
+        self.code = code
     }
     public var description: String { "\(file): \(problem)" }
 }
@@ -153,7 +155,7 @@ public struct WeightStore: Sendable {
         }
         if let path = environment[Self.environmentVariable], !path.isEmpty {
             do { try Self.checkReadableFile(path) } catch let e as WeightStoreError {
-                throw WeightStoreError(file: e.file, problem: e.problem + " (set by $\(Self.environmentVariable))")
+                throw WeightStoreError(file: e.file, problem: e.problem + " (set by $\(Self.environmentVariable))", code: e.code)
             }
             return Location(url: URL(fileURLWithPath: path), origin: .environment)
         }
@@ -163,7 +165,7 @@ public struct WeightStore: Sendable {
         if let bundled = bundledFiles().first(where: bundledFilter) {
             return Location(url: bundled, origin: .bundled)
         }
-        throw WeightStoreError(file: dataDirectory.path, problem: "no weights installed and none bundled; run 'ddsp-piano weights fetch v2' (or 'ddsp-piano weights fetch dafx22'), or pass a weight file (or set $\(Self.environmentVariable))")
+        throw WeightStoreError(file: dataDirectory.path, problem: "no weights installed and none bundled; run 'ddsp-piano weights fetch v2' (or 'ddsp-piano weights fetch dafx22'), or pass a weight file (or set $\(Self.environmentVariable))", code: .notFound)
     }
 
     /// Locates and loads the weights a command should use, of either architecture.
@@ -182,7 +184,7 @@ public struct WeightStore: Sendable {
 
     public static func model(_ file: WeightFile, from url: URL) throws -> PianoModel {
         do { return try PianoModel(file) } catch {
-            throw WeightStoreError(file: url.path, problem: "\(error)")
+            throw WeightStoreError(file: url.path, problem: "\(error)", code: error.errorCode)
         }
     }
 
@@ -203,22 +205,22 @@ public struct WeightStore: Sendable {
     static func checkReadableFile(_ path: String) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw WeightStoreError(file: path, problem: "no such file")
+            throw WeightStoreError(file: path, problem: "no such file", code: .notFound)
         }
-        guard !isDirectory.boolValue else { throw WeightStoreError(file: path, problem: "is a directory, not a weight file") }
-        guard FileManager.default.isReadableFile(atPath: path) else { throw WeightStoreError(file: path, problem: "permission denied") }
+        guard !isDirectory.boolValue else { throw WeightStoreError(file: path, problem: "is a directory, not a weight file", code: .unreadable) }
+        guard FileManager.default.isReadableFile(atPath: path) else { throw WeightStoreError(file: path, problem: "permission denied", code: .unreadable) }
     }
 
     /// The bytes of a file, with one-line errors.
     public static func readBytes(_ url: URL, limit: Int = maxFileBytes) throws -> [UInt8] {
         try checkReadableFile(url.path)
         if let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber, size.int64Value > Int64(limit) {
-            throw WeightStoreError(file: url.path, problem: "file is too large (\(size.int64Value) bytes)")
+            throw WeightStoreError(file: url.path, problem: "file is too large (\(size.int64Value) bytes)", code: .unreadable)
         }
         do {
             return [UInt8](try Data(contentsOf: url))
         } catch {
-            throw WeightStoreError(file: url.path, problem: "cannot read: \((error as NSError).localizedDescription)")
+            throw WeightStoreError(file: url.path, problem: "cannot read: \((error as NSError).localizedDescription)", code: .unreadable)
         }
     }
 
@@ -270,7 +272,7 @@ public struct WeightStore: Sendable {
         do {
             _ = try PianoWeights(safetensors: try Safetensors(bytes: bytes))
         } catch {
-            throw WeightStoreError(file: url.path, problem: "internal error: the serialised weights do not read back (\(error))")
+            throw WeightStoreError(file: url.path, problem: "internal error: the serialised weights do not read back (\(error))", code: .internal)
         }
         try writeAtomically(bytes, to: url)
     }
@@ -281,7 +283,7 @@ public struct WeightStore: Sendable {
         do {
             _ = try WeightFile(safetensors: try Safetensors(bytes: bytes))
         } catch {
-            throw WeightStoreError(file: url.path, problem: "internal error: the serialised weights do not read back (\(error))")
+            throw WeightStoreError(file: url.path, problem: "internal error: the serialised weights do not read back (\(error))", code: .internal)
         }
         try writeAtomically(bytes, to: url)
     }
@@ -296,17 +298,17 @@ public struct WeightStore: Sendable {
         let dir = url.deletingLastPathComponent()
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw WeightStoreError(file: path, problem: "is a directory")
+            throw WeightStoreError(file: path, problem: "is a directory", code: .unwritable)
         }
         do {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         } catch {
-            throw WeightStoreError(file: path, problem: "cannot create directory \(dir.path): \((error as NSError).localizedDescription)")
+            throw WeightStoreError(file: path, problem: "cannot create directory \(dir.path): \((error as NSError).localizedDescription)", code: .unwritable)
         }
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw WeightStoreError(file: path, problem: "cannot create a file in \(dir.path): \(errnoText())")
+            throw WeightStoreError(file: path, problem: "cannot create a file in \(dir.path): \(errnoText())", code: .unwritable)
         }
         var ok = false
         defer {
@@ -327,9 +329,9 @@ public struct WeightStore: Sendable {
         }
         if failure == nil, fsync(fd) != 0 { failure = "fsync failed: \(errnoText())" }
         if close(fd) != 0, failure == nil { failure = "close failed: \(errnoText())" }
-        if let failure { throw WeightStoreError(file: path, problem: failure) }
+        if let failure { throw WeightStoreError(file: path, problem: failure, code: .unwritable) }
         guard rename(tmp, path) == 0 else {
-            throw WeightStoreError(file: path, problem: "cannot replace the file: \(errnoText())")
+            throw WeightStoreError(file: path, problem: "cannot replace the file: \(errnoText())", code: .unwritable)
         }
         ok = true
         // Persist the rename itself; best effort (some filesystems refuse fsync on directories).

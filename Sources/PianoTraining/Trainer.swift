@@ -29,7 +29,8 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
     public static func from(json: String) throws -> TrainerConfig { try JSONDecoder().decode(TrainerConfig.self, from: Data(json.utf8)) }
 }
 
-public struct TrainingDiverged: Error, CustomStringConvertible {
+public struct TrainingDiverged: CodedError {
+    public var code: ErrorCode { .diverged }
     public var step: Int
     public var what: String
     public var description: String { "training diverged at step \(step): \(what) is not finite; the update was not applied" }

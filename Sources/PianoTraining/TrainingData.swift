@@ -70,9 +70,10 @@ public enum TrainingPairs {
     }
 }
 
-public struct TrainingDataError: Error, CustomStringConvertible, Equatable {
+public struct TrainingDataError: CodedError, CustomStringConvertible, Equatable, Sendable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: ErrorCode
+    public init(_ description: String, code: ErrorCode = .badData) { self.description = description; self.code = code }
 }
 
 /// One row of MAESTRO v3's maestro-v3.0.0.csv.

@@ -38,7 +38,7 @@ struct BenchCommand: ParsableCommand {
         do {
             let (url, loaded) = try WeightStore().loadModel(explicit: weights)
             guard let instrument = loaded.instrumentIndex(piano) else {
-                throw RenderError(url.relativePath, "no piano '\(piano)'")
+                throw RenderError(url.relativePath, "no piano '\(piano)'", code: .notFound)
             }
             let sizes = blockSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 && $0 <= 8192 }), seconds > 0, seconds <= 3600 else {

@@ -55,18 +55,18 @@ extension WeightsCommand {
             for path in paths {
                 var isDirectory: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                    throw WeightStoreError(file: path, problem: "no such file or folder")
+                    throw WeightStoreError(file: path, problem: "no such file or folder", code: .notFound)
                 }
                 guard isDirectory.boolValue else { files.append(URL(fileURLWithPath: path)); continue }
                 guard let walker = FileManager.default.enumerator(atPath: path) else {
-                    throw WeightStoreError(file: path, problem: "cannot read the folder")
+                    throw WeightStoreError(file: path, problem: "cannot read the folder", code: .unreadable)
                 }
                 var found: [String] = []
                 while let name = walker.nextObject() as? String {
                     let ext = (name as NSString).pathExtension.lowercased()
                     if ext == "mid" || ext == "midi" { found.append(name) }
                 }
-                guard !found.isEmpty else { throw WeightStoreError(file: path, problem: "no .mid or .midi files in this folder") }
+                guard !found.isEmpty else { throw WeightStoreError(file: path, problem: "no .mid or .midi files in this folder", code: .notFound) }
                 files += found.sorted().map { URL(fileURLWithPath: path).appendingPathComponent($0) }
             }
             return files
@@ -90,7 +90,7 @@ extension WeightsCommand {
                     pieces.append(c)
                     music += Double(c.frames - 125) / Double(weights.hyper.frameRate)
                 }
-                guard !pieces.isEmpty else { throw WeightStoreError(file: midi[0], problem: "no usable MIDI file to calibrate on") }
+                guard !pieces.isEmpty else { throw WeightStoreError(file: midi[0], problem: "no usable MIDI file to calibrate on", code: .badMIDI) }
 
                 let showProgress = isatty(STDERR_FILENO) == 1
                 var shown = -1

@@ -84,15 +84,15 @@ struct RenderCommand: ParsableCommand {
             job.weights = weights.map { URL(fileURLWithPath: $0) }
             job.dryOutput = dryOutput.map { URL(fileURLWithPath: $0) }
             job.piano = piano
-            job.warmUp = warmUp
-            job.duration = duration
+            job.settings.warmUp = warmUp
+            job.settings.duration = duration
             job.normalize = normalize
             job.format = format
-            job.seed = seed
-            job.noise = !noNoise
-            job.exact = exact
-            job.sampleRate = sampleRate
-            job.blockSize = blockSize
+            job.settings.seed = seed
+            job.settings.noise = !noNoise
+            job.settings.exact = exact
+            job.settings.sampleRate = sampleRate
+            job.settings.blockSize = blockSize
 
             let started = Date()
             let prepared = try job.prepare()

@@ -288,7 +288,7 @@ extension WeightsCommand {
                     return
                 }
                 guard let release = WeightRelease.named(name) else {
-                    throw WeightStoreError(file: name, problem: "unknown weights (available: \(WeightRelease.all.map(\.name).joined(separator: ", ")))")
+                    throw WeightStoreError(file: name, problem: "unknown weights (available: \(WeightRelease.all.map(\.name).joined(separator: ", ")))", code: .notFound)
                 }
                 let base = try release.resolveBaseURL(baseURL)
                 let destination = output.map { URL(fileURLWithPath: $0) } ?? WeightStore().installedURL(architecture: release.architecture)

@@ -235,6 +235,8 @@ final class MIDIFileTests: XCTestCase {
         XCTAssertTrue(midi.isTruncated)
         XCTAssertTrue(midi.warnings[0].hasPrefix("track chunk at byte 14 declares"))
         XCTAssertEqual(midi.warnings[1], "track 0 is truncated at byte 31; the events before it were kept")
+        // The line a render's error quotes: the parser's, which says where the events stop.
+        XCTAssertEqual(midi.truncation, "track 0 is truncated at byte 31; the events before it were kept")
 
         // Fewer tracks than announced, and junk after end-of-track: read, with warnings.
         let two = SMF.header(format: 1, tracks: 3) + SMF.chunk("MTrk", track + [0x00, 0xF4, 0x00]) + SMF.chunk("MTrk", track)
@@ -244,6 +246,7 @@ final class MIDIFileTests: XCTestCase {
         XCTAssertTrue(m2.isTruncated)
         XCTAssertEqual(m2.events.count, 6)
         XCTAssertEqual(m2.warnings, ["ignored 3 bytes after the end of track 0 (at byte 39)", "header announces 3 tracks, file holds 2"])
+        XCTAssertEqual(m2.truncation, "header announces 3 tracks, file holds 2")
     }
 
     /// Every corpus file parses to sane events (sorted, finite, non-negative times).

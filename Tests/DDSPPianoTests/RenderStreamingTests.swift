@@ -203,7 +203,7 @@ final class RenderStreamingTests: XCTestCase {
         // The short one is exactly what the array API renders.
         var job = RenderJob(midi: short, output: dir.appendingPathComponent("unused.wav"))
         job.weights = weights
-        job.sampleRate = Double(rate)
+        job.settings.sampleRate = Double(rate)
         let prepared = try job.prepare()
         let expected = try OfflineRenderer.render(midi: prepared.midiFile, model: prepared.model, settings: prepared.settings)
         XCTAssertEqual(expected.wet.count, shortWet.frames)
@@ -276,7 +276,7 @@ final class RenderStreamingTests: XCTestCase {
         let midi = try file("short.mid", Self.figureMIDI(seconds: 4))
         var job = RenderJob(midi: midi, output: dir.appendingPathComponent("unused.wav"))
         job.weights = weights
-        job.sampleRate = 48_000
+        job.settings.sampleRate = 48_000
         let prepared = try job.prepare()
         let both = try OfflineRenderer.render(midi: prepared.midiFile, model: prepared.model, settings: prepared.settings)
         var wetOnly = RenderCollector(dry: false)

@@ -66,8 +66,10 @@ public struct MIDIFile: Sendable {
     public private(set) var endTime: Double = 0
     /// Problems that were tolerated (truncation, trailing garbage, ignored tempo events).
     public private(set) var warnings: [String] = []
-    /// The file ended early: its last track was cut, or tracks the header announces are missing.
-    public private(set) var isTruncated = false
+    /// Where the file ended early (its last track was cut, or tracks the header announces are
+    /// missing), as one line for a message; nil for a complete file.
+    public private(set) var truncation: String?
+    public var isTruncated: Bool { truncation != nil }
 
     /// Per track, in file order: what NoteSequence needs to group events the way pretty_midi does
     /// (including pitch bends, which create its "straggler" instruments).
@@ -102,14 +104,18 @@ public struct MIDIFile: Sendable {
         while raw.count < header.trackCount, let chunk = reader.nextTrackChunk() {
             var track = try TrackParser.parse(bytes: bytes, range: chunk.range, track: raw.count, clipped: chunk.clipped)
             if let w = track.warning { trackWarnings.append(w) }
-            if chunk.clipped { isTruncated = true }
+            if chunk.clipped, truncation == nil {
+                // The parser's own line says where the events stop; else the chunk's.
+                truncation = track.cutShort ? track.warning : chunk.warning
+            }
             track.warning = nil
             raw.append(track)
         }
         warnings = reader.warnings + trackWarnings
         if raw.count < header.trackCount {
-            isTruncated = true
-            warnings.append("header announces \(header.trackCount) tracks, file holds \(raw.count)")
+            let w = "header announces \(header.trackCount) tracks, file holds \(raw.count)"
+            if truncation == nil { truncation = w }
+            warnings.append(w)
         }
         trackCount = raw.count
         buildTimes(raw, tempoSource: tempoSource)
@@ -194,10 +200,11 @@ public struct MIDIFile: Sendable {
     }
 }
 
-public struct MIDIError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct MIDIError: CodedError, Equatable, Sendable {
     /// One line naming the problem.
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: ErrorCode
+    public init(_ description: String, code: ErrorCode = .badMIDI) { self.description = description; self.code = code }
 }
 
 public enum MIDIMessage: Equatable, Sendable {
@@ -280,6 +287,8 @@ struct RawTrack {
     /// Tick of the last event of any kind (end-of-track included).
     var endTick = 0
     var warning: String?
+    /// `warning` says the track is cut short (the file ends inside it).
+    var cutShort = false
 }
 
 private struct ChunkReader {
@@ -356,7 +365,7 @@ private struct ChunkReader {
     }
 
     /// The next MTrk chunk's body; unknown chunks are skipped. nil at the end of the file.
-    mutating func nextTrackChunk() -> (range: Range<Int>, clipped: Bool)? {
+    mutating func nextTrackChunk() -> (range: Range<Int>, clipped: Bool, warning: String?)? {
         while pos < end {
             guard end - pos >= 8 else {
                 warnings.append("ignored \(end - pos) trailing bytes at byte \(pos)")
@@ -369,16 +378,17 @@ private struct ChunkReader {
             let body = pos + 8
             if end - body < length {
                 if isTrack {
-                    warnings.append("track chunk at byte \(pos) declares \(length) bytes but only \(end - body) remain; reading what is there")
+                    let cut = "track chunk at byte \(pos) declares \(length) bytes but only \(end - body) remain"
+                    warnings.append(cut + "; reading what is there")
                     pos = end
-                    return (body..<end, true)
+                    return (body..<end, true, cut)
                 }
                 warnings.append("chunk '\(name)' at byte \(pos) runs past the end of the file; ignored")
                 pos = end
                 return nil
             }
             pos = body + length
-            if isTrack { return (body..<pos, false) }
+            if isTrack { return (body..<pos, false, nil) }
         }
         return nil
     }
@@ -499,6 +509,7 @@ private enum TrackParser {
                 // Tolerated: a file cut inside its last track, or junk after end-of-track.
                 if stop.truncated && clipped {
                     out.warning = "track \(track) is truncated at byte \(eventStart); the events before it were kept"
+                    out.cutShort = true
                     break
                 }
                 if sawEndOfTrack {

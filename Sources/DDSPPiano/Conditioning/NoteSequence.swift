@@ -97,7 +97,7 @@ public struct NoteSequence: Sendable, Equatable {
                 switch e.kind {
                 case let .message(.programChange(channel, p)):
                     program[Int(channel)] = Int(p)
-                case let .message(.noteOn(channel, pitch, velocity)) where velocity > 0:
+                case let .message(.noteOn(channel, pitch, velocity)) where !ReleasePolicy.endsNote(status: 0x90, velocity: velocity):
                     open[Int(channel) << 7 | Int(pitch), default: []].append((e.tick, e.time, Int(velocity)))
                 case let .message(.noteOn(channel, pitch, _)), let .message(.noteOff(channel, pitch, _)):
                     let key = Int(channel) << 7 | Int(pitch)

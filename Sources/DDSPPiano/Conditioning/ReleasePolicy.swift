@@ -15,14 +15,24 @@ public enum ReleasePolicy {
     @inline(__always)
     public static func isRelease(status: UInt8, data1: UInt8, data2: UInt8) -> Bool {
         switch status & 0xF0 {
-        case 0x80: return true
-        case 0x90: return data2 == 0
+        case 0x80, 0x90: return endsNote(status: status, velocity: data2)
         case 0xB0:
             switch data1 {
             case 64, 65, 66, 67: return data2 < 64
             case 120, 121, 123: return true
             default: return false
             }
+        default: return false
+        }
+    }
+
+    /// The MIDI rule that a note-on of velocity 0 is a note-off, written once: the file
+    /// reader's note pairing, the engine and the daemon's routing all ask this.
+    @inline(__always)
+    public static func endsNote(status: UInt8, velocity: UInt8) -> Bool {
+        switch status & 0xF0 {
+        case 0x80: return true
+        case 0x90: return velocity == 0
         default: return false
         }
     }
@@ -46,6 +56,13 @@ extension MIDIMessage {
         case let .controlChange(c, n, v): return (0xB0 | (c & 0x0F), n, v)
         case let .programChange(c, p): return (0xC0 | (c & 0x0F), p, 0)
         }
+    }
+
+    /// A note-off, or a note-on of velocity 0 (`ReleasePolicy.endsNote`).
+    @inline(__always)
+    public var endsNote: Bool {
+        let b = bytes
+        return ReleasePolicy.endsNote(status: b.status, velocity: b.data2)
     }
 
     /// See `ReleasePolicy`.

@@ -46,8 +46,10 @@ public struct LiveConditioning: Sendable {
     /// Number of pitches currently sounding (held or sustained), for status displays.
     public var soundingCount: Int { sounding.reduce(0) { $0 + ($1 ? 1 : 0) } }
 
+    /// A note starts (velocity 1…127; a velocity-0 note-on is a release, `ReleasePolicy.endsNote`,
+    /// which the engine turns into `noteOff` before calling this).
     public mutating func noteOn(pitch: Int, velocity v: Int) {
-        guard v > 0 else { noteOff(pitch: pitch); return }
+        guard !ReleasePolicy.endsNote(status: 0x90, velocity: UInt8(clamping: v)) else { noteOff(pitch: pitch); return }
         guard pitch >= Self.lowestPitch && pitch <= Self.highestPitch else { return }
         keyDown[pitch] = true
         sounding[pitch] = true

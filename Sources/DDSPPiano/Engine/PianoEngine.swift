@@ -408,10 +408,10 @@ public final class PianoEngine: @unchecked Sendable {
 
     private func apply(_ message: MIDIMessage, onGrid: Bool) {
         switch message {
-        case let .noteOn(_, pitch, velocity):
-            if velocity == 0 { live.noteOff(pitch: Int(pitch), atFrameStart: onGrid) } else { live.noteOn(pitch: Int(pitch), velocity: Int(velocity)) }
-        case let .noteOff(_, pitch, _):
+        case let .noteOn(_, pitch, _) where message.endsNote, let .noteOff(_, pitch, _):
             live.noteOff(pitch: Int(pitch), atFrameStart: onGrid)
+        case let .noteOn(_, pitch, velocity):
+            live.noteOn(pitch: Int(pitch), velocity: Int(velocity))
         case let .controlChange(_, controller, value):
             live.controlChange(Int(controller), value: Int(value), atFrameStart: onGrid)
             if controller == 120 {

@@ -204,7 +204,8 @@ public struct PianoWeights: Sendable {
     public static let upstreamSuffix = "/.ATTRIBUTES/VARIABLE_VALUE"
 }
 
-public struct WeightsError: Error, CustomStringConvertible {
+public struct WeightsError: CodedError, CustomStringConvertible, Sendable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var code: ErrorCode
+    public init(_ description: String, code: ErrorCode = .badWeights) { self.description = description; self.code = code }
 }

@@ -1,12 +1,14 @@
-/// What `ddsp-piano render` asks of the engine.
+/// What `ddsp-piano render` asks of the engine: the one render options struct (the command
+/// line fills it through `RenderJob.settings`; training's evaluation and the tests fill it
+/// directly). What the engine itself takes is kept in `engine`, stored once.
 public struct RenderSettings: Sendable {
-    public var instrument: Int = UpstreamDefaults.piano
+    /// The engine's options (piano, seed, noise, normalisation); the renderer sets the rest
+    /// (`produceDry`, `script`, `warmUpFrames`, `sustainPedalHolds`) for the render it runs.
+    public var engine = PianoEngine.Options()
     /// Seconds of silent input rendered first and cropped from the output, like upstream.
     public var warmUp: Double = UpstreamDefaults.warmUpSeconds
     /// Seconds of MIDI to render (nil: to the end of the last note, rounded up like upstream).
     public var duration: Double? = nil
-    public var seed: UInt64 = 0
-    public var noise: Bool = true
     /// dafx22: two-pass whole-sequence normalisation, reproducing upstream. v2 is causal: its
     /// streaming render already is upstream's computation, and `exact` changes nothing.
     public var exact: Bool = false
@@ -17,11 +19,16 @@ public struct RenderSettings: Sendable {
     public var sampleRate: Double? = nil
     /// Block size the streaming engine is driven with (the output does not depend on it).
     public var blockSize: Int = 256
-    /// How the streaming engine estimates the Normalize statistics.
-    public var normalization: NormalizationEstimator.Mode = NormalizationEstimator.standardMode
-    /// Per-instrument priors for the estimator (nil: generic values).
-    public var priors: [NormalizationStatistics]? = nil
     public init() {}
+
+    // The engine's options by their render names.
+    public var instrument: Int { get { engine.instrument } set { engine.instrument = newValue } }
+    public var seed: UInt64 { get { engine.seed } set { engine.seed = newValue } }
+    public var noise: Bool { get { engine.noise } set { engine.noise = newValue } }
+    /// How the streaming engine estimates the Normalize statistics.
+    public var normalization: NormalizationEstimator.Mode { get { engine.normalization } set { engine.normalization = newValue } }
+    /// Per-instrument priors for the estimator (nil: generic values).
+    public var priors: [NormalizationStatistics]? { get { engine.priors } set { engine.priors = newValue } }
 }
 
 public enum ConditioningSource: Sendable, Equatable {
@@ -126,13 +133,8 @@ public enum OfflineRenderer {
     }
 
     static func engineOptions(_ settings: RenderSettings, dry: Bool) -> PianoEngine.Options {
-        var options = PianoEngine.Options()
-        options.instrument = settings.instrument
-        options.seed = settings.seed
-        options.noise = settings.noise
+        var options = settings.engine
         options.produceDry = dry
-        options.normalization = settings.normalization
-        options.priors = settings.priors
         return options
     }
 

@@ -1,8 +1,10 @@
 import Foundation
 
 /// Why a resampler could not be made.
-public struct ResamplerError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct ResamplerError: CodedError, Equatable, Sendable {
     public var message: String
+    /// The rates asked for are not supported.
+    public var code: ErrorCode { .usage }
     public init(_ message: String) { self.message = message }
     public var description: String { "resampler: \(message)" }
 }
