@@ -218,11 +218,9 @@ public final class AudioCore: @unchecked Sendable {
     // What the audio thread's engine was prepared for (published at handover).
     private let latencyAtomic = ManagedAtomic<Int>(0)
     private let blockAtomic = ManagedAtomic<Int>(0)
-    private let rateAtomic = ManagedAtomic<Int>(0)
     /// The playing engine's latency in host samples.
     public var latencySamples: Int { latencyAtomic.load(ordering: .relaxed) }
     public var engineBlockSize: Int { blockAtomic.load(ordering: .relaxed) }
-    public var engineRate: Double { Double(rateAtomic.load(ordering: .relaxed)) }
 
     // MARK: - Audio thread
 
@@ -408,7 +406,6 @@ public final class AudioCore: @unchecked Sendable {
                 let e = Unmanaged<PianoEngine>.fromOpaque(p).takeUnretainedValue()
                 engine = e
                 latencyAtomic.store(e.latencySamples, ordering: .relaxed)
-                rateAtomic.store(Int(e.hostRate), ordering: .relaxed)
                 blockAtomic.store(e.maxBlockSize, ordering: .relaxed)
                 rendered = 0
                 stats.engineOrigin.store(-1, ordering: .relaxed)

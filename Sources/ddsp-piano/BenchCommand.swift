@@ -8,14 +8,16 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure the streaming engine: real-time factor and the time of JACK-sized blocks.",
         discussion: """
-        Plays a dense passage (all 16 voices busy, pedal, more than 16 notes at times) through the
-        same engine the daemon uses, on one thread, and reports:
-          - the real-time factor at the model's rate in one-frame blocks (v2: 24 kHz, 96 samples;
-            dafx22: 16 kHz, 64 samples);
-          - for each block size at --sample-rate: the worst and 99.9th-percentile block time
-            against the block's period;
+        Plays a dense passage (all 16 voices busy, pedal, more than 16 notes at
+        times) through the same engine the daemon uses, on one thread, and
+        reports:
+          - the real-time factor at the model's rate in one-frame blocks
+            (v2: 24 kHz, 96 samples; dafx22: 16 kHz, 64 samples);
+          - for each block size at --sample-rate: the worst and 99.9th-percentile
+            block time against the block's period;
           - the peak resident memory of the process.
-        Build with -c release for meaningful figures: swift run -c release ddsp-piano bench
+        Build with -c release for meaningful figures:
+          swift run -c release ddsp-piano bench
         """
     )
 
@@ -31,14 +33,20 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("block-sizes"), help: ArgumentHelp("Comma-separated block sizes to time.", valueName: "N,N,..."))
     var blockSizes: String = "64,128,256"
 
-    @Option(help: ArgumentHelp("Piano (index or name).", valueName: "N|YEAR"))
-    var piano: String = String(UpstreamDefaults.piano)
+    @Option(help: ArgumentHelp("Piano (index or name). (default: 9, or the last piano of a weight file with fewer)", valueName: "N|YEAR"))
+    var piano: String?
 
     func run() throws {
         do {
             let (url, loaded) = try WeightStore().loadModel(explicit: weights)
-            guard let instrument = loaded.instrumentIndex(piano) else {
-                throw RenderError(url.relativePath, "no piano '\(piano)'", code: .notFound)
+            let instrument: Int
+            if let piano {
+                guard let i = loaded.instrumentIndex(piano) else {
+                    throw RenderError(url.relativePath, "no piano '\(piano)'; valid: 0...\(loaded.instruments.count - 1) or \(loaded.instruments.joined(separator: ", "))", code: .notFound)
+                }
+                instrument = i
+            } else {
+                instrument = UpstreamDefaults.piano(count: loaded.instruments.count)
             }
             let sizes = blockSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 && $0 <= 8192 }), seconds > 0, seconds <= 3600 else {

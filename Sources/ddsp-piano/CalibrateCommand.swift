@@ -86,9 +86,11 @@ extension WeightsCommand {
                     guard let m = try? MIDIFile(bytes: bytes) else { skip("not a readable MIDI file"); continue }
                     if m.isTruncated { skip("truncated MIDI file"); continue }
                     let c = Calibration.conditioning(midi: m, cropSeconds: seconds)
-                    guard c.frames > 125, c.conditioning.contains(where: { $0 > 0 }) else { skip("no notes"); continue }
+                    // Calibration.conditioning starts with upstream's warm-up.
+                    let warmUp = UpstreamDefaults.warmUpFrames(frameRate: weights.hyper.frameRate)
+                    guard c.frames > warmUp, c.conditioning.contains(where: { $0 > 0 }) else { skip("no notes"); continue }
                     pieces.append(c)
-                    music += Double(c.frames - 125) / Double(weights.hyper.frameRate)
+                    music += Double(c.frames - warmUp) / Double(weights.hyper.frameRate)
                 }
                 guard !pieces.isEmpty else { throw WeightStoreError(file: midi[0], problem: "no usable MIDI file to calibrate on", code: .badMIDI) }
 

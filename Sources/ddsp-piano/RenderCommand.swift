@@ -68,7 +68,7 @@ struct RenderCommand: ParsableCommand {
     @Flag(help: "dafx22: reproduce upstream's whole-piece normalisation exactly (two passes over the piece, 16 kHz); without it the streaming engine renders, the same code that plays live. v2 is causal: its streaming render is already upstream's computation, and --exact gives the same output.")
     var exact = false
 
-    @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Output sample rate (default: the model's own, 24000 Hz for v2, 16000 Hz for dafx22; other rates are resampled with libsoxr).", valueName: "HZ"))
+    @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Output sample rate (default: the model's own, 24000 Hz for v2, 16000 Hz for dafx22). Higher rates go through the engine's streaming resampler, as when playing live; rates below the model's are refused.", valueName: "HZ"))
     var sampleRate: Double?
 
     @Option(name: .customLong("block-size"), help: ArgumentHelp("Block size the streaming engine is driven with, like a JACK period; the output does not depend on it.", valueName: "N"))

@@ -49,15 +49,6 @@ struct WeightsCommand: ParsableCommand {
     }
 
     static let installedDirectoryText = "${XDG_DATA_HOME:-~/.local/share}/ddsp-piano/weights"
-    static let installedPathText = "\(installedDirectoryText)/\(WeightStore.installedFileName)"
-
-    /// "v2" -> "v2 (upstream's default model, maestro-v2.gin, 24 kHz)".
-    static func architectureText(_ file: WeightFile) -> String {
-        switch file {
-        case .v2: "v2 (upstream's default model, maestro-v2.gin, \(V2Weights.sampleRate / 1000) kHz)"
-        case .dafx22(let w): "dafx22 (the DAFx 2022 paper's model, \(w.hyper.sampleRate / 1000) kHz)"
-        }
-    }
 
     /// After installing at the default location: a note when `render` would still use other weights.
     static func noteIfShadowed(_ installed: URL) -> String? {
