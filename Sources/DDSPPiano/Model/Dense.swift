@@ -46,7 +46,7 @@ public struct Dense: Sendable {
         precondition(rows <= maxRows)
         let lda = Int32(xStride ?? inputs)
         if paddedOutputs == outputs {
-            for r in 0..<rows { (y + r * outputs).update(from: bias, count: outputs) }
+            Dense.fillBias(bias, rows: rows, into: y)
             kernel.withUnsafeBufferPointer { k in
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(outputs), Int32(inputs),
                             1, x, lda, k.baseAddress, Int32(outputs), 1, y, Int32(outputs))
@@ -63,8 +63,26 @@ public struct Dense: Sendable {
                 }
             }
         }
+        Dense.activate(y, count: rows * outputs, activation)
+    }
+
+    // The kernels `forward` shares with `DenseTraining.forward`.
+
+    /// Every one of `rows` rows of y [rows, bias.count] set to the bias (the product then adds x·kernel).
+    @inline(__always)
+    static func fillBias(_ bias: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, outputs: Int) {
+        for r in 0..<rows { (y + r * outputs).update(from: bias, count: outputs) }
+    }
+
+    @inline(__always)
+    static func fillBias(_ bias: [Float], rows: Int, into y: UnsafeMutablePointer<Float>) {
+        bias.withUnsafeBufferPointer { fillBias($0.baseAddress!, rows: rows, into: y, outputs: $0.count) }
+    }
+
+    /// The activation in place on `count` values.
+    @inline(__always)
+    static func activate(_ y: UnsafeMutablePointer<Float>, count n: Int, _ activation: Activation) {
         if activation == .leakyReLU {
-            let n = rows * outputs
             for i in 0..<n { let v = y[i]; y[i] = v < 0 ? v * Dense.leakySlope : v }
         }
     }

@@ -12,6 +12,11 @@ public struct Normalize: Sendable {
         self.shift = shift.values
     }
 
+    init(scale: [Float], shift: [Float]) {
+        self.scale = scale
+        self.shift = shift
+    }
+
     public var channels: Int { scale.count }
 
     /// In place on one frame of one sequence.
@@ -19,8 +24,14 @@ public struct Normalize: Sendable {
     public func apply(_ x: UnsafeMutablePointer<Float>, mean: Float, variance: Float) {
         let inv = 1 / (variance + Normalize.epsilon).squareRoot()
         for c in 0..<scale.count {
-            x[c] = (x[c] - mean) * inv * scale[c] + shift[c]
+            x[c] = scaleAndShift((x[c] - mean) * inv, channel: c)
         }
+    }
+
+    /// The learned per-channel affine of a normalised value, shared with `NormalizeTraining`.
+    @inline(__always)
+    func scaleAndShift(_ normalized: Float, channel c: Int) -> Float {
+        normalized * scale[c] + shift[c]
     }
 }
 

@@ -54,6 +54,16 @@ public struct FilteredNoise: Sendable {
         return d
     }
 
+    /// IR [rows, 2·(bands − 1)] = M [rows, bands] · D (`designMatrix`): every row's filter at
+    /// once, float32 (OpenBLAS sgemm); shared with `FilteredNoiseTraining`.
+    @inline(__always)
+    static func impulseResponses(_ magnitudes: UnsafePointer<Float>, rows: Int, bands: Int, design: UnsafePointer<Float>,
+                                 into ir: UnsafeMutablePointer<Float>) {
+        let n = 2 * (bands - 1)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(n), Int32(bands),
+                    1, magnitudes, Int32(bands), design, Int32(n), 0, ir, Int32(n))
+    }
+
     public mutating func reset(seed: UInt64) {
         for i in acc.indices { acc[i] = 0 }
         generator = NoiseGenerator(seed: seed)
@@ -87,8 +97,7 @@ public struct FilteredNoise: Sendable {
         c.magnitudes.withUnsafeBufferPointer { m in
         design.withUnsafeBufferPointer { d in
         impulse.withUnsafeMutableBufferPointer { h in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(voices), Int32(n), Int32(bands),
-                        1, m.baseAddress, Int32(bands), d.baseAddress, Int32(n), 0, h.baseAddress, Int32(n))
+            FilteredNoise.impulseResponses(m.baseAddress!, rows: voices, bands: bands, design: d.baseAddress!, into: h.baseAddress!)
         }}}
         noise.withUnsafeMutableBufferPointer { x in
         impulse.withUnsafeBufferPointer { h in

@@ -40,7 +40,15 @@ public struct SynthControls: Sendable {
 
     /// ddsp's exp_sigmoid: 2·σ(x)^ln 10 + 1e-7.
     @inline(__always) public static func expSigmoid(_ x: Float) -> Float {
-        2 * powf(1 / (1 + expf(-x)), ln10) + 1e-7
+        expSigmoidWithDerivative(x).value
+    }
+
+    /// exp_sigmoid and its derivative, y = 2σ(x)^ln10 + 1e-7, y' = (y − 1e-7)·ln10·(1 − σ): the
+    /// kernel of `expSigmoid` and of `SynthControlsTraining` (the engine's use drops the derivative).
+    @inline(__always) static func expSigmoidWithDerivative(_ x: Float) -> (value: Float, derivative: Float) {
+        let s = 1 / (1 + expf(-x))
+        let p = 2 * powf(s, ln10)
+        return (p + 1e-7, p * ln10 * (1 - s))
     }
 
     /// `raw` is [voices, 1 + harmonics + bands]; `f0` [voices, substrings]; `inharm` [voices].

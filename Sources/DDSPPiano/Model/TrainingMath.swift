@@ -1,15 +1,15 @@
 import CBLAS
-import DDSPPiano
 import Foundation
 
-/// Small numerical helpers shared by the training layers.
-enum TrainingMath {
+/// Small numerical helpers of the training passes (the `…+Training.swift` files beside the layers,
+/// and PianoTraining's losses and assembly): whole-segment matrix products, column sums.
+package enum TrainingMath {
     /// C[m, n] (+)= op(A)·op(B), row-major, float32 (OpenBLAS). `beta` 1 accumulates into C
     /// (gradients of a weight summed over a batch of rows).
     @inline(__always)
-    static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    package static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0, n > 0 else { return }
         if k == 0 {
             if beta == 0 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] = 0 } } }
@@ -19,11 +19,9 @@ enum TrainingMath {
                     Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    @inline(__always) static func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
-
     /// Column sums of a [rows, cols] matrix added to `into` [cols], accumulated in Double
     /// (bias gradients sum tens of thousands of rows).
-    static func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into: UnsafeMutablePointer<Float>) {
+    package static func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into: UnsafeMutablePointer<Float>) {
         var acc = [Double](repeating: 0, count: cols)
         for r in 0..<rows {
             let row = x + r * cols
@@ -35,6 +33,6 @@ enum TrainingMath {
 
 extension Array where Element == Float {
     /// A zero array of the same count (gradient buffers).
-    var zeroed: [Float] { [Float](repeating: 0, count: count) }
-    mutating func setZero() { for i in indices { self[i] = 0 } }
+    package var zeroed: [Float] { [Float](repeating: 0, count: count) }
+    package mutating func setZero() { for i in indices { self[i] = 0 } }
 }

@@ -1,8 +1,8 @@
-import DDSPPiano
 import Foundation
 
-// Training-mode forward and backward of `Normalize` (mirrors Sources/DDSPPiano/Model/Normalize.swift;
-// the backward pass should move next to the forward pass once that file is free to edit).
+// Training-mode forward and backward of `Normalize`: the same ε and per-channel affine
+// (`Normalize.scaleAndShift`); the statistics differ by design (here the segment's own, two-pass
+// in Double, with their gradient; the engine takes them from its caller).
 
 /// ddsp's Normalize('layer') on [batch, time, channels]: per sequence one mean and one biased
 /// variance over all its frames and channels, then a per-channel scale and shift. In training
@@ -38,6 +38,7 @@ public struct NormalizeTraining: Sendable {
         var y = [Float](repeating: 0, count: x.count)
         var xhat = y
         var means = [Float](repeating: 0, count: batch), vars = means, invs = means
+        let affine = Normalize(scale: scale, shift: shift)
         for b in 0..<batch {
             // Two passes in Double: the segment holds up to 750·192 values.
             var s = 0.0
@@ -53,7 +54,7 @@ public struct NormalizeTraining: Sendable {
                     let i = b * n + t * C + c
                     let h = Float((Double(x[i]) - mu) * inv)
                     xhat[i] = h
-                    y[i] = h * scale[c] + shift[c]
+                    y[i] = affine.scaleAndShift(h, channel: c)
                 }
             }
         }

@@ -1,10 +1,9 @@
-import DDSPPiano
 import Foundation
 
-// Training-mode forward and backward of the filtered noise synthesiser (mirrors
-// Sources/DDSPPiano/Synth/FilteredNoise.swift: ddsp FilteredNoise / frequency_filter with
-// window_size 257; the backward pass should move next to the forward pass once that file is
-// free to edit).
+// Training-mode forward and backward of the filtered noise synthesiser (ddsp FilteredNoise /
+// frequency_filter, window_size 257, over whole segments): the filter design and the
+// magnitudes → IR product are FilteredNoise.swift's (`designMatrix`, `impulseResponses`); the
+// convolution is batched as matrix products here, a direct overlap-add there.
 
 /// Per voice and frame, the `bands` magnitudes define a 2·(bands − 1)-tap linear-phase FIR (the
 /// frequency-sampling design is linear in the magnitudes: IR = M·D); the frame's white noise is
@@ -37,7 +36,7 @@ public struct FilteredNoiseTraining: Sendable {
         var ir = [Float](repeating: 0, count: rows * L)
         var y = [Float](repeating: 0, count: N * L)
         M.withUnsafeBufferPointer { m in design.withUnsafeBufferPointer { d in ir.withUnsafeMutableBufferPointer { irp in
-            TrainingMath.gemm(m: rows, n: L, k: K, a: m.baseAddress!, lda: K, b: d.baseAddress!, ldb: L, beta: 0, c: irp.baseAddress!, ldc: L)
+            if rows > 0 { FilteredNoise.impulseResponses(m.baseAddress!, rows: rows, bands: K, design: d.baseAddress!, into: irp.baseAddress!) }
         }}}
         noise.withUnsafeBufferPointer { xb in ir.withUnsafeBufferPointer { irp in y.withUnsafeMutableBufferPointer { yb in
         out.withUnsafeMutableBufferPointer { ob in

@@ -1,9 +1,7 @@
-import DDSPPiano
 import Foundation
 
-// Training-mode forward and backpropagation through time of `GRU` (mirrors
-// Sources/DDSPPiano/Model/GRU.swift: Keras GRU, reset_after=True, gates ordered z, r, h; the
-// backward pass should move next to the forward pass once that file is free to edit).
+// Training-mode forward and backpropagation through time of `GRU`; the forward's gate maths per
+// row is GRU.swift's own kernel (`GRU.gates`), so both passes compute bit for bit the same states.
 
 /// A Keras GRU (reset_after=True, zero initial state) run over whole segments:
 /// x [batch, time, inputs] → h [batch, time, units].
@@ -60,13 +58,13 @@ public struct GRUTraining: Sendable {
                                   b: k.baseAddress!, ldb: u3, beta: 1, c: xpp.baseAddress!, ldc: u3)
             }}
         }
-        typealias V8 = SIMD8<Float>
-        let u8 = u / 8 * 8
+        let zeros = [Float](repeating: 0, count: u)                 // h_{-1}
         out.withUnsafeMutableBufferPointer { o in
         hp.withUnsafeMutableBufferPointer { h in
         xp.withUnsafeBufferPointer { xpbuf in let xpb = xpbuf.baseAddress!
         gates.withUnsafeMutableBufferPointer { gbuf in let gb = gbuf.baseAddress!
         rc.withUnsafeMutableBufferPointer { rcbuf in let rcb = rcbuf.baseAddress!
+        zeros.withUnsafeBufferPointer { zb in
         VectorMath.expTable.withUnsafeBufferPointer { tableBuffer in let table = tableBuffer.baseAddress!
         recurrentKernel.withUnsafeBufferPointer { rk in
             for t in 0..<time {
@@ -78,42 +76,12 @@ public struct GRUTraining: Sendable {
                 }
                 for b in 0..<batch {
                     let row = b * time + t
-                    // Eight units at a time with the engine's bit-exact vector ports of libm's
-                    // expf and tanhf (the same values as the scalar calls below, which take the tail).
-                    let xr = UnsafeRawPointer(xpb + row * u3), hr = UnsafeRawPointer(h.baseAddress! + b * u3)
-                    let orow = UnsafeMutableRawPointer(o.baseAddress! + row * u), grow = UnsafeMutableRawPointer(gb + row * u3)
-                    let rcrow = UnsafeMutableRawPointer(rcb + row * u)
-                    let prevRow = UnsafeRawPointer(o.baseAddress! + (row - 1) * u)
-                    for j in stride(from: 0, to: u8, by: 8) {
-                        let jz = 4 * j, jr = 4 * (u + j), jh = 4 * (2 * u + j)
-                        let zIn = xr.loadUnaligned(fromByteOffset: jz, as: V8.self) + hr.loadUnaligned(fromByteOffset: jz, as: V8.self)
-                        let rIn = xr.loadUnaligned(fromByteOffset: jr, as: V8.self) + hr.loadUnaligned(fromByteOffset: jr, as: V8.self)
-                        let z = 1 / (1 + VectorMath.expfLibm(-zIn, table: table))
-                        let r = 1 / (1 + VectorMath.expfLibm(-rIn, table: table))
-                        let rh = hr.loadUnaligned(fromByteOffset: jh, as: V8.self)
-                        let c = VectorMath.tanhfLibm(xr.loadUnaligned(fromByteOffset: jh, as: V8.self) + r * rh)
-                        let prev: V8 = t > 0 ? prevRow.loadUnaligned(fromByteOffset: 4 * j, as: V8.self) : V8()
-                        orow.storeBytes(of: z * prev + (1 - z) * c, toByteOffset: 4 * j, as: V8.self)
-                        grow.storeBytes(of: z, toByteOffset: jz, as: V8.self)
-                        grow.storeBytes(of: r, toByteOffset: jr, as: V8.self)
-                        grow.storeBytes(of: c, toByteOffset: jh, as: V8.self)
-                        rcrow.storeBytes(of: rh, toByteOffset: 4 * j, as: V8.self)
-                    }
-                    for j in u8..<u {
-                        let z = TrainingMath.sigmoid(xpb[row * u3 + j] + h[b * u3 + j])
-                        let r = TrainingMath.sigmoid(xpb[row * u3 + u + j] + h[b * u3 + u + j])
-                        let rh = h[b * u3 + 2 * u + j]
-                        let c = tanhf(xpb[row * u3 + 2 * u + j] + r * rh)
-                        let prev: Float = t > 0 ? o[(row - 1) * u + j] : 0
-                        o[row * u + j] = z * prev + (1 - z) * c
-                        gb[row * u3 + j] = z
-                        gb[row * u3 + u + j] = r
-                        gb[row * u3 + 2 * u + j] = c
-                        rcb[row * u + j] = rh
-                    }
+                    GRU.gates(units: u, inputProjection: xpb + row * u3, recurrentProjection: h.baseAddress! + b * u3,
+                              previous: t > 0 ? UnsafePointer(o.baseAddress! + (row - 1) * u) : zb.baseAddress!, table: table,
+                              output: o.baseAddress! + row * u, gates: gb + row * u3, candidate: rcb + row * u)
                 }
             }
-        }}}}}}}
+        }}}}}}}}
         return Cache(batch: batch, time: time, input: x, output: out, gates: gates, recurrentCandidate: rc)
     }
 

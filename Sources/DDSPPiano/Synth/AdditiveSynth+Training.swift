@@ -1,10 +1,9 @@
-import DDSPPiano
 import Foundation
 
-// Training-mode forward and backward of the additive synthesiser (mirrors
-// Sources/DDSPPiano/Synth/AdditiveSynth.swift; upstream's training path: ddsp harmonic_synthesis
-// with `use_angular_cumsum=False`; the backward pass should move next to the forward pass once
-// that file is free to edit).
+// Training-mode forward and backward of the additive synthesiser (upstream's training path: ddsp
+// harmonic_synthesis with `use_angular_cumsum=False`, whole segments): shares the engine's
+// float32 cosine (`fastCos`, VectorMath.vcos); the phase paths differ by design (the engine
+// follows upstream's streaming float32 sums bit for bit, training accumulates in Double).
 
 /// Inharmonic cosine oscillator bank over whole segments. For partial k of substring s of voice q:
 /// frequency linearly interpolated between frames (tf.image.resize, last frame held), amplitude

@@ -1,9 +1,8 @@
-import DDSPPiano
 import Foundation
 
-// Training-mode forward and backward of `SynthControls` (mirrors Sources/DDSPPiano/Synth/SynthControls.swift,
-// upstream MultiInharmonic.get_controls and FilteredNoise.get_controls; the backward pass should
-// move next to the forward pass once that file is free to edit).
+// Training-mode forward and backward of `SynthControls` (upstream MultiInharmonic.get_controls and
+// FilteredNoise.get_controls over whole segments): the exp_sigmoid kernel and the 20 Hz gate are
+// SynthControls.swift's; the engine's 8-lane sums and frequency products are its own.
 
 /// Network outputs → synthesiser controls for whole segments, per voice sequence q:
 /// amplitude a = exp_sigmoid(raw₀)·[f0₀ > 20 Hz]/substrings; distribution
@@ -41,13 +40,8 @@ public struct SynthControlsTraining: Sendable {
         var inharm: [Float]
     }
 
-    static let ln10 = Float(log(10.0))
-
-    /// exp_sigmoid and its derivative: y = 2σ(x)^ln10 + 1e-7, y' = (y − 1e-7)·ln10·(1 − σ).
     @inline(__always) static func expSigmoid(_ x: Float) -> (value: Float, derivative: Float) {
-        let s = 1 / (1 + expf(-x))
-        let p = 2 * powf(s, ln10)
-        return (p + 1e-7, p * ln10 * (1 - s))
+        SynthControls.expSigmoidWithDerivative(x)
     }
 
     /// `raw` [sequences, frames, 1 + harmonics + bands], `f0` [sequences, frames, substrings], `inharm` [sequences, frames].

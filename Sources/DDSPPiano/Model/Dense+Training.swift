@@ -1,8 +1,7 @@
-import DDSPPiano
 import Foundation
 
-// Training-mode forward and backward of `Dense` (mirrors Sources/DDSPPiano/Model/Dense.swift;
-// the backward pass should move next to the forward pass once that file is free to edit).
+// Training-mode forward and backward of `Dense`; the forward is Dense.swift's bias fill, the same
+// single-precision product (OpenBLAS sgemm) and its activation kernel (`Dense.fillBias`, `Dense.activate`).
 
 /// A fully connected layer for training, Keras layout: y = act(x · kernel + bias), over any number
 /// of rows at once (batch × time).
@@ -39,14 +38,12 @@ public struct DenseTraining: Sendable {
         precondition(x.count == rows * inputs)
         var y = [Float](repeating: 0, count: rows * outputs)
         y.withUnsafeMutableBufferPointer { yp in
-            for r in 0..<rows { (yp.baseAddress! + r * outputs).update(from: bias, count: outputs) }
+            Dense.fillBias(bias, rows: rows, into: yp.baseAddress!)
             x.withUnsafeBufferPointer { xp in kernel.withUnsafeBufferPointer { k in
                 TrainingMath.gemm(m: rows, n: outputs, k: inputs, a: xp.baseAddress!, lda: inputs,
                                   b: k.baseAddress!, ldb: outputs, beta: 1, c: yp.baseAddress!, ldc: outputs)
             }}
-            if activation == .leakyReLU {
-                for i in 0..<yp.count where yp[i] < 0 { yp[i] *= Dense.leakySlope }
-            }
+            Dense.activate(yp.baseAddress!, count: yp.count, activation)
         }
         return Cache(input: x, output: y, rows: rows)
     }

@@ -1,11 +1,10 @@
 import CKissFFT
-import DDSPPiano
 import Foundation
 
-// Training-mode forward and backward of the reverb (mirrors Sources/DDSPPiano/Synth/Reverb.swift:
-// ddsp Reverb with add_dry, its impulse response's first sample zeroed, fft_convolve padding
-// 'same' without delay compensation; the backward pass should move next to the forward pass once
-// that file is free to edit).
+// Training-mode forward and backward of the reverb (ddsp Reverb with add_dry, the IR's first
+// sample zeroed, fft_convolve padding 'same' without delay compensation): the same maths as
+// Reverb.swift, no shared kernel (one FFT per whole segment here, uniformly partitioned
+// block by block there); both use KissFFT.
 
 /// wet[n] = dry[n] + Σ_{m=1}^{L−1} ir[m]·dry[n − m] for n < samples, per batch element, by FFT
 /// (segments of 48 000 samples against 24 000-sample responses: direct sums would take 10⁹ MACs).
