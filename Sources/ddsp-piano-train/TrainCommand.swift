@@ -108,18 +108,10 @@ struct TrainCommand: ParsableCommand {
         for m in maps { guard m.split(separator: "=").count == 2 else { throw ValidationError("--map takes NAME=OLD, not '\(m)'") } }
     }
 
-    static func list<T>(_ text: String?, _ name: String, count: Int, parse: (Substring) -> T?) throws -> [T]? {
-        guard let text else { return nil }
-        let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        let values = items.compactMap { parse(Substring($0)) }
-        guard values.count == items.count, values.count == count else {
-            throw ValidationError("--\(name) needs \(count) comma-separated value(s), one per phase, not '\(text)'")
-        }
-        return values
-    }
-
     func run() throws {
-        do { try train() } catch let e as TrainingDataError {
+        do { try train() } catch let e as TrainingOptionError {
+            throw ValidationError(e.description)
+        } catch let e as TrainingDataError {
             FileHandle.standardError.write(Data("ddsp-piano-train: \(e.description)\n".utf8)); throw ExitCode(1)
         } catch let e as TrainingDiverged {
             FileHandle.standardError.write(Data("ddsp-piano-train: \(e.description)\n".utf8)); throw ExitCode(3)
@@ -130,119 +122,19 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
-    /// Where the training and validation sets come from (stored in the checkpoint for --resume).
-    struct DataSource: Codable {
-        var data: String?
-        var maestro: String?
-        var validation: String?
-        var maxSecondsPerFile: Double?
-    }
-
-    /// Loads the sets, lists skipped pairs (one line each) and refuses data with no usable segment.
-    func loadSets(_ source: DataSource, instruments: inout [String], threads: Int) throws -> (TrainingSet, TrainingSet?) {
-        let (t, v) = try loadSetsQuietly(source, instruments: &instruments, threads: threads)
-        for s in t.skipped + (v?.skipped ?? []) { FileHandle.standardError.write(Data("ddsp-piano-train: \(s.path): \(s.reason); skipped\n".utf8)) }
-        guard !t.windows.isEmpty else {
-            throw TrainingDataError("\(source.data ?? source.maestro ?? "data"): no usable 3-second segment (\(t.performances.count) usable pieces, \(t.skipped.count) files skipped)")
-        }
-        return (t, v)
-    }
-
-    func loadSetsQuietly(_ source: DataSource, instruments: inout [String], threads: Int) throws -> (TrainingSet, TrainingSet?) {
-        let progress = TerminalProgress(label: "loading data")
-        defer { progress.finish() }
-        if let m = source.maestro {
-            let root = URL(fileURLWithPath: m)
-            let t = try TrainingSet.loadMaestro(root: root, split: "train", instruments: &instruments, threads: threads,
-                                                maxSecondsPerFile: source.maxSecondsPerFile) { progress.update(0.9 * $0) }
-            let v = try TrainingSet.loadMaestro(root: root, split: "validation", instruments: &instruments, threads: threads,
-                                                maxSecondsPerFile: source.maxSecondsPerFile)
-            return (t, v)
-        }
-        var trainURL = URL(fileURLWithPath: source.data!)
-        var validationURL = source.validation.map { URL(fileURLWithPath: $0) }
-        let fm = FileManager.default
-        if fm.fileExists(atPath: trainURL.appendingPathComponent("train").path) {
-            if validationURL == nil, fm.fileExists(atPath: trainURL.appendingPathComponent("validation").path) {
-                validationURL = trainURL.appendingPathComponent("validation")
-            }
-            trainURL = trainURL.appendingPathComponent("train")
-        }
-        var t = try TrainingSet.load(folder: trainURL, instruments: &instruments, threads: threads,
-                                     maxSecondsPerFile: source.maxSecondsPerFile) { progress.update(0.9 * $0) }
-        if let v = validationURL {
-            return (t, try TrainingSet.load(folder: v, instruments: &instruments, threads: threads, maxSecondsPerFile: source.maxSecondsPerFile))
-        }
-        // No validation folder: every twelfth piece of each instrument (a fixed choice).
-        guard t.performances.count >= 4 else { return (t, nil) }
-        var train = TrainingSet(instruments: t.instruments), val = TrainingSet(instruments: t.instruments)
-        for i in t.performances.indices {
-            if i % 12 == 11 { val.add(t.performances[i], instrument: t.performanceInstrument[i], name: t.performanceNames[i]) }
-            else { train.add(t.performances[i], instrument: t.performanceInstrument[i], name: t.performanceNames[i]) }
-        }
-        train.skipped = t.skipped
-        t = train
-        return (t, val)
-    }
-
     func train() throws {
-        let folder = try TrainingRunFolder(URL(fileURLWithPath: runFolder))
-        let trainer: Trainer
-        var source: DataSource
-        var elapsedBefore = 0.0
-        if resume {
-            guard FileManager.default.fileExists(atPath: folder.checkpointURL.path) else {
-                throw TrainingDataError("\(folder.checkpointURL.path): no checkpoint to resume from")
-            }
-            let c: TrainingCheckpoint
-            do { c = try TrainingCheckpoint.load(folder.checkpointURL) } catch { throw TrainingDataError("\(folder.checkpointURL.path): \(error)") }
-            guard let json = c.state["data"], let s = try? JSONDecoder().decode(DataSource.self, from: Data(json.utf8)) else {
-                throw TrainingDataError("\(folder.checkpointURL.path): the checkpoint does not say which data it was trained on")
-            }
-            source = s
-            // The data may have moved (a rebuilt dataset, another machine): --data overrides.
-            if let d = data { source.data = d; source.maestro = nil }
-            if let m = maestro { source.maestro = m; source.data = nil }
-            elapsedBefore = c.state["seconds"].flatMap(Double.init) ?? 0
-            var instruments = c.weights.instruments
-            let (t, v) = try loadSets(source, instruments: &instruments, threads: threads)
-            guard instruments == c.weights.instruments else {
-                throw TrainingDataError("the data now has instruments the checkpoint lacks (\(instruments.filter { !c.weights.instruments.contains($0) }.joined(separator: ", ")))")
-            }
-            trainer = try Trainer(checkpoint: c, train: t, validation: v)
-            try folder.openLog(resumingAt: trainer.completedSteps)
-            print("resuming \(folder.checkpointURL.path) at step \(trainer.completedSteps) of \(trainer.totalSteps)")
-        } else {
-            source = DataSource(data: data, maestro: maestro, validation: validation, maxSecondsPerFile: maxSecondsPerFile)
-            var aliases: [String: String] = [:]
-            for m in maps { let p = m.split(separator: "="); aliases[String(p[0])] = String(p[1]) }
-            let initial: PianoWeights? = try `init`.map { try WeightStore.load(URL(fileURLWithPath: $0)) }
-            var instruments = initial?.instruments ?? []
-            let (t, v) = try loadSets(source, instruments: &instruments, threads: threads)
-            let weights = try initial.map { try $0.withInstruments(instruments, aliases: aliases) }
-                ?? PianoWeights.initial(instruments: instruments, seed: seed, harmonicPrior: harmonicPrior)
-            let phaseNumbers = try Self.list(phases, "phases", count: phases.split(separator: ",").count) { Int($0) }!
-            guard phaseNumbers.allSatisfy({ (1...3).contains($0) }) else { throw ValidationError("--phases takes numbers among 1, 2, 3") }
-            let n = phaseNumbers.count
-            let upstream = TrainingPhase.upstream
-            let batches = try Self.list(batchSize, "batch-size", count: n) { Int($0) } ?? phaseNumbers.map { upstream[$0 - 1].batchSize }
-            let rates = try Self.list(learningRate, "learning-rate", count: n) { Double($0) } ?? phaseNumbers.map { upstream[$0 - 1].learningRate }
-            guard batches.allSatisfy({ $0 >= 1 }), rates.allSatisfy({ $0 > 0 && $0.isFinite }) else { throw ValidationError("batch sizes and learning rates must be positive") }
-            let stepCounts: [Int]
-            if let s = try Self.list(steps, "steps", count: n, parse: { Int($0) }) { stepCounts = s }
-            else {
-                let e = try Self.list(epochs, "epochs", count: n) { Double($0) } ?? phaseNumbers.map { Double(upstream[$0 - 1].epochs) }
-                stepCounts = zip(e, batches).map { max(1, Int(($0 * Double(t.windows.count / max(1, min($1, t.windows.count)))).rounded())) }
-            }
-            var config = TrainerConfig()
-            config.seed = seed; config.threads = threads; config.validationSegments = validationSegments
-            config.phases = (0..<n).map { PhasePlan(number: phaseNumbers[$0], batchSize: batches[$0], learningRate: rates[$0], steps: stepCounts[$0]) }
-            trainer = try Trainer(weights: weights, config: config, train: t, validation: v)
-            try folder.openLog(resumingAt: 0)
-            // The starting point, for comparisons ("untrained" in an evaluation) and re-runs.
-            do { try WeightStore.install(weights, at: folder.url.appendingPathComponent("initial.safetensors")) }
-            catch { throw TrainingDataError("\(folder.url.path): cannot write initial.safetensors (\(error))") }
-        }
+        var options = TrainingRunOptions(runFolder: URL(fileURLWithPath: runFolder))
+        options.resume = resume
+        options.data = data; options.maestro = maestro; options.validation = validation
+        options.maxSecondsPerFile = maxSecondsPerFile
+        options.initialWeights = `init`; options.maps = maps
+        options.phases = phases; options.epochs = epochs; options.steps = steps
+        options.batchSize = batchSize; options.learningRate = learningRate
+        options.threads = threads; options.seed = seed; options.harmonicPrior = harmonicPrior
+        options.validationSegments = validationSegments
+        let run = try TrainingRun.prepare(options) { FileHandle.standardError.write(Data("ddsp-piano-train: \($0)\n".utf8)) }
+        let folder = run.folder, trainer = run.trainer, elapsedBefore = run.elapsedBefore
+        if run.resumed { print("resuming \(folder.checkpointURL.path) at step \(trainer.completedSteps) of \(trainer.totalSteps)") }
         let t = trainer.train
         print(String(format: "data: %d pieces, %.1f min, %d segments (%d dropped: over 16 notes), instruments %@; validation: %d segments",
                      t.performances.count, t.seconds / 60, t.windows.count, t.droppedForPolyphony, t.instruments.joined(separator: ", "),
@@ -252,15 +144,12 @@ struct TrainCommand: ParsableCommand {
 
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }
-        let sourceJSON = String(decoding: try JSONEncoder().encode(source), as: UTF8.self)
         let started = Date()
         var lastValidation: Double? = folder.validationCurve.last?.loss
         var recent: [Double] = []
         func save() throws {
-            let seconds = elapsedBefore + Date().timeIntervalSince(started)
-            var state = ["data": sourceJSON, "seconds": String(seconds), "instruments_trained": t.instruments.joined(separator: ",")]
-            if let l = recent.last { state["last_loss"] = String(l) }
-            if let v = lastValidation { state["last_validation_loss"] = String(v) }
+            let state = run.checkpointState(seconds: elapsedBefore + Date().timeIntervalSince(started),
+                                            lastLoss: recent.last, lastValidationLoss: lastValidation)
             do { try trainer.checkpoint(state: state).save(to: folder.checkpointURL) }
             catch { throw TrainingDataError("\(folder.checkpointURL.path): cannot save the checkpoint (\(error)); the previous one is intact") }
         }

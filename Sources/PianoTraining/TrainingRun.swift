@@ -1,0 +1,200 @@
+import DDSPPiano
+import Foundation
+import PianoIO
+
+/// What `ddsp-piano-train train` was asked for: the options that decide where a run starts.
+public struct TrainingRunOptions: Sendable {
+    public var runFolder: URL
+    /// Continue the run in `runFolder` from its checkpoint (`data`/`maestro` override where its data moved).
+    public var resume = false
+    public var data: String?
+    public var maestro: String?
+    public var validation: String?
+    public var maxSecondsPerFile: Double?
+    /// Start from this weight file (fine-tuning) instead of a fresh model.
+    public var initialWeights: String?
+    /// NAME=OLD: data instrument NAME starts as the initial weights' instrument OLD.
+    public var maps: [String] = []
+    /// Comma-separated lists, one value per phase (`phases` from upstream's 1, 2, 3).
+    public var phases = "1,2,3"
+    public var epochs: String?
+    public var steps: String?
+    public var batchSize: String?
+    public var learningRate: String?
+    public var threads = 1
+    public var seed: UInt64 = 1
+    public var harmonicPrior: Float = 1
+    public var validationSegments = 24
+
+    public init(runFolder: URL) { self.runFolder = runFolder }
+}
+
+/// An option value the plan cannot use (the command line reports it as a usage error).
+public struct TrainingOptionError: Error, CustomStringConvertible, Equatable, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Where the training and validation sets come from (stored in the checkpoint for --resume).
+public struct TrainingDataSource: Codable, Sendable, Equatable {
+    public var data: String?
+    public var maestro: String?
+    public var validation: String?
+    public var maxSecondsPerFile: Double?
+    public init(data: String? = nil, maestro: String? = nil, validation: String? = nil, maxSecondsPerFile: Double? = nil) {
+        self.data = data; self.maestro = maestro; self.validation = validation; self.maxSecondsPerFile = maxSecondsPerFile
+    }
+}
+
+/// A run ready to step: its folder (log opened), the trainer (fresh, fine-tuning or resumed from
+/// the checkpoint), the data it trains on and the time spent before this session. `prepare`
+/// makes every decision of `ddsp-piano-train train` before its loop.
+public struct TrainingRun {
+    public let folder: TrainingRunFolder
+    public let trainer: Trainer
+    public let source: TrainingDataSource
+    /// Seconds of training before this session (from the checkpoint when resuming).
+    public let elapsedBefore: Double
+    public let resumed: Bool
+
+    /// Resumes (the checkpoint's data, configuration and position) or starts a run (initial
+    /// weights, phase plan, initial.safetensors). `skipped` hears one line per unusable pair.
+    public static func prepare(_ o: TrainingRunOptions, skipped: (String) -> Void = { _ in }) throws -> TrainingRun {
+        let folder = try TrainingRunFolder(o.runFolder)
+        if o.resume {
+            guard FileManager.default.fileExists(atPath: folder.checkpointURL.path) else {
+                throw TrainingDataError("\(folder.checkpointURL.path): no checkpoint to resume from")
+            }
+            let c: TrainingCheckpoint
+            do { c = try TrainingCheckpoint.load(folder.checkpointURL) } catch { throw TrainingDataError("\(folder.checkpointURL.path): \(error)") }
+            guard let json = c.state["data"], var source = try? JSONDecoder().decode(TrainingDataSource.self, from: Data(json.utf8)) else {
+                throw TrainingDataError("\(folder.checkpointURL.path): the checkpoint does not say which data it was trained on")
+            }
+            // The data may have moved (a rebuilt dataset, another machine): --data overrides.
+            if let d = o.data { source.data = d; source.maestro = nil }
+            if let m = o.maestro { source.maestro = m; source.data = nil }
+            var instruments = c.weights.instruments
+            let (t, v) = try loadSets(source, instruments: &instruments, threads: o.threads, skipped: skipped)
+            guard instruments == c.weights.instruments else {
+                throw TrainingDataError("the data now has instruments the checkpoint lacks (\(instruments.filter { !c.weights.instruments.contains($0) }.joined(separator: ", ")))")
+            }
+            let trainer = try Trainer(checkpoint: c, train: t, validation: v)
+            try folder.openLog(resumingAt: trainer.completedSteps)
+            return TrainingRun(folder: folder, trainer: trainer, source: source,
+                               elapsedBefore: c.state["seconds"].flatMap(Double.init) ?? 0, resumed: true)
+        }
+        let source = TrainingDataSource(data: o.data, maestro: o.maestro, validation: o.validation, maxSecondsPerFile: o.maxSecondsPerFile)
+        var aliases: [String: String] = [:]
+        for m in o.maps {
+            let p = m.split(separator: "=")
+            guard p.count == 2 else { throw TrainingOptionError("--map takes NAME=OLD, not '\(m)'") }
+            aliases[String(p[0])] = String(p[1])
+        }
+        let initial: PianoWeights? = try o.initialWeights.map { try WeightStore.load(URL(fileURLWithPath: $0)) }
+        var instruments = initial?.instruments ?? []
+        let (t, v) = try loadSets(source, instruments: &instruments, threads: o.threads, skipped: skipped)
+        let weights = try initial.map { try $0.withInstruments(instruments, aliases: aliases) }
+            ?? PianoWeights.initial(instruments: instruments, seed: o.seed, harmonicPrior: o.harmonicPrior)
+        var config = TrainerConfig()
+        config.seed = o.seed; config.threads = o.threads; config.validationSegments = o.validationSegments
+        config.phases = try phasePlans(o, segments: t.windows.count)
+        let trainer = try Trainer(weights: weights, config: config, train: t, validation: v)
+        try folder.openLog(resumingAt: 0)
+        // The starting point, for comparisons ("untrained" in an evaluation) and re-runs.
+        do { try WeightStore.install(weights, at: folder.url.appendingPathComponent("initial.safetensors")) }
+        catch { throw TrainingDataError("\(folder.url.path): cannot write initial.safetensors (\(error))") }
+        return TrainingRun(folder: folder, trainer: trainer, source: source, elapsedBefore: 0, resumed: false)
+    }
+
+    /// The phases of a new run: upstream's batch size, learning rate and epochs for each phase
+    /// asked for, unless given; epochs become steps over `segments` training segments.
+    public static func phasePlans(_ o: TrainingRunOptions, segments: Int) throws -> [PhasePlan] {
+        let phaseNumbers = try list(o.phases, "phases", count: o.phases.split(separator: ",").count) { Int($0) }!
+        guard phaseNumbers.allSatisfy({ (1...3).contains($0) }) else { throw TrainingOptionError("--phases takes numbers among 1, 2, 3") }
+        let n = phaseNumbers.count
+        let upstream = TrainingPhase.upstream
+        let batches = try list(o.batchSize, "batch-size", count: n) { Int($0) } ?? phaseNumbers.map { upstream[$0 - 1].batchSize }
+        let rates = try list(o.learningRate, "learning-rate", count: n) { Double($0) } ?? phaseNumbers.map { upstream[$0 - 1].learningRate }
+        guard batches.allSatisfy({ $0 >= 1 }), rates.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw TrainingOptionError("batch sizes and learning rates must be positive")
+        }
+        let stepCounts: [Int]
+        if let s = try list(o.steps, "steps", count: n, parse: { Int($0) }) { stepCounts = s }
+        else {
+            let e = try list(o.epochs, "epochs", count: n) { Double($0) } ?? phaseNumbers.map { Double(upstream[$0 - 1].epochs) }
+            stepCounts = zip(e, batches).map { max(1, Int(($0 * Double(segments / max(1, min($1, segments)))).rounded())) }
+        }
+        return (0..<n).map { PhasePlan(number: phaseNumbers[$0], batchSize: batches[$0], learningRate: rates[$0], steps: stepCounts[$0]) }
+    }
+
+    /// A comma-separated option with one value per phase; nil when not given.
+    public static func list<T>(_ text: String?, _ name: String, count: Int, parse: (Substring) -> T?) throws -> [T]? {
+        guard let text else { return nil }
+        let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let values = items.compactMap { parse(Substring($0)) }
+        guard values.count == items.count, values.count == count else {
+            throw TrainingOptionError("--\(name) needs \(count) comma-separated value(s), one per phase, not '\(text)'")
+        }
+        return values
+    }
+
+    /// Loads the sets, reports skipped pairs and refuses data with no usable segment.
+    static func loadSets(_ source: TrainingDataSource, instruments: inout [String], threads: Int,
+                         skipped: (String) -> Void) throws -> (TrainingSet, TrainingSet?) {
+        let (t, v) = try loadSetsQuietly(source, instruments: &instruments, threads: threads)
+        for s in t.skipped + (v?.skipped ?? []) { skipped("\(s.path): \(s.reason); skipped") }
+        guard !t.windows.isEmpty else {
+            throw TrainingDataError("\(source.data ?? source.maestro ?? "data"): no usable 3-second segment (\(t.performances.count) usable pieces, \(t.skipped.count) files skipped)")
+        }
+        return (t, v)
+    }
+
+    /// --maestro: its CSV's splits; --data: DIR/train and DIR/validation when so laid out, a
+    /// --validation folder, or every twelfth piece of DIR.
+    static func loadSetsQuietly(_ source: TrainingDataSource, instruments: inout [String], threads: Int) throws -> (TrainingSet, TrainingSet?) {
+        let progress = TerminalProgress(label: "loading data")
+        defer { progress.finish() }
+        if let m = source.maestro {
+            let root = URL(fileURLWithPath: m)
+            let t = try TrainingSet.loadMaestro(root: root, split: "train", instruments: &instruments, threads: threads,
+                                                maxSecondsPerFile: source.maxSecondsPerFile) { progress.update(0.9 * $0) }
+            let v = try TrainingSet.loadMaestro(root: root, split: "validation", instruments: &instruments, threads: threads,
+                                                maxSecondsPerFile: source.maxSecondsPerFile)
+            return (t, v)
+        }
+        guard let data = source.data else { throw TrainingDataError("no data: give --data DIR or --maestro DIR") }
+        var trainURL = URL(fileURLWithPath: data)
+        var validationURL = source.validation.map { URL(fileURLWithPath: $0) }
+        let fm = FileManager.default
+        if fm.fileExists(atPath: trainURL.appendingPathComponent("train").path) {
+            if validationURL == nil, fm.fileExists(atPath: trainURL.appendingPathComponent("validation").path) {
+                validationURL = trainURL.appendingPathComponent("validation")
+            }
+            trainURL = trainURL.appendingPathComponent("train")
+        }
+        var t = try TrainingSet.load(folder: trainURL, instruments: &instruments, threads: threads,
+                                     maxSecondsPerFile: source.maxSecondsPerFile) { progress.update(0.9 * $0) }
+        if let v = validationURL {
+            return (t, try TrainingSet.load(folder: v, instruments: &instruments, threads: threads, maxSecondsPerFile: source.maxSecondsPerFile))
+        }
+        // No validation folder: every twelfth piece of each instrument (a fixed choice).
+        guard t.performances.count >= 4 else { return (t, nil) }
+        var train = TrainingSet(instruments: t.instruments), val = TrainingSet(instruments: t.instruments)
+        for i in t.performances.indices {
+            if i % 12 == 11 { val.add(t.performances[i], instrument: t.performanceInstrument[i], name: t.performanceNames[i]) }
+            else { train.add(t.performances[i], instrument: t.performanceInstrument[i], name: t.performanceNames[i]) }
+        }
+        train.skipped = t.skipped
+        t = train
+        return (t, val)
+    }
+
+    /// The run facts a checkpoint stores beside the trainer's own (`Trainer.checkpoint(state:)`).
+    public func checkpointState(seconds: Double, lastLoss: Double?, lastValidationLoss: Double?) -> [String: String] {
+        let sourceJSON = String(decoding: (try? JSONEncoder().encode(source)) ?? Data("{}".utf8), as: UTF8.self)
+        var state = ["data": sourceJSON, "seconds": String(seconds), "instruments_trained": trainer.train.instruments.joined(separator: ",")]
+        if let l = lastLoss { state["last_loss"] = String(l) }
+        if let v = lastValidationLoss { state["last_validation_loss"] = String(v) }
+        return state
+    }
+}
