@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 import DDSPPiano
+import CMallocCounter
+import PianoTestKit
 
 /// The conditioning must equal what upstream fed its model, value for value.
 final class ConditioningTests: XCTestCase {
@@ -245,5 +247,100 @@ final class ConditioningTests: XCTestCase {
         let c = UpstreamConditioning.make(midi: midi)
         XCTAssertEqual(c.frames, 125)
         XCTAssertTrue(c.conditioning.allSatisfy { $0 == 0 })
+    }
+
+    // MARK: Row by row (what a file render plays)
+
+    /// A dense random piece: overlapping notes on every key range, re-strikes, all four pedals.
+    private func randomSequence(seconds: Double, seed: UInt64) -> NoteSequence {
+        var rng = SplitMix64(seed: seed)
+        var notes: [NoteSequence.Note] = []
+        var ccs: [NoteSequence.ControlChange] = []
+        var t = 0.0
+        while t < seconds {
+            let length = 0.02 + Double(rng.below(1500)) / 1000
+            notes.append(.init(pitch: 15 + rng.below(100), velocity: 1 + rng.below(127), start: t, end: min(seconds, t + length)))
+            if rng.below(8) == 0 { ccs.append(.init(time: t, controller: 64 + rng.below(4), value: rng.below(128))) }
+            t += Double(rng.below(120)) / 1000
+        }
+        return NoteSequence(notes: notes, controlChanges: ccs)
+    }
+
+    /// `Rows` asked for rows in order, some twice, some skipped, and again after `rewind()`,
+    /// gives the rows of the table (`make`, whose rows equal upstream's on every reference case).
+    func testRowsInAnyForwardOrderEqualTheTable() {
+        let seq = randomSequence(seconds: 20, seed: 7)
+        let table = UpstreamConditioning.make(sequence: seq, warmUp: 0.5, duration: nil)
+        var rows = UpstreamConditioning.Rows(sequence: seq, warmUp: 0.5, duration: nil)
+        XCTAssertEqual(rows.frames, table.frames)
+        var c = [Float](repeating: -1, count: 32), p = [Float](repeating: -1, count: 4)
+        var rng = SplitMix64(seed: 3)
+        var mismatches = 0, compared = 0
+        for pass in 0..<2 {
+            var t = 0
+            while t < table.frames + 10 {
+                rows.row(t, conditioning: &c, pedal: &p)
+                let expectedC = t < table.frames ? Array(table.conditioning[(t * 32)..<(t * 32 + 32)]) : [Float](repeating: 0, count: 32)
+                let expectedP = t < table.frames ? Array(table.pedal[(t * 4)..<(t * 4 + 4)]) : [Float](repeating: 0, count: 4)
+                if c != expectedC || p != expectedP { mismatches += 1 }
+                compared += 1
+                // Mostly the next row; sometimes the same again, sometimes a jump ahead.
+                switch rng.below(10) {
+                case 0: break
+                case 1: t += 1 + rng.below(40)
+                default: t += 1
+                }
+            }
+            if pass == 0 { rows.rewind() }
+        }
+        print("rows compared \(compared), mismatching \(mismatches)")
+        XCTAssertGreaterThan(compared, table.frames / 2)
+        XCTAssertEqual(mismatches, 0)
+    }
+
+    /// Making a row allocates nothing (the engine makes them in its render path).
+    func testRowsDoNotAllocate() {
+        let seq = randomSequence(seconds: 60, seed: 11)
+        var rows = UpstreamConditioning.Rows(sequence: seq)
+        var c = [Float](repeating: 0, count: 32), p = [Float](repeating: 0, count: 4)
+        c.withUnsafeMutableBufferPointer { cb in
+            p.withUnsafeMutableBufferPointer { pb in
+                for t in 0..<10 { rows.row(t, conditioning: cb.baseAddress!, pedal: pb.baseAddress!) }
+                malloc_counter_start()
+                for t in 10..<rows.frames { rows.row(t, conditioning: cb.baseAddress!, pedal: pb.baseAddress!) }
+                let n = malloc_counter_stop()
+                print("allocator calls making \(rows.frames - 10) rows: \(n)")
+                XCTAssertEqual(n, 0)
+            }
+        }
+    }
+
+    /// A file render playing upstream's conditioning (v2's default) allocates nothing per block:
+    /// its memory does not grow with the piece.
+    func testScriptedRenderAllocatesNothingPerBlock() throws {
+        let model = StructuralV2.model()
+        let seq = randomSequence(seconds: 6, seed: 5)
+        final class CountingSink: RenderSink {
+            let wantsDry = false
+            var blocks = 0, expected = 0, samples = 0
+            var allocations: Int64 = -1
+            func begin(sampleRate: Int, length: Int) { expected = length / 256 }
+            func write(wet: UnsafeBufferPointer<Float>, dry: UnsafeBufferPointer<Float>?) {
+                blocks += 1
+                samples += wet.count
+                if blocks == 20 { malloc_counter_start() }
+                if blocks == expected - 1 { allocations = malloc_counter_stop() }
+            }
+        }
+        var settings = RenderSettings()
+        settings.instrument = 0
+        settings.sampleRate = 48_000
+        let sink = CountingSink()
+        var s = sink
+        try OfflineRenderer.renderStreaming(conditioning: UpstreamConditioning.Rows(sequence: seq), model: model,
+                                            settings: settings, into: &s)
+        print("scripted v2 render at 48 kHz: \(sink.allocations) allocator calls in \(sink.expected - 21) blocks of 256")
+        XCTAssertGreaterThan(sink.samples, 5 * 48_000)
+        XCTAssertEqual(sink.allocations, 0)
     }
 }

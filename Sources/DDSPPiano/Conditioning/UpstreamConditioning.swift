@@ -32,27 +32,108 @@ public enum UpstreamConditioning {
     /// `sequence` must already have sustain applied (`applyingSustain()`), as upstream does.
     public static func make(sequence: NoteSequence, warmUp: Double = UpstreamDefaults.warmUpSeconds, duration: Double? = nil,
                             voices: Int = 16, frameRate: Int = UpstreamDefaults.frameRate) -> FrameConditioning {
-        precondition(voices >= 1 && voices <= maxPitch - minPitch + 1, "voices must be in 1...88")
-        precondition(frameRate > 0, "frame rate must be positive")
-        let layout = Layout(totalTime: sequence.totalTime, warmUp: warmUp, duration: duration, frameRate: frameRate)
-        var out = FrameConditioning(frames: layout.frames, voices: voices)
-        let fr = Double(frameRate)
-        // Frames the roll actually fills: the roll has `rollFrames`, the output keeps `target`.
-        let limit = min(layout.rollFrames, layout.target)
+        var rows = Rows(sequence: sequence, warmUp: warmUp, duration: duration, voices: voices, frameRate: frameRate)
+        var out = FrameConditioning(frames: rows.frames, voices: voices)
+        out.conditioning.withUnsafeMutableBufferPointer { c in
+            out.pedal.withUnsafeMutableBufferPointer { p in
+                for t in 0..<rows.frames {
+                    rows.row(t, conditioning: c.baseAddress! + t * voices * 2, pedal: p.baseAddress! + t * 4)
+                }
+            }
+        }
+        return out
+    }
 
-        let roll = Roll(sequence: sequence, frameRate: fr, rollFrames: layout.rollFrames, limit: limit)
+    /// Upstream's conditioning made one row at a time, in order, as the engine plays a file:
+    /// memory in proportion to the notes, not to the length (the whole table costs 36 KB per
+    /// second of music: 130 MB for an hour). `make` is this, written into a table.
+    public struct Rows: Sendable {
+        /// Rows of the piece, warm-up included; rows past the end are silence.
+        public let frames: Int
+        public let voices: Int
+        private let layout: Layout
+        private let roll: Roll
+        /// Pedal events by frame, in sequence order within a frame (the last one wins).
+        private let pedalEvents: [(frame: Int, controller: Int, value: Float)]
 
-        var allocator = VoiceAllocator(voices: voices)
-        var kept = [Int](repeating: 0, count: voices)
-        var keptVelocity = [Float](repeating: 0, count: voices)
-        var activePitch = [Int](repeating: 0, count: Roll.pitchCount)
-        var activeVelocity = [Float](repeating: 0, count: Roll.pitchCount)
-        var cursor = Roll.Cursor()
-        for t in 0..<limit {
-            let count = roll.frame(t, cursor: &cursor, pitches: &activePitch, velocities: &activeVelocity)
+        // Where the stream is (reset by `rewind`).
+        private var produced = 0                 // rows made so far
+        private var allocator: VoiceAllocator
+        private var cursor = Roll.Cursor()
+        private var pedalCursor = 0
+        private var kept: [Int]
+        private var keptVelocity: [Float]
+        private var activePitch: [Int]
+        private var activeVelocity: [Float]
+        private var lastConditioning: [Float]    // the row made last, for a repeated request
+        private var lastPedal: [Float]
+
+        public init(midi: MIDIFile, warmUp: Double = UpstreamDefaults.warmUpSeconds, duration: Double? = nil,
+                    voices: Int = 16, frameRate: Int = UpstreamDefaults.frameRate) {
+            self.init(sequence: NoteSequence(midi: midi).applyingSustain(), warmUp: warmUp, duration: duration,
+                      voices: voices, frameRate: frameRate)
+        }
+
+        /// `sequence` must already have sustain applied (`applyingSustain()`), as upstream does.
+        public init(sequence: NoteSequence, warmUp: Double = UpstreamDefaults.warmUpSeconds, duration: Double? = nil,
+                    voices: Int = 16, frameRate: Int = UpstreamDefaults.frameRate) {
+            precondition(voices >= 1 && voices <= maxPitch - minPitch + 1, "voices must be in 1...88")
+            precondition(frameRate > 0, "frame rate must be positive")
+            layout = Layout(totalTime: sequence.totalTime, warmUp: warmUp, duration: duration, frameRate: frameRate)
+            frames = layout.frames
+            self.voices = voices
+            let fr = Double(frameRate)
+            roll = Roll(sequence: sequence, frameRate: fr, rollFrames: layout.rollFrames, limit: layout.limit)
+            var events: [(frame: Int, controller: Int, value: Float)] = []
+            for cc in sequence.controlChanges where (64...67).contains(cc.controller) {
+                let frame = truncatedInt(cc.time * fr)
+                guard frame < layout.rollFrames, frame < layout.target else { continue }
+                events.append((frame, cc.controller - 64, Float(cc.value + 1) / 128))
+            }
+            // Stable: equal frames keep sequence order, so the last event of a frame wins.
+            pedalEvents = events.indices.sorted { events[$0].frame != events[$1].frame ? events[$0].frame < events[$1].frame : $0 < $1 }
+                .map { events[$0] }
+            allocator = VoiceAllocator(voices: voices)
+            kept = []; keptVelocity = []; activePitch = []; activeVelocity = []; lastConditioning = []; lastPedal = []
+            rewind()
+        }
+
+        /// Back to row 0, with buffers of its own (allocates: call it before playing, not while).
+        public mutating func rewind() {
+            produced = 0
+            allocator = VoiceAllocator(voices: voices)
+            cursor = Roll.Cursor()
+            pedalCursor = 0
+            kept = [Int](repeating: 0, count: voices)
+            keptVelocity = [Float](repeating: 0, count: voices)
+            activePitch = [Int](repeating: 0, count: Roll.pitchCount)
+            activeVelocity = [Float](repeating: 0, count: Roll.pitchCount)
+            lastConditioning = [Float](repeating: 0, count: voices * 2)
+            lastPedal = [Float](repeating: 0, count: 4)
+        }
+
+        /// Writes row `t` (`voices` × 2 values and 4 pedal values). Rows are asked in order: a row
+        /// may be asked again, and skipped rows are made on the way; an earlier one needs
+        /// `rewind()`. Does not allocate.
+        public mutating func row(_ t: Int, conditioning c: UnsafeMutablePointer<Float>, pedal p: UnsafeMutablePointer<Float>) {
+            precondition(t >= produced - 1, "rows are made in order; rewind() to start again")
+            while produced <= t { makeNext() }
+            lastConditioning.withUnsafeBufferPointer { c.update(from: $0.baseAddress!, count: voices * 2) }
+            lastPedal.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: 4) }
+        }
+
+        private mutating func makeNext() {
+            let t = produced
+            produced += 1
+            let n = voices
+            lastConditioning.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            lastPedal.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            let f = t - layout.warmUpFrames          // frame of the roll
+            guard f >= 0 && f < layout.limit else { return }
+            let count = roll.frame(f, cursor: &cursor, pitches: &activePitch, velocities: &activeVelocity)
             // The `voices` highest pitches, ascending, silent entries first (upstream's argsort layout).
-            let keep = min(count, voices)
-            let silent = voices - keep
+            let keep = min(count, n)
+            let silent = n - keep
             for i in 0..<silent {
                 kept[i] = 0
                 keptVelocity[i] = 0
@@ -62,20 +143,18 @@ public enum UpstreamConditioning {
                 keptVelocity[silent + i] = activeVelocity[count - keep + i]
             }
             allocator.step(kept: kept)
-            let base = (layout.warmUpFrames + t) * voices * 2
-            for s in 0..<voices {
+            for s in 0..<n {
                 let src = allocator.slotSources[s]
-                out.conditioning[base + 2 * s] = Float(kept[src])
-                out.conditioning[base + 2 * s + 1] = keptVelocity[src]
+                lastConditioning[2 * s] = Float(kept[src])
+                lastConditioning[2 * s + 1] = keptVelocity[src]
+            }
+            while pedalCursor < pedalEvents.count && pedalEvents[pedalCursor].frame < f { pedalCursor += 1 }
+            while pedalCursor < pedalEvents.count && pedalEvents[pedalCursor].frame == f {
+                let e = pedalEvents[pedalCursor]
+                lastPedal[e.controller] = e.value
+                pedalCursor += 1
             }
         }
-
-        for cc in sequence.controlChanges where (64...67).contains(cc.controller) {
-            let frame = truncatedInt(cc.time * fr)
-            guard frame < layout.rollFrames, frame < layout.target else { continue }
-            out.pedal[(layout.warmUpFrames + frame) * 4 + cc.controller - 64] = Float(cc.value + 1) / 128
-        }
-        return out
     }
 
     /// Upstream's lengths, computed with the same float operations.
@@ -84,6 +163,8 @@ public enum UpstreamConditioning {
         var target: Int
         var warmUpFrames: Int
         var frames: Int { target + warmUpFrames }
+        /// Frames the roll actually fills: the roll has `rollFrames`, the output keeps `target`.
+        var limit: Int { min(rollFrames, target) }
 
         init(totalTime: Double, warmUp: Double, duration: Double?, frameRate: Int) {
             let fr = Double(frameRate)

@@ -24,7 +24,7 @@ public struct VoiceAllocator: Sendable {
         self.voices = voices
         slotPitches = [Int](repeating: 0, count: voices)
         slotSources = Array(0..<voices)
-        reorder = slotSources
+        reorder = Array(0..<voices)   // its own buffer: a shared one would be copied on the first step
     }
 
     public mutating func reset() {

@@ -47,7 +47,7 @@ public final class PianoEngine: @unchecked Sendable {
         /// stream, warm-up included, plays row k instead of the live note state, as upstream
         /// does (it also marks the frame before a legato re-strike, which a live player cannot
         /// know). Note events are then ignored; piano switches, all-sound-off and gain still act.
-        public var script: FrameConditioning? = nil
+        public var script: UpstreamConditioning.Rows? = nil
         /// Also deliver the unreverbed mix (`render(events:into:dry:)`), for offline renders.
         public var produceDry = false
         /// CC64 holds released notes (live playing). The offline renderer turns it off and sends
@@ -86,6 +86,7 @@ public final class PianoEngine: @unchecked Sendable {
     // Timeline (model samples at 16 kHz, 0 = the first host sample).
     private var audioFrame = 0             // next audio frame to synthesise
     private var controlFrame = 0           // frames of controls computed since reset (script row)
+    private var script: UpstreamConditioning.Rows?   // options.script as it plays (rewound by reset)
     private var hostSamples = 0            // host samples delivered so far
     private var paddingLeft = 0
     public private(set) var padding = 0
@@ -189,6 +190,9 @@ public final class PianoEngine: @unchecked Sendable {
         previousBlend = PianoEngine.uniqueCopy(priors[instrument])
         live = LiveConditioning(voices: model.hyper.voices, sustainPedalHolds: options.sustainPedalHolds)
         controlFrame = 0
+        script = options.script
+        script?.rewind()
+        precondition(script.map { $0.voices == model.hyper.voices } ?? true, "a script needs one pair of columns per voice")
         wetStream?.reset()
         dryStream?.reset()
         pendingHead = 0; pendingCount = 0
@@ -336,8 +340,8 @@ public final class PianoEngine: @unchecked Sendable {
         controlFrame += 1
         conditioningRow.withUnsafeMutableBufferPointer { c in
             pedalRow.withUnsafeMutableBufferPointer { p in
-                if let script = options.script {
-                    PianoEngine.scriptRow(script, row, conditioning: c, pedal: p)
+                if script != nil {
+                    script!.row(row, conditioning: c.baseAddress!, pedal: p.baseAddress!)
                 } else {
                     live.nextFrame(conditioning: c.baseAddress!, pedal: p.baseAddress!)
                 }
@@ -370,18 +374,6 @@ public final class PianoEngine: @unchecked Sendable {
         }
     }
 
-    /// Row `t` of a script (silence past its end).
-    private static func scriptRow(_ script: FrameConditioning, _ t: Int, conditioning c: UnsafeMutableBufferPointer<Float>,
-                                  pedal p: UnsafeMutableBufferPointer<Float>) {
-        let width = c.count
-        if t < script.frames && script.voices * 2 == width {
-            script.conditioning.withUnsafeBufferPointer { s in c.baseAddress!.update(from: s.baseAddress! + t * width, count: width) }
-            script.pedal.withUnsafeBufferPointer { s in p.baseAddress!.update(from: s.baseAddress! + t * 4, count: 4) }
-        } else {
-            c.baseAddress!.update(repeating: 0, count: width)
-            p.baseAddress!.update(repeating: 0, count: 4)
-        }
-    }
 
     static func uniqueCopy(_ s: NormalizationStatistics) -> NormalizationStatistics {
         var c = s

@@ -113,9 +113,10 @@ public enum OfflineRenderer {
         case .events: scripted = false
         }
         if scripted {
-            let conditioning = UpstreamConditioning.make(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
-                                                         voices: h.voices, frameRate: h.frameRate)
-            return try renderStreaming(conditioning: conditioning, model: model, settings: settings, into: &sink, progress: progress)
+            // Made row by row as the engine plays: memory follows the notes, not the length.
+            let rows = UpstreamConditioning.Rows(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
+                                                 voices: h.voices, frameRate: h.frameRate)
+            return try renderStreaming(conditioning: rows, model: model, settings: settings, into: &sink, progress: progress)
         }
         let sequence = NoteSequence(midi: midi).applyingSustain()
         let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
@@ -146,14 +147,14 @@ public enum OfflineRenderer {
 
     /// The streaming engine playing upstream's conditioning row by row (warm-up rows included),
     /// cropped like upstream: the warm-up and the engine's constant latency are removed.
-    public static func renderStreaming(conditioning: FrameConditioning, model: PianoModel, settings: RenderSettings,
+    public static func renderStreaming(conditioning: UpstreamConditioning.Rows, model: PianoModel, settings: RenderSettings,
                                        progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
         var collector = RenderCollector(dry: true)
         try renderStreaming(conditioning: conditioning, model: model, settings: settings, into: &collector, progress: progress)
         return collector.output
     }
 
-    public static func renderStreaming<Sink: RenderSink>(conditioning: FrameConditioning, model: PianoModel,
+    public static func renderStreaming<Sink: RenderSink>(conditioning: UpstreamConditioning.Rows, model: PianoModel,
                                                          settings: RenderSettings, into sink: inout Sink,
                                                          progress: ((Double) -> Void)? = nil) throws {
         try checkInstrument(settings, model)
