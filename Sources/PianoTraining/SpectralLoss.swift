@@ -143,3 +143,6 @@ public enum ReverbRegularizer {
         return Double(weight) * total / Double(instruments.count)
     }
 }
+
+/// sign(0) = 0, like tf.sign (the L1 terms' subgradient).
+@inline(__always) func sign(_ x: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }

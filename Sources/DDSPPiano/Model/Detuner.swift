@@ -14,7 +14,17 @@ public struct Detuner: Sendable {
 
     @inline(__always)
     public func f0(extendedPitch: Float, substring s: Int, instrumentDetuning: Float) -> Float {
-        let detune = tanhf((extendedPitch / 128) * kernel[s] + bias[s]) + tanhf(instrumentDetuning)
-        return 440 * powf(2, ((extendedPitch + detune) - 69) / 12)
+        let detune = Detuner.substringDetune(extendedPitch: extendedPitch, kernel: kernel[s], bias: bias[s]) + tanhf(instrumentDetuning)
+        return Detuner.midiToHz(extendedPitch + detune)
     }
+
+    // The kernels `f0` shares with `DetunerTraining`.
+
+    /// A substring's own detuning in semitones: tanh(pitch/128 · k + b).
+    @inline(__always)
+    static func substringDetune(extendedPitch p: Float, kernel k: Float, bias b: Float) -> Float {
+        tanhf((p / 128) * k + b)
+    }
+
+    @inline(__always) static func midiToHz(_ m: Float) -> Float { 440 * powf(2, (m - 69) / 12) }
 }

@@ -19,9 +19,17 @@ public struct Inharmonicity: Sendable {
     /// `instrumentInharm` is the instrument's z-encoder inharmonicity scalar.
     @inline(__always)
     public func coefficient(extendedPitch: Float, instrumentInharm: Float) -> Float {
-        let p = extendedPitch / 128
+        let e = Inharmonicity.asymptotes(pitch: extendedPitch / 128, slopes: slopes, offsets: offsets,
+                                         weight: modelSpecificWeight, instrumentInharm: instrumentInharm)
+        return e.treble + e.bass
+    }
+
+    /// exp of the treble and bass lines at pitch/128 (B is their sum); shared with `InharmonicityTraining`.
+    @inline(__always)
+    static func asymptotes(pitch p: Float, slopes: (Float, Float), offsets: (Float, Float), weight: Float,
+                           instrumentInharm g: Float) -> (treble: Float, bass: Float) {
         let treble = slopes.0 * (p + offsets.0)
-        let bass = slopes.1 * (p + offsets.1) + modelSpecificWeight * (instrumentInharm * 10)
-        return expf(treble) + expf(bass)
+        let bass = slopes.1 * (p + offsets.1) + weight * (g * 10)
+        return (expf(treble), expf(bass))
     }
 }

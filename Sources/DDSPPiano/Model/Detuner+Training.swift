@@ -1,7 +1,7 @@
-import DDSPPiano
 import Foundation
 
-// Training-mode forward and backward of `Detuner` (mirrors Sources/DDSPPiano/Model/Detuner.swift).
+// Training-mode forward and backward of `Detuner`: the substring detuning and midi_to_hz are
+// Detuner.swift's kernels (`Detuner.substringDetune`, `Detuner.midiToHz`).
 
 /// f0 of substring s = midi_to_hz(p + tanh(p/128·k_s + b_s) + tanh(d)), d the instrument's
 /// detuning scalar. Upstream's phase 1 switches the detuning off (`use_detune = False`): then
@@ -24,17 +24,15 @@ public struct DetunerTraining: Sendable {
 
     static let semitone = Float(log(2.0) / 12)
 
-    @inline(__always) static func midiToHz(_ m: Float) -> Float { 440 * powf(2, (m - 69) / 12) }
-
     /// f0 [pitches, outputSubstrings]; `instrumentDetuning[i]` is d for pitch i.
     public func forward(extendedPitch p: [Float], instrumentDetuning d: [Float]) -> [Float] {
         let S = outputSubstrings
         var f = [Float](repeating: 0, count: p.count * S)
         for i in p.indices {
-            if !useDetune { f[i] = Self.midiToHz(p[i]); continue }
+            if !useDetune { f[i] = Detuner.midiToHz(p[i]); continue }
             let global = tanhf(d[i])
             for s in 0..<S {
-                f[i * S + s] = Self.midiToHz(p[i] + tanhf((p[i] / 128) * kernel[s] + bias[s]) + global)
+                f[i * S + s] = Detuner.midiToHz(p[i] + Detuner.substringDetune(extendedPitch: p[i], kernel: kernel[s], bias: bias[s]) + global)
             }
         }
         return f
@@ -52,7 +50,7 @@ public struct DetunerTraining: Sendable {
             for s in 0..<S {
                 // df/d(semitones) = f·ln2/12
                 let dm = Double(df[i * S + s]) * Double(f[i * S + s]) * Double(Self.semitone)
-                let th = tanhf((p[i] / 128) * kernel[s] + bias[s])
+                let th = Detuner.substringDetune(extendedPitch: p[i], kernel: kernel[s], bias: bias[s])
                 let da = dm * Double(1 - th * th)
                 dk[s] += da * Double(p[i] / 128)
                 db[s] += da

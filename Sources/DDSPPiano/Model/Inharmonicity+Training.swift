@@ -1,7 +1,7 @@
-import DDSPPiano
 import Foundation
 
-// Training-mode forward and backward of `Inharmonicity` (mirrors Sources/DDSPPiano/Model/Inharmonicity.swift).
+// Training-mode forward and backward of `Inharmonicity`: B and its two terms come from
+// Inharmonicity.swift's kernel (`Inharmonicity.asymptotes`).
 
 /// B(p) = exp(s₀(p/128 + o₀)) + exp(s₁(p/128 + o₁) + w·10·g), s = slopes + slopes_modifier,
 /// o = offsets + offsets_modifier, g the instrument's inharmonicity scalar. The Rigaud et al.
@@ -34,8 +34,8 @@ public struct InharmonicityTraining: Sendable {
         let o0 = offsets[0] + offsetsModifier[0], o1 = offsets[1] + offsetsModifier[1]
         let w = modelSpecificWeight[0]
         return p.indices.map { i in
-            let q = p[i] / 128
-            return expf(s0 * (q + o0)) + expf(s1 * (q + o1) + w * (g[i] * 10))
+            let e = Inharmonicity.asymptotes(pitch: p[i] / 128, slopes: (s0, s1), offsets: (o0, o1), weight: w, instrumentInharm: g[i])
+            return e.treble + e.bass
         }
     }
 
@@ -49,7 +49,8 @@ public struct InharmonicityTraining: Sendable {
         var dg = [Float](repeating: 0, count: p.count)
         for i in p.indices where dB[i] != 0 {
             let q = p[i] / 128, d = Double(dB[i])
-            let e0 = Double(expf(s0 * (q + o0))), e1 = Double(expf(s1 * (q + o1) + w * (g[i] * 10)))
+            let e = Inharmonicity.asymptotes(pitch: q, slopes: (s0, s1), offsets: (o0, o1), weight: w, instrumentInharm: g[i])
+            let e0 = Double(e.treble), e1 = Double(e.bass)
             ds0 += d * e0 * Double(q + o0); do0 += d * e0 * Double(s0)
             ds1 += d * e1 * Double(q + o1); do1 += d * e1 * Double(s1)
             dw += d * e1 * Double(g[i] * 10)
@@ -77,4 +78,4 @@ public struct InharmonicityTraining: Sendable {
     public mutating func zeroGrad() { slopesModifierGrad = [0, 0]; offsetsModifierGrad = [0, 0]; modelSpecificWeightGrad = [0] }
 }
 
-@inline(__always) func sign(_ x: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }
+@inline(__always) private func sign(_ x: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }
