@@ -75,7 +75,7 @@ let package = Package(
         // Files, WAV (libsndfile), HTTP download: everything the engine must not do.
         .target(
             name: "PianoIO",
-            dependencies: ["DDSPPiano", "PianoFormats", "CSndFile"]
+            dependencies: ["DDSPPiano", "PianoFormats", "CSndFile", "CLinux"]
         ),
         .executableTarget(
             name: "ddsp-piano",
@@ -88,7 +88,8 @@ let package = Package(
         .target(
             name: "PianoDaemon",
             dependencies: ["DDSPPiano", "PianoIO", "CALSA", "CJACK", "CLinux",
-                           .product(name: "Atomics", package: "swift-atomics")]
+                           .product(name: "Atomics", package: "swift-atomics"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "ddsp-pianod", dependencies: ["PianoDaemon"]),
         // A JACK test client (MIDI sender and recorder) for the daemon's end-to-end tests.

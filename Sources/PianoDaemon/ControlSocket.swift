@@ -54,7 +54,8 @@ public final class ControlSocket {
         } else {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        guard path.utf8.count < 108 else { throw Failure(description: "\(path): socket path too long") }
+        let address: UnixSocketAddress
+        do { address = try UnixSocketAddress(path: path) } catch { throw Failure(description: "\(error)") }
         if FileManager.default.fileExists(atPath: path) {
             // A live daemon answers; a stale socket from a crash is removed.
             if (try? ControlClient.send("status", socket: path, timeout: 1)) != nil {
@@ -64,10 +65,7 @@ public final class ControlSocket {
         }
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard s >= 0 else { throw Failure(description: "\(path): cannot create socket") }
-        var addr = Self.address(path)
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let ok = address.withSockaddr { bind(s, $0, $1) }
         guard ok == 0, listen(s, 16) == 0 else {
             let e = String(cString: strerror(errno))
             close(s)
@@ -75,15 +73,6 @@ public final class ControlSocket {
         }
         chmod(path, 0o600)
         fd = s
-    }
-
-    static func address(_ path: String) -> sockaddr_un {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in path.utf8.enumerated() { p[i] = b }
-        }
-        return addr
     }
 
     /// Open connections (for tests and status).

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// ddsp-pianod: owns everything that is not real-time. The control loop runs on the calling
-/// thread: signals (through a signalfd), the control socket, engine preparation, JACK
+/// thread: signals (`Signals`' self-pipe), the control socket, engine preparation, JACK
 /// supervision and reconnection. The audio thread (JACK's or the null driver's) and the ALSA
 /// thread meet it only through the AudioCore's SPSC queues and counters.
 public final class Daemon {
@@ -111,8 +111,10 @@ public final class Daemon {
     // MARK: - Run
 
     public func run() -> Int32 {
-        // Signals reach the loop through a self-pipe, whichever thread they land on.
-        let sfd = clinux_install_signal_pipe()
+        // Signals reach the loop through a self-pipe, whichever thread they land on (`Signals`).
+        Signals.receive([SIGINT, SIGTERM, SIGHUP])
+        Signals.ignore(SIGPIPE)
+        let sfd = Signals.descriptor
         do {
             try start()
         } catch let e as Failure {
@@ -132,12 +134,12 @@ public final class Daemon {
             var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0)] + (control?.pollDescriptors ?? [])
             _ = poll(&fds, nfds_t(fds.count), 20)
             if fds[0].revents != 0 {
-                while case let signo = clinux_read_signal(sfd), signo != 0 {
-                    if signo == UInt32(SIGHUP) {
+                while let signo = Signals.next() {
+                    if signo == SIGHUP {
                         let r = reload()
                         if !r.ok { log(r.message) }
                     } else {
-                        log("signal \(signo == UInt32(SIGINT) ? "SIGINT" : "SIGTERM"): shutting down")
+                        log("signal \(signo == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
                         stopping = true
                     }
                 }
@@ -147,7 +149,6 @@ public final class Daemon {
         }
         notify.send("STOPPING=1")
         shutdown()
-        close(sfd)
         return exitStatus
     }
 
@@ -432,8 +433,8 @@ public final class Daemon {
             guard core.commands.push(.instrument(i)) else { return (false, [], "audio thread busy, try again") }
             return (true, ["piano \(i) (\(w.instruments[i]))"], "")
         case ("gain", 2):
-            guard let db = Double(words[1]), db.isFinite, (-60...24).contains(db) else {
-                return (false, [], "gain takes decibels between -60 and 24, not '\(words[1])'")
+            guard let db = DaemonRules.gain(words[1]) else {
+                return (false, [], "gain takes \(DaemonRules.gainRule), not '\(words[1])'")
             }
             core.gainBits.store(Float(pow(10, db / 20)).bitPattern, ordering: .relaxed)
             return (true, [String(format: "gain %.1f dB", db)], "")

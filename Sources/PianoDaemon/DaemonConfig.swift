@@ -130,7 +130,8 @@ public enum MiniTOML {
 }
 
 /// Everything the daemon can be told, from the command line, the config file or both
-/// (a flag wins over the file; the file over the defaults).
+/// (a flag wins over the file; the file over the defaults). The checks both apply, and their
+/// wording, are `DaemonRules`'.
 public struct DaemonSettings: Equatable, Sendable {
     public var weights: String? = nil
     public var piano: String? = nil
@@ -175,16 +176,16 @@ public struct DaemonSettings: Equatable, Sendable {
                 case .float(let d): s.gainDB = d
                 default: throw fail("'gain_db' must be a number")
                 }
-                guard (-60...24).contains(s.gainDB) else { throw fail("'gain_db' must be between -60 and 24") }
+                guard DaemonRules.isGain(s.gainDB) else { throw fail("'gain_db' must be \(DaemonRules.gainRule)") }
             case "velocity_curve":
                 let curve: String
                 switch value {
                 case .string(let x): curve = x
                 case .float(let d): curve = String(d)
                 case .integer(let i): curve = String(i)
-                default: throw fail("'velocity_curve' must be linear, soft, hard or a gamma")
+                default: throw fail("'velocity_curve' must be \(DaemonRules.velocityCurveRule)")
                 }
-                guard MIDIRouter.gamma(forCurve: curve) != nil else { throw fail("'velocity_curve' must be linear, soft, hard or a gamma in 0.2…5, not '\(curve)'") }
+                guard MIDIRouter.gamma(forCurve: curve) != nil else { throw fail("'velocity_curve' must be \(DaemonRules.velocityCurveRule), not '\(curve)'") }
                 s.velocityCurve = curve
             case "channels":
                 switch value {
@@ -192,11 +193,11 @@ public struct DaemonSettings: Equatable, Sendable {
                 case .array(let items):
                     var set = Set<Int>()
                     for item in items {
-                        guard case .integer(let c) = item, (1...16).contains(c) else { throw fail("'channels' holds MIDI channels 1…16") }
+                        guard case .integer(let c) = item, DaemonRules.isChannel(c) else { throw fail("'channels' holds MIDI \(DaemonRules.channelsRule)") }
                         set.insert(c)
                     }
                     s.channels = set
-                default: throw fail("'channels' must be \"all\" or a list of channels 1…16")
+                default: throw fail("'channels' must be \"all\" or a list of \(DaemonRules.channelsRule)")
                 }
             case "program_map":
                 guard case .array(let items) = value, items.count <= 128 else { throw fail("'program_map' must be a list of instrument indices") }
@@ -206,7 +207,7 @@ public struct DaemonSettings: Equatable, Sendable {
                 }
             case "audio":
                 let a = try string(key, value)
-                guard a == "jack" || a == "null" else { throw fail("'audio' must be jack or null") }
+                guard DaemonRules.isAudioBackend(a) else { throw fail("'audio' must be \(DaemonRules.audioRule)") }
                 s.audio = a
             case "connect_audio": s.connectAudio = try string(key, value)
             case "connect_midi": s.connectMIDI = try string(key, value)
@@ -215,7 +216,7 @@ public struct DaemonSettings: Equatable, Sendable {
                 guard case .bool(let b) = value else { throw fail("'\(key)' must be true or false") }
                 if key == "noise" { s.noise = b } else { s.noWait = b }
             case "sample_rate", "block_size":
-                guard case .integer(let i) = value, i > 0, i <= 384_000 else { throw fail("'\(key)' must be a positive integer") }
+                guard case .integer(let i) = value, DaemonRules.isNullAudioCount(i) else { throw fail("'\(key)' must be \(DaemonRules.countRule)") }
                 if key == "sample_rate" { s.sampleRate = i } else { s.blockSize = i }
             default:
                 throw fail("unknown setting '\(key)' (known: \(DaemonSettings.keys.sorted().joined(separator: ", ")))")

@@ -1,4 +1,5 @@
 import DDSPPiano
+import PianoIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,14 +61,15 @@ public final class MIDIRouter: @unchecked Sendable {
         }
     }
 
-    /// Velocity curve from a config value: "linear", "soft", "hard" or a gamma (0.2…5).
+    /// Velocity curve from a setting: "linear", "soft", "hard" (`DaemonRules.velocityCurveNames`)
+    /// or a gamma in `DaemonRules.velocityGamma` (0.2…5); nil for anything else.
     public static func gamma(forCurve curve: String) -> Double? {
         switch curve {
         case "linear": return 1
         case "soft": return 0.7     // louder at low velocities (light keyboards)
         case "hard": return 1.4     // needs a firmer touch
         default:
-            guard let g = Double(curve), g >= 0.2, g <= 5 else { return nil }
+            guard let g = Double(curve), DaemonRules.velocityGamma.contains(g) else { return nil }
             return g
         }
     }

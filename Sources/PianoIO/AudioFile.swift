@@ -178,10 +178,10 @@ public enum AudioFile {
 
     // MARK: Interruption
 
-    /// Installs SIGINT/SIGTERM/SIGHUP handlers that delete any temporary file being written,
-    /// then die of the signal as usual. For executables; safe to call more than once.
+    /// SIGINT/SIGTERM/SIGHUP delete any temporary file being written, then the process dies of
+    /// the signal as usual (`Signals`). For executables; safe to call more than once.
     public static func removeTemporaryFilesOnSignals() {
-        TempFileRegistry.installHandlers()
+        Signals.removeTemporaryFilesAndDie(on: [SIGINT, SIGTERM, SIGHUP])
     }
 }
 
@@ -215,7 +215,7 @@ public final class AudioFileWriter {
         guard channels > 0 else { throw AudioFileError(path, "invalid channel count \(channels)", code: .usage) }
         guard sampleRate > 0 else { throw AudioFileError(path, "invalid sample rate \(sampleRate)", code: .usage) }
         let (fd, tempPath) = try AudioFile.makeTemporaryFile(for: url)
-        TempFileRegistry.add(tempPath)
+        Signals.registerTemporaryFile(tempPath)
         var info = SF_INFO()
         info.samplerate = Int32(sampleRate)
         info.channels = Int32(channels)
@@ -224,7 +224,7 @@ public final class AudioFileWriter {
             let reason = String(cString: sf_strerror(nil))
             close(fd)
             unlink(tempPath)
-            TempFileRegistry.remove(tempPath)
+            Signals.unregisterTemporaryFile(tempPath)
             throw AudioFileError(path, "cannot write WAV: \(reason)", code: .unwritable)
         }
         self.url = url
@@ -289,7 +289,7 @@ public final class AudioFileWriter {
             throw AudioFileError(path, "cannot replace the file: \(reason)", code: .unwritable)
         }
         done = true
-        TempFileRegistry.remove(tempPath)
+        Signals.unregisterTemporaryFile(tempPath)
         // Persist the rename too; best effort (some filesystems refuse fsync on directories).
         let dfd = open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY)
         if dfd >= 0 { fsync(dfd); close(dfd) }
@@ -304,7 +304,7 @@ public final class AudioFileWriter {
         if let sf { sf_close(sf) }
         sf = nil
         unlink(tempPath)
-        TempFileRegistry.remove(tempPath)
+        Signals.unregisterTemporaryFile(tempPath)
     }
 
     private func flush() throws {
@@ -399,56 +399,5 @@ public final class SampleScratchFile {
         }
         stored += buffered
         buffered = 0
-    }
-}
-
-/// Paths of temporary files being written, kept in fixed C buffers a signal handler can read
-/// without allocating or locking (unlink is async-signal-safe).
-enum TempFileRegistry {
-    static let slots = 8
-    static let slotSize = 4096
-    nonisolated(unsafe) static let buffer: UnsafeMutablePointer<CChar> = {
-        let p = UnsafeMutablePointer<CChar>.allocate(capacity: slots * slotSize)
-        p.initialize(repeating: 0, count: slots * slotSize)
-        return p
-    }()
-    static let lock = NSLock()
-    nonisolated(unsafe) static var installed = false
-
-    static func add(_ path: String) {
-        let bytes = Array(path.utf8CString)
-        guard bytes.count <= slotSize else { return }
-        _ = buffer // initialise outside the handler
-        lock.lock(); defer { lock.unlock() }
-        for s in 0..<slots where buffer[s * slotSize] == 0 {
-            // Write the tail first and the first byte last: the handler never sees half a path.
-            for i in 1..<bytes.count { buffer[s * slotSize + i] = bytes[i] }
-            buffer[s * slotSize] = bytes[0]
-            return
-        }
-    }
-
-    static func remove(_ path: String) {
-        lock.lock(); defer { lock.unlock() }
-        for s in 0..<slots where buffer[s * slotSize] != 0 && String(cString: buffer + s * slotSize) == path {
-            buffer[s * slotSize] = 0
-        }
-    }
-
-    static func installHandlers() {
-        lock.lock(); defer { lock.unlock() }
-        guard !installed else { return }
-        installed = true
-        _ = buffer
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            signal(sig) { sig in
-                let b = TempFileRegistry.buffer
-                for s in 0..<TempFileRegistry.slots where b[s * TempFileRegistry.slotSize] != 0 {
-                    unlink(b + s * TempFileRegistry.slotSize)
-                }
-                signal(sig, SIG_DFL)
-                raise(sig)
-            }
-        }
     }
 }

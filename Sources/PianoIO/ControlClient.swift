@@ -19,21 +19,15 @@ public enum ControlClient {
     }
 
     public static func send(_ command: String, socket path: String, timeout: Int = 10) throws -> [String] {
-        guard path.utf8.count < 108 else { throw Failure(description: "\(path): socket path too long") }
+        let address: UnixSocketAddress
+        do { address = try UnixSocketAddress(path: path) } catch { throw Failure(description: "\(error)") }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "cannot create a socket") }
         defer { close(fd) }
         var tv = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in path.utf8.enumerated() { p[i] = b }
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let rc = address.withSockaddr { connect(fd, $0, $1) }
         guard rc == 0 else {
             throw Failure(description: "\(path): \(String(cString: strerror(errno))) (is ddsp-pianod running?)")
         }

@@ -7,9 +7,6 @@ import PianoTraining
 import Glibc
 #endif
 
-/// Set by SIGINT/SIGTERM: the loop saves a checkpoint after the current step and stops.
-nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
-
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
@@ -142,8 +139,8 @@ struct TrainCommand: ParsableCommand {
         print("plan: " + trainer.config.phases.map { "phase \($0.number): \($0.steps) steps of \($0.batchSize) (lr \($0.learningRate))" }.joined(separator: "; ")
               + "; \(trainer.config.threads) thread(s); run folder \(folder.url.path)")
 
-        signal(SIGINT) { _ in stopRequested = 1 }
-        signal(SIGTERM) { _ in stopRequested = 1 }
+        // SIGINT/SIGTERM (`Signals`): the loop saves a checkpoint after the current step and stops.
+        Signals.receive([SIGINT, SIGTERM])
         let started = Date()
         var lastValidation: Double? = folder.validationCurve.last?.loss
         var recent: [Double] = []
@@ -196,12 +193,13 @@ struct TrainCommand: ParsableCommand {
             else if r.globalStep % 10 == 0 || trainer.isFinished { print(line); fflush(nil) }
 
             let outOfTime = maxMinutes.map { session >= $0 * 60 } ?? false
-            if stopRequested != 0 || outOfTime {
+            let interrupted = Signals.received != 0
+            if interrupted || outOfTime {
                 try save(); try folder.writeLossPlot()
                 if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-                print("\(stopRequested != 0 ? "interrupted" : "time limit reached") at step \(r.globalStep): checkpoint saved to \(folder.checkpointURL.path); continue with: ddsp-piano-train train --run \(runFolder) --resume")
+                print("\(interrupted ? "interrupted" : "time limit reached") at step \(r.globalStep): checkpoint saved to \(folder.checkpointURL.path); continue with: ddsp-piano-train train --run \(runFolder) --resume")
                 folder.close()
-                if stopRequested != 0 { throw ExitCode(130) }
+                if interrupted { throw ExitCode(130) }
                 return
             }
         }

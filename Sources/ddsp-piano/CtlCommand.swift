@@ -12,7 +12,7 @@ struct CtlCommand: ParsableCommand {
           status          instrument, connections, notes, voices, xruns, CPU load
           list            the pianos of the loaded weights (* marks the one playing)
           piano N|YEAR    switch piano while playing (index or name, e.g. 3 or 2009)
-          gain DB         output gain in decibels (-60…24)
+          gain DB         output gain in decibels (\(DaemonRules.shown(DaemonRules.gainDB)))
           panic           all notes and pedals off
           reload          re-read the configuration file (as SIGHUP)
         """

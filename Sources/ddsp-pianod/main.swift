@@ -1,6 +1,5 @@
 import Foundation
 import PianoDaemon
 
-// Thin executable: argument parsing lives in PianoDaemon (DaemonCommandLine).
-let status = DaemonCommandLine.main(arguments: Array(CommandLine.arguments.dropFirst()))
-exit(status)
+// Thin executable: the command line (ArgumentParser) and the daemon live in PianoDaemon.
+exit(DaemonCommand.main(arguments: Array(CommandLine.arguments.dropFirst())))

@@ -1,0 +1,50 @@
+import Foundation
+
+/// The rules of ddsp-pianod's settings that more than one place checks or shows, each written
+/// once: the daemon's command line and config file (`DaemonSettings`), its control commands
+/// (`ctl gain`), and the help of `ddsp-pianod` and `ddsp-piano ctl`. Here in PianoIO because
+/// `ddsp-piano ctl` (which does not link the daemon) shows them too. Messages say
+/// "`--gain` takes \(gainRule), not 'x'" (command line, control) or "'gain_db' must be
+/// \(gainRule)" (config file).
+public enum DaemonRules {
+    /// Output gain in decibels.
+    public static let gainDB: ClosedRange<Double> = -60...24
+    /// A velocity curve's gamma, besides the named curves (`MIDIRouter.gamma(forCurve:)`).
+    public static let velocityGamma: ClosedRange<Double> = 0.2...5
+    /// The named velocity curves.
+    public static let velocityCurveNames = ["linear", "soft", "hard"]
+    /// MIDI channels, numbered as musicians do.
+    public static let midiChannels: ClosedRange<Int> = 1...16
+    /// Null audio's sample rate and block size.
+    public static let nullAudioCounts: ClosedRange<Int> = 1...384_000
+    /// The audio back ends: JACK, or a timer-clocked engine with no output.
+    public static let audioBackends = ["jack", "null"]
+
+    /// "-60…24", "0.2…5": a range as help texts show it.
+    public static func shown(_ range: ClosedRange<Double>) -> String { "\(shown(range.lowerBound))…\(shown(range.upperBound))" }
+    public static func shown(_ range: ClosedRange<Int>) -> String { "\(range.lowerBound)…\(range.upperBound)" }
+    /// "-60", "0.2": a number as help texts show it (no ".0").
+    public static func shown(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(x) }
+
+    /// What a gain must be: "decibels between -60 and 24".
+    public static let gainRule = "decibels between \(shown(gainDB.lowerBound)) and \(shown(gainDB.upperBound))"
+    /// "linear, soft, hard or a gamma 0.2…5".
+    public static let velocityCurveRule = velocityCurveNames.joined(separator: ", ") + " or a gamma \(shown(velocityGamma))"
+    /// "channels 1…16".
+    public static let channelsRule = "channels \(shown(midiChannels))"
+    /// "jack or null".
+    public static let audioRule = audioBackends.joined(separator: " or ")
+    /// "a positive integer (at most 384000)".
+    public static let countRule = "a positive integer (at most \(nullAudioCounts.upperBound))"
+
+    /// A gain in decibels from text (command line, `ctl gain`), nil when not a number in range.
+    public static func gain(_ text: String) -> Double? {
+        guard let db = Double(text), isGain(db) else { return nil }
+        return db
+    }
+
+    public static func isGain(_ db: Double) -> Bool { db.isFinite && gainDB.contains(db) }
+    public static func isChannel(_ c: Int) -> Bool { midiChannels.contains(c) }
+    public static func isAudioBackend(_ name: String) -> Bool { audioBackends.contains(name) }
+    public static func isNullAudioCount(_ n: Int) -> Bool { nullAudioCounts.contains(n) }
+}
