@@ -1,7 +1,8 @@
 import Foundation
 
 // Training-mode forward and backpropagation through time of `GRU`; the forward's gate maths per
-// row is GRU.swift's own kernel (`GRU.gates`), so both passes compute bit for bit the same states.
+// row is GRU.swift's own kernel (`GRU.gates`: the same activations as the engine's step, which
+// keeps only the state); the projections are whole-segment products here, per-step ones there.
 
 /// A Keras GRU (reset_after=True, zero initial state) run over whole segments:
 /// x [batch, time, inputs] → h [batch, time, units].
