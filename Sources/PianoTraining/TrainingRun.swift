@@ -25,6 +25,9 @@ public struct TrainingRunOptions: Sendable {
     public var seed: UInt64 = 1
     public var harmonicPrior: Float = 1
     public var validationSegments = 24
+    /// Steps between validations (with the pictures) and between checkpoints.
+    public var validateEvery = 50
+    public var checkpointEvery = 10
 
     public init(runFolder: URL) { self.runFolder = runFolder }
 }
@@ -48,14 +51,33 @@ public struct TrainingDataSource: Codable, Sendable, Equatable {
 
 /// A run ready to step: its folder (log opened), the trainer (fresh, fine-tuning or resumed from
 /// the checkpoint), the data it trains on and the time spent before this session. `prepare`
-/// makes every decision of `ddsp-piano-train train` before its loop.
-public struct TrainingRun {
+/// makes every decision of `ddsp-piano-train train` before its loop; `step` does one optimiser
+/// step with its log record, validations and checkpoints; the caller prints and decides when to stop.
+// Not Sendable: one thread drives a run.
+public final class TrainingRun {
     public let folder: TrainingRunFolder
     public let trainer: Trainer
     public let source: TrainingDataSource
     /// Seconds of training before this session (from the checkpoint when resuming).
     public let elapsedBefore: Double
     public let resumed: Bool
+    public let validateEvery: Int
+    public let checkpointEvery: Int
+
+    /// This session: its start, steps and segments, the last 20 losses, the last validation loss.
+    public let started = Date()
+    public private(set) var stepsThisSession = 0
+    public private(set) var segmentsThisSession = 0
+    public private(set) var recentLosses: [Double] = []
+    public private(set) var lastValidationLoss: Double?
+
+    init(folder: TrainingRunFolder, trainer: Trainer, source: TrainingDataSource, elapsedBefore: Double, resumed: Bool,
+         options o: TrainingRunOptions) {
+        self.folder = folder; self.trainer = trainer; self.source = source
+        self.elapsedBefore = elapsedBefore; self.resumed = resumed
+        validateEvery = max(1, o.validateEvery); checkpointEvery = max(1, o.checkpointEvery)
+        lastValidationLoss = folder.validationCurve.last?.loss
+    }
 
     /// Resumes (the checkpoint's data, configuration and position) or starts a run (initial
     /// weights, phase plan, initial.safetensors). `skipped` hears one line per unusable pair.
@@ -81,7 +103,7 @@ public struct TrainingRun {
             let trainer = try Trainer(checkpoint: c, train: t, validation: v)
             try folder.openLog(resumingAt: trainer.completedSteps)
             return TrainingRun(folder: folder, trainer: trainer, source: source,
-                               elapsedBefore: c.state["seconds"].flatMap(Double.init) ?? 0, resumed: true)
+                               elapsedBefore: c.state["seconds"].flatMap(Double.init) ?? 0, resumed: true, options: o)
         }
         let source = TrainingDataSource(data: o.data, maestro: o.maestro, validation: o.validation, maxSecondsPerFile: o.maxSecondsPerFile)
         var aliases: [String: String] = [:]
@@ -103,7 +125,7 @@ public struct TrainingRun {
         // The starting point, for comparisons ("untrained" in an evaluation) and re-runs.
         do { try WeightStore.install(weights, at: folder.url.appendingPathComponent("initial.safetensors")) }
         catch { throw TrainingDataError("\(folder.url.path): cannot write initial.safetensors (\(error))") }
-        return TrainingRun(folder: folder, trainer: trainer, source: source, elapsedBefore: 0, resumed: false)
+        return TrainingRun(folder: folder, trainer: trainer, source: source, elapsedBefore: 0, resumed: false, options: o)
     }
 
     /// The phases of a new run: upstream's batch size, learning rate and epochs for each phase
@@ -187,6 +209,48 @@ public struct TrainingRun {
         train.skipped = t.skipped
         t = train
         return (t, val)
+    }
+
+    /// One optimiser step, its record in the log, then a validation every `validateEvery` steps
+    /// and a checkpoint every `checkpointEvery` (and both at the end). On divergence the event is
+    /// logged, the log closed and `TrainingDiverged` thrown (the last checkpoint stays).
+    public func step() throws -> Trainer.StepReport {
+        let t0 = Date()
+        let r: Trainer.StepReport
+        do { r = try trainer.step() } catch let e as TrainingDiverged {
+            folder.append(["step": e.step, "event": "diverged", "detail": e.description])
+            folder.close()
+            throw e
+        }
+        stepsThisSession += 1; segmentsThisSession += r.segments
+        recentLosses.append(r.losses.total); if recentLosses.count > 20 { recentLosses.removeFirst() }
+        let dt = Date().timeIntervalSince(t0)
+        folder.append(["step": r.globalStep, "phase": r.phase, "epoch": r.epoch, "loss": r.losses.total, "spectral_loss": r.losses.spectral,
+                       "reverb_loss": r.losses.reverb, "inharmonicity_l1": r.losses.inharmonicityL1, "gradient_norm": r.gradientNorm,
+                       "learning_rate": r.learningRate, "seconds": dt, "segments": r.segments, "time": Date().timeIntervalSince1970])
+        if r.globalStep % validateEvery == 0 || trainer.isFinished { try validateAndDraw(step: r.globalStep) }
+        if r.globalStep % checkpointEvery == 0 || trainer.isFinished { try save() }
+        return r
+    }
+
+    /// Validation loss (logged), loss plot and a validation spectrogram; the plot only when
+    /// there is no validation set.
+    public func validateAndDraw(step: Int) throws {
+        guard let v = trainer.validationLoss() else { try folder.writeLossPlot(); return }
+        lastValidationLoss = v
+        folder.append(["step": step, "validation_loss": v, "time": Date().timeIntervalSince1970])
+        try folder.writeLossPlot()
+        if let ex = trainer.validationExample() {
+            try folder.writeSpectrogram(target: ex.target, model: ex.model, label: String(format: "step %d", step))
+        }
+    }
+
+    /// Writes the checkpoint (then renames it: a failure leaves the previous one).
+    public func save() throws {
+        let state = checkpointState(seconds: elapsedBefore + Date().timeIntervalSince(started),
+                                    lastLoss: recentLosses.last, lastValidationLoss: lastValidationLoss)
+        do { try trainer.checkpoint(state: state).save(to: folder.checkpointURL) }
+        catch { throw TrainingDataError("\(folder.checkpointURL.path): cannot save the checkpoint (\(error)); the previous one is intact") }
     }
 
     /// The run facts a checkpoint stores beside the trainer's own (`Trainer.checkpoint(state:)`).

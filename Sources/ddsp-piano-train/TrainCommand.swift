@@ -129,8 +129,9 @@ struct TrainCommand: ParsableCommand {
         options.batchSize = batchSize; options.learningRate = learningRate
         options.threads = threads; options.seed = seed; options.harmonicPrior = harmonicPrior
         options.validationSegments = validationSegments
+        options.validateEvery = validateEvery; options.checkpointEvery = checkpointEvery
         let run = try TrainingRun.prepare(options) { FileHandle.standardError.write(Data("ddsp-piano-train: \($0)\n".utf8)) }
-        let folder = run.folder, trainer = run.trainer, elapsedBefore = run.elapsedBefore
+        let folder = run.folder, trainer = run.trainer
         if run.resumed { print("resuming \(folder.checkpointURL.path) at step \(trainer.completedSteps) of \(trainer.totalSteps)") }
         let t = trainer.train
         print(String(format: "data: %d pieces, %.1f min, %d segments (%d dropped: over 16 notes), instruments %@; validation: %d segments",
@@ -141,61 +142,33 @@ struct TrainCommand: ParsableCommand {
 
         // SIGINT/SIGTERM (`Signals`): the loop saves a checkpoint after the current step and stops.
         Signals.receive([SIGINT, SIGTERM])
-        let started = Date()
-        var lastValidation: Double? = folder.validationCurve.last?.loss
-        var recent: [Double] = []
-        func save() throws {
-            let state = run.checkpointState(seconds: elapsedBefore + Date().timeIntervalSince(started),
-                                            lastLoss: recent.last, lastValidationLoss: lastValidation)
-            do { try trainer.checkpoint(state: state).save(to: folder.checkpointURL) }
-            catch { throw TrainingDataError("\(folder.checkpointURL.path): cannot save the checkpoint (\(error)); the previous one is intact") }
+        if trainer.completedSteps == 0 {
+            try run.validateAndDraw(step: 0)
+            print(String(format: "validation loss before training: %.4f", run.lastValidationLoss ?? .nan))
         }
-        func validateAndDraw(step: Int) throws {
-            guard let v = trainer.validationLoss() else { try folder.writeLossPlot(); return }
-            lastValidation = v
-            folder.append(["step": step, "validation_loss": v, "time": Date().timeIntervalSince1970])
-            try folder.writeLossPlot()
-            if let ex = trainer.validationExample() {
-                try folder.writeSpectrogram(target: ex.target, model: ex.model, label: String(format: "step %d", step))
-            }
-        }
-        if trainer.completedSteps == 0 { try validateAndDraw(step: 0); print(String(format: "validation loss before training: %.4f", lastValidation ?? .nan)) }
 
         let tty = TerminalProgress.stderrIsTerminal
-        var stepsThisSession = 0
-        var segmentsThisSession = 0
         while !trainer.isFinished {
-            let t0 = Date()
             let r: Trainer.StepReport
-            do { r = try trainer.step() } catch let e as TrainingDiverged {
-                folder.append(["step": e.step, "event": "diverged", "detail": e.description])
-                folder.close()
+            do { r = try run.step() } catch let e as TrainingDiverged {
                 FileHandle.standardError.write(Data("ddsp-piano-train: \(e.description); last good checkpoint: \(folder.checkpointURL.path)\n".utf8))
                 throw ExitCode(3)
             }
-            stepsThisSession += 1; segmentsThisSession += r.segments
-            recent.append(r.losses.total); if recent.count > 20 { recent.removeFirst() }
-            let dt = Date().timeIntervalSince(t0)
-            folder.append(["step": r.globalStep, "phase": r.phase, "epoch": r.epoch, "loss": r.losses.total, "spectral_loss": r.losses.spectral,
-                           "reverb_loss": r.losses.reverb, "inharmonicity_l1": r.losses.inharmonicityL1, "gradient_norm": r.gradientNorm,
-                           "learning_rate": r.learningRate, "seconds": dt, "segments": r.segments, "time": Date().timeIntervalSince1970])
-            if r.globalStep % validateEvery == 0 || trainer.isFinished { try validateAndDraw(step: r.globalStep) }
-            if r.globalStep % checkpointEvery == 0 || trainer.isFinished { try save() }
-
-            let session = Date().timeIntervalSince(started)
-            let perStep = session / Double(stepsThisSession)
+            let session = Date().timeIntervalSince(run.started)
+            let perStep = session / Double(run.stepsThisSession)
             let eta = perStep * Double(trainer.totalSteps - trainer.completedSteps)
-            let mean = recent.reduce(0, +) / Double(recent.count)
+            let mean = run.recentLosses.reduce(0, +) / Double(run.recentLosses.count)
             let line = String(format: "phase %d  step %d/%d  epoch %d  loss %.3f (mean %.3f)  val %@  %.2f seg/s  ETA %@",
                               r.phase, r.globalStep, trainer.totalSteps, r.epoch + 1, r.losses.total, mean,
-                              lastValidation.map { String(format: "%.3f", $0) } ?? "-", Double(segmentsThisSession) / session, eta.isFinite ? TerminalProgress.clock(eta) : "-")
+                              run.lastValidationLoss.map { String(format: "%.3f", $0) } ?? "-", Double(run.segmentsThisSession) / session,
+                              eta.isFinite ? TerminalProgress.clock(eta) : "-")
             if tty { FileHandle.standardError.write(Data("\r\(line)\u{1b}[K".utf8)) }
             else if r.globalStep % 10 == 0 || trainer.isFinished { print(line); fflush(nil) }
 
             let outOfTime = maxMinutes.map { session >= $0 * 60 } ?? false
             let interrupted = Signals.received != 0
             if interrupted || outOfTime {
-                try save(); try folder.writeLossPlot()
+                try run.save(); try folder.writeLossPlot()
                 if tty { FileHandle.standardError.write(Data("\n".utf8)) }
                 print("\(interrupted ? "interrupted" : "time limit reached") at step \(r.globalStep): checkpoint saved to \(folder.checkpointURL.path); continue with: ddsp-piano-train train --run \(runFolder) --resume")
                 folder.close()
@@ -206,6 +179,7 @@ struct TrainCommand: ParsableCommand {
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
         folder.close()
         print(String(format: "done: %d steps, validation loss %@, %.0f s this session; export with: ddsp-piano-train export %@ -o model.safetensors",
-                     trainer.completedSteps, lastValidation.map { String(format: "%.4f", $0) } ?? "-", Date().timeIntervalSince(started), folder.checkpointURL.path))
+                     trainer.completedSteps, run.lastValidationLoss.map { String(format: "%.4f", $0) } ?? "-", Date().timeIntervalSince(run.started),
+                     folder.checkpointURL.path))
     }
 }
