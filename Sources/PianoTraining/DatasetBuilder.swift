@@ -7,7 +7,7 @@ import PianoStudy
 // one clean piano track, split (train / validation / held-out), rendered through SoundFont
 // pianos with fluidsynth, and described in manifest.json.
 
-// MARK: - Determinism helpers (the seeded generator, SplitMix64, is PianoStudy's)
+// MARK: - Determinism helpers (the seeded generator is the project's one SplitMix64, in DDSPPiano)
 
 public enum StableHash {
     /// FNV-1a over UTF-8: the same on every machine and run (Swift's Hasher is seeded per process).

@@ -1,6 +1,7 @@
-// The tests' one seeded generator is PianoStudy's SplitMix64 (the training data builder and
-// `TrainingRNG` use it too): importing PianoTestKit brings it, with the draws tests make below.
-@_exported import struct PianoStudy.SplitMix64
+// The tests' one seeded generator is the project's SplitMix64 (DDSPPiano; the engine's noise,
+// the training data builder and `TrainingRNG` use it too): importing PianoTestKit brings it,
+// with the draws tests make below.
+@_exported import struct DDSPPiano.SplitMix64
 
 extension SplitMix64 {
     /// Uniform in [0, n) (0 when n ≤ 1).

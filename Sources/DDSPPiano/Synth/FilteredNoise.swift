@@ -121,16 +121,9 @@ public struct NoiseGenerator: Sendable {
     private var s0, s1, s2, s3: UInt32
 
     public init(seed: UInt64) {
-        // splitmix64 to spread the seed over the state.
-        var x = seed &+ 0x9E37_79B9_7F4A_7C15
-        func next() -> UInt64 {
-            x = x &+ 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        let a = next(), b = next()
+        // SplitMix64 spreads the seed over the state (the seed itself is its first increment).
+        var g = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15)
+        let a = g.next(), b = g.next()
         s0 = UInt32(truncatingIfNeeded: a); s1 = UInt32(truncatingIfNeeded: a >> 32)
         s2 = UInt32(truncatingIfNeeded: b); s3 = UInt32(truncatingIfNeeded: b >> 32)
         if s0 | s1 | s2 | s3 == 0 { s0 = 1 }

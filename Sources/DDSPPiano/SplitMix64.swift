@@ -1,7 +1,8 @@
 /// SplitMix64: a tiny seeded generator whose output never changes between Swift releases (the
 /// standard library's `random(in:using:)` mapping is not documented as stable, but it only
-/// consumes `next()`, so draws through it repeat too). The one generator of the training data
-/// builder, training initialisation (`TrainingRNG`) and the tests (through PianoTestKit).
+/// consumes `next()`, so draws through it repeat too). The project's one seeded generator: it
+/// seeds the engine's noise (`NoiseGenerator`), and drives the training data builder, training
+/// initialisation (`TrainingRNG`) and the tests (through PianoTestKit).
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     public var state: UInt64
 
