@@ -1,3 +1,4 @@
+import DDSPPiano
 import Foundation
 import PianoIO
 #if canImport(Glibc)
@@ -23,7 +24,10 @@ public final class ControlSocket {
     /// At most one line about refused peers per this many nanoseconds.
     static let refusalLogInterval: UInt64 = 10_000_000_000
 
-    public struct Failure: Error, CustomStringConvertible { public var description: String }
+    public struct Failure: CodedError {
+        public var description: String
+        public var code: ErrorCode { .system }
+    }
 
     private final class Connection {
         let fd: Int32
@@ -74,9 +78,6 @@ public final class ControlSocket {
         chmod(path, 0o600)
         fd = s
     }
-
-    /// Open connections (for tests and status).
-    public var openConnections: Int { connections.count }
 
     /// What the control loop polls: the listening socket first, then each connection (readable
     /// while its line is incomplete, writable while its reply is pending).

@@ -11,9 +11,11 @@ import Glibc
 /// supervision and reconnection. The audio thread (JACK's or the null driver's) and the ALSA
 /// thread meet it only through the AudioCore's SPSC queues and counters.
 public final class Daemon {
-    public struct Failure: Error, CustomStringConvertible {
+    public struct Failure: CodedError {
         public var description: String
+        /// The exit status `ddsp-pianod` ends with (see its --help).
         public var status: Int32
+        public var code: ErrorCode = .system
     }
 
     /// Settings from the command line: applied over the config file's (a flag wins).
@@ -79,7 +81,7 @@ public final class Daemon {
     func resolvePiano(_ text: String?, in w: PianoModel) throws -> Int {
         guard let text else { return UpstreamDefaults.piano(count: w.instruments.count) }
         guard let i = w.instrumentIndex(text) else {
-            throw Failure(description: "unknown piano '\(text)' (known: \(w.instruments.enumerated().map { "\($0.offset) \($0.element)" }.joined(separator: ", ")))", status: 2)
+            throw Failure(description: "unknown piano '\(text)' (known: \(w.instruments.enumerated().map { "\($0.offset) \($0.element)" }.joined(separator: ", ")))", status: 2, code: .notFound)
         }
         return i
     }
@@ -90,7 +92,7 @@ public final class Daemon {
     }
 
     func makeEngine(rate: Double, block: Int, instrument: Int) throws -> PianoEngine {
-        guard let weights else { throw Failure(description: "no weights", status: 1) }
+        guard let weights else { throw Failure(description: "no weights", status: 1, code: .notFound) }
         let engine = PianoEngine(model: weights, options: Self.engineOptions(instrument: instrument, noise: settings.noise))
         try engine.prepare(sampleRate: rate, maxBlockSize: block)
         return engine
@@ -154,7 +156,7 @@ public final class Daemon {
 
     private func start() throws {
         do { settings = try loadSettings() } catch let e as ConfigError {
-            throw Failure(description: e.description, status: 2)
+            throw Failure(description: e.description, status: 2, code: .badConfig)
         }
         lockMemory()
         let store = WeightStore()
@@ -164,7 +166,7 @@ public final class Daemon {
             weights = loaded.model
             weightsStamp = Self.fileStamp(loaded.url)
         } catch {
-            throw Failure(description: "\(error)", status: 1)
+            throw Failure(description: "\(error)", status: 1, code: error.errorCode)
         }
         let instrument = try resolvePiano(settings.piano, in: weights!)
         _ = core.install(router: router(for: settings, instruments: weights!.instruments.count))
@@ -172,7 +174,7 @@ public final class Daemon {
         core.stats.instrument.store(instrument, ordering: .relaxed)
 
         let socketPath = settings.controlSocket ?? DaemonSettings.defaultSocketPath()
-        do { control = try ControlSocket(path: socketPath, privateDirectory: settings.controlSocket == nil, log: log) } catch { throw Failure(description: "\(error)", status: 1) }
+        do { control = try ControlSocket(path: socketPath, privateDirectory: settings.controlSocket == nil, log: log) } catch { throw Failure(description: "\(error)", status: 1, code: error.errorCode) }
 
         let a = ALSAInput(queue: core.alsaQueue, connect: settings.connectMIDI)
         if a.start() { alsa = a } else { log(a.unavailableReason ?? "ALSA sequencer not available") }

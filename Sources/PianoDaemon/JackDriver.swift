@@ -11,8 +11,9 @@ import Foundation
 public final class JackDriver: @unchecked Sendable {
     public static let clientName = "ddsp-piano"
 
-    public struct Failure: Error, CustomStringConvertible {
+    public struct Failure: CodedError {
         public var description: String
+        public var code: ErrorCode { .system }
     }
 
     private let core: AudioCore
@@ -223,10 +224,5 @@ public final class JackDriver: @unchecked Sendable {
         }
         remembered = now.mapValues { Set($0) }
         return now
-    }
-
-    public var cpuLoad: Float {
-        guard let c = client, !serverGone.load(ordering: .relaxed) else { return 0 }
-        return jack_cpu_load(c)
     }
 }

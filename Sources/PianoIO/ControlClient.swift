@@ -1,3 +1,4 @@
+import DDSPPiano
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -6,8 +7,10 @@ import Glibc
 /// The client side of ddsp-pianod's control socket (used by `ddsp-piano ctl`): sends one
 /// command line, returns the reply's body lines; a reply ending "error: …" throws.
 public enum ControlClient {
-    public struct Failure: Error, CustomStringConvertible, Equatable {
+    public struct Failure: CodedError, Equatable {
         public var description: String
+        /// `.usage`: the daemon refused the command; `.system`: no daemon, or no answer.
+        public var code: ErrorCode = .system
     }
 
     /// `$XDG_RUNTIME_DIR/ddsp-piano/control.sock`, else `/tmp/ddsp-piano-UID/control.sock`
@@ -20,7 +23,7 @@ public enum ControlClient {
 
     public static func send(_ command: String, socket path: String, timeout: Int = 10) throws -> [String] {
         let address: UnixSocketAddress
-        do { address = try UnixSocketAddress(path: path) } catch { throw Failure(description: "\(error)") }
+        do { address = try UnixSocketAddress(path: path) } catch { throw Failure(description: "\(error)", code: error.errorCode) }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "cannot create a socket") }
         defer { close(fd) }
@@ -50,7 +53,7 @@ public enum ControlClient {
             throw Failure(description: "\(path): no answer from ddsp-pianod")
         }
         if last == "ok" { return lines }
-        if last.hasPrefix("error: ") { throw Failure(description: String(last.dropFirst(7))) }
+        if last.hasPrefix("error: ") { throw Failure(description: String(last.dropFirst(7)), code: .usage) }
         throw Failure(description: "\(path): unexpected answer '\(last)'")
     }
 }

@@ -33,8 +33,9 @@ public struct TrainingRunOptions: Sendable {
 }
 
 /// An option value the plan cannot use (the command line reports it as a usage error).
-public struct TrainingOptionError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct TrainingOptionError: CodedError, Equatable, Sendable {
     public var description: String
+    public var code: ErrorCode { .usage }
     public init(_ description: String) { self.description = description }
 }
 

@@ -304,8 +304,9 @@ extension WeightsCommand {
 
 extension WeightsCommand {
     /// A thrown user error that is not about a file (bad option values).
-    struct ValidationFailure: Error, CustomStringConvertible {
+    struct ValidationFailure: CodedError {
         var description: String
+        var code: ErrorCode { .usage }
         init(_ description: String) { self.description = description }
     }
 

@@ -89,4 +89,40 @@ final class ErrorCodeTests: XCTestCase {
         XCTAssertEqual(MIDIError("x").code, .badMIDI)
         XCTAssertEqual(WeightsError("x").code, .badWeights)
     }
+
+    /// The control client's failures: no daemon is a system failure, a bad path a usage one.
+    func testControlClientFailuresCarryTheirCodes() {
+        let missing = dir.appendingPathComponent("nobody.sock").path
+        XCTAssertThrowsError(try ControlClient.send("status", socket: missing, timeout: 1)) { error in
+            print("\(error.errorCode.rawValue): \(error)")
+            XCTAssertEqual(error.errorCode, .system)
+        }
+        let long = "/tmp/" + String(repeating: "x", count: 200) + ".sock"
+        XCTAssertThrowsError(try ControlClient.send("status", socket: long, timeout: 1)) { error in
+            print("\(error.errorCode.rawValue): \(error)")
+            XCTAssertTrue("\(error)".contains("too long"))
+            XCTAssertEqual(error.errorCode, .usage)
+        }
+    }
+
+    /// Every error type the sources declare is a `CodedError` (a new one that is not fails here),
+    /// apart from the MIDI reader's internal stop signal, which never leaves its parser.
+    func testEveryErrorTypeHasACode() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources")
+        let declaration = try NSRegularExpression(pattern: #"(struct|enum|class) (\w+)\s*:[^{]*Error\b[^{]*\{"#)
+        var uncoded: [String] = [], coded = 0
+        let files = FileManager.default.enumerator(atPath: sources.path)!.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }
+        for file in files {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for m in declaration.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                let decl = String(text[Range(m.range, in: text)!])
+                let name = String(text[Range(m.range(at: 2), in: text)!])
+                if decl.contains("CodedError") { coded += 1 } else if !(file.hasSuffix("MIDIFile.swift") && name == "Stop") { uncoded.append("\(file): \(name)") }
+            }
+        }
+        print("error types with a code: \(coded); without: \(uncoded)")
+        XCTAssertGreaterThan(coded, 15)
+        XCTAssertEqual(uncoded, [])
+    }
 }
