@@ -381,11 +381,14 @@ public final class Daemon {
     }
 
     func handle(_ line: String) -> (ok: Bool, lines: [String], error: String) {
-        let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-        guard let command = words.first else { return (false, [], "empty command (known: status, piano, gain, panic, reload, list)") }
+        let command: ControlCommand
+        switch ControlCommand.parse(line) {
+        case .success(let c): command = c
+        case .failure(let e): return (false, [], e.description)
+        }
         let st = core.stats
-        switch (command, words.count) {
-        case ("status", 1):
+        switch command {
+        case .status:
             var lines = ["instrument: \(describe(st.instrument.load(ordering: .relaxed)))",
                          "model: \(weights?.summary ?? "-") from \(weightsURL?.path ?? "-")"]
             if let jack {
@@ -425,33 +428,25 @@ public final class Daemon {
                 "memory locked: \(memoryLocked ? "yes" : "no")",
             ]
             return (true, lines, "")
-        case ("list", 1):
+        case .list:
             let current = st.instrument.load(ordering: .relaxed)
             return (true, (weights?.instruments ?? []).enumerated().map { "\($0.offset == current ? "*" : " ") \($0.offset) \($0.element)" }, "")
-        case ("piano", 2):
-            guard let w = weights, let i = w.instrumentIndex(words[1]) else {
-                return (false, [], "unknown piano '\(words[1])' (see 'list')")
+        case .piano(let name):
+            guard let w = weights, let i = w.instrumentIndex(name) else {
+                return (false, [], "unknown piano '\(name)' (see 'list')")
             }
             guard core.commands.push(.instrument(i)) else { return (false, [], "audio thread busy, try again") }
             return (true, ["piano \(i) (\(w.instruments[i]))"], "")
-        case ("gain", 2):
-            guard let db = DaemonRules.gain(words[1]) else {
-                return (false, [], "gain takes \(DaemonRules.gainRule), not '\(words[1])'")
-            }
+        case .gain(let db):
             core.gainBits.store(Float(pow(10, db / 20)).bitPattern, ordering: .relaxed)
             return (true, [String(format: "gain %.1f dB", db)], "")
-        case ("panic", 1):
+        case .panic:
             guard core.commands.push(.panic) else { return (false, [], "audio thread busy, try again") }
             return (true, ["all notes off"], "")
-        case ("reload", 1):
+        case .reload:
             let r = reload()
             if !r.ok { log(r.message) }
             return r.ok ? (true, [r.message], "") : (false, [], r.message)
-        case ("status", _), ("list", _), ("piano", _), ("gain", _), ("panic", _), ("reload", _):
-            return (false, [], "wrong arguments for '\(command)' (usage: status | piano N|YEAR | gain DB | panic | reload | list)")
-        default:
-            let shown = command.count > 40 ? String(command.prefix(40)) + "…" : command
-            return (false, [], "unknown command '\(shown)' (known: status, piano, gain, panic, reload, list)")
         }
     }
 }
