@@ -698,7 +698,7 @@ public struct DatasetBuilder {
         public var gain: Double = 0.5
         /// Audio kept after the MIDI's end (release of the last notes).
         public var tail: Double = 1.0
-        public var sampleRate: Int = 16_000
+        public var sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate
         public var showProgress: Bool = TerminalProgress.stderrIsTerminal
 
         public init(out: URL, midi: URL?) { self.out = out; self.midi = midi }

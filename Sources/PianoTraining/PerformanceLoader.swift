@@ -37,7 +37,7 @@ public enum PerformanceLoader {
         return (mono, data.duration)
     }
 
-    public static func load(audio audioURL: URL, midi midiURL: URL, sampleRate: Int = 16_000, frameRate: Int = UpstreamDefaults.frameRate,
+    public static func load(audio audioURL: URL, midi midiURL: URL, sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate, frameRate: Int = UpstreamDefaults.frameRate,
                             voices: Int = 16) throws -> Performance {
         let (resampled, duration) = try monoAudio(audioURL, sampleRate: sampleRate) { mono in
             guard let peak = mono.map({ abs($0) }).max(), peak > 0 else { throw TrainingDataError("\(audioURL.path): silent") }

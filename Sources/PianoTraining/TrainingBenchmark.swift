@@ -20,7 +20,7 @@ public enum TrainingBenchmark {
         while p < seconds { controls.append(.init(time: p, controller: 64, value: 127)); controls.append(.init(time: p + 1.6, controller: 64, value: 0)); p += 2 }
         let sequence = NoteSequence(notes: notes, controlChanges: controls, totalTime: seconds).applyingSustain()
         let c = UpstreamConditioning.make(sequence: sequence, warmUp: 0, duration: seconds)
-        let n = Int(seconds * 16_000)
+        let n = Int(seconds * Double(PianoWeights.Hyper.dafx22.sampleRate))
         var audio = [Float](repeating: 0, count: n)
         for i in 0..<n { audio[i] = Float(0.1 * sin(Double(i) * 0.05) * rng.uniform()) }
         return Performance(audio: audio, conditioning: c, polyphony: Segmenter.polyphony(sequence, frames: c.frames))

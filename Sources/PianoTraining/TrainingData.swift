@@ -178,7 +178,7 @@ public enum Segmenter {
     }
 
     public static func segments(audio: [Float], conditioning c: FrameConditioning, polyphony: [Int], seconds: Double = 3, overlap: Double = 0.5,
-                                sampleRate: Int = 16_000, frameRate: Int = UpstreamDefaults.frameRate, maxPolyphony: Int = 16) -> (segments: [TrainingSegment], droppedForPolyphony: Int) {
+                                sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate, frameRate: Int = UpstreamDefaults.frameRate, maxPolyphony: Int = 16) -> (segments: [TrainingSegment], droppedForPolyphony: Int) {
         precondition(polyphony.count == c.frames)
         let n = Int(seconds * Double(sampleRate)), f = Int(seconds * Double(frameRate))
         let hopN = Int(Double(n) * (1 - overlap)), hopF = Int(Double(f) * (1 - overlap))

@@ -23,7 +23,7 @@ public struct TrainingSet: Sendable {
     public let segmentSeconds: Double
     public let overlap: Double
 
-    public var seconds: Double { performances.reduce(0) { $0 + Double($1.audio.count) } / 16_000 }
+    public var seconds: Double { performances.reduce(0) { $0 + Double($1.audio.count) } / Double(PianoWeights.Hyper.dafx22.sampleRate) }
 
     public init(instruments: [String], segmentSeconds: Double = 3, overlap: Double = 0.5) {
         self.instruments = instruments; self.segmentSeconds = segmentSeconds; self.overlap = overlap
@@ -31,7 +31,7 @@ public struct TrainingSet: Sendable {
 
     /// Adds a loaded performance and its windows (upstream's split rule: windows every
     /// seconds·(1 − overlap) that fit entirely, minus those holding more than 16 notes at once).
-    public mutating func add(_ p: Performance, instrument: Int, name: String, sampleRate: Int = 16_000, frameRate: Int = UpstreamDefaults.frameRate) {
+    public mutating func add(_ p: Performance, instrument: Int, name: String, sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate, frameRate: Int = UpstreamDefaults.frameRate) {
         let index = performances.count
         performances.append(p); performanceInstrument.append(instrument); performanceNames.append(name)
         let n = Int(segmentSeconds * Double(sampleRate)), f = Int(segmentSeconds * Double(frameRate))
@@ -45,7 +45,7 @@ public struct TrainingSet: Sendable {
         }
     }
 
-    public func samplesPerSegment(sampleRate: Int = 16_000) -> Int { Int(segmentSeconds * Double(sampleRate)) }
+    public func samplesPerSegment(sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate) -> Int { Int(segmentSeconds * Double(sampleRate)) }
     public func framesPerSegment(frameRate: Int = UpstreamDefaults.frameRate) -> Int { Int(segmentSeconds * Double(frameRate)) }
 
     /// Windows `indices` as a model batch and its target audio [batch, samples].
@@ -170,7 +170,7 @@ public struct TrainingSet: Sendable {
 
 extension Performance {
     /// The first `seconds` of the performance (audio and conditioning alike).
-    public func cropped(seconds: Double, sampleRate: Int = 16_000, frameRate: Int = UpstreamDefaults.frameRate) -> Performance {
+    public func cropped(seconds: Double, sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate, frameRate: Int = UpstreamDefaults.frameRate) -> Performance {
         let n = Int(seconds * Double(sampleRate)), f = Int(seconds * Double(frameRate))
         guard audio.count > n || conditioning.frames > f else { return self }
         var p = self

@@ -23,6 +23,8 @@ public struct PianoWeights: Sendable {
         public var substrings = 2
         public var reverbLength = 24_000
         public init() {}
+        /// The dafx22 architecture's values (what training builds and what `init()` gives).
+        public static let dafx22 = Hyper()
         public var samplesPerFrame: Int { sampleRate / frameRate }
         public var contextInputs: Int { 2 * voices + 4 + zDim }      // 52
         public var monoInputs: Int { 3 + contextUnits }             // 35
