@@ -167,18 +167,24 @@ public enum CheckpointImport {
 
     static func provenance(source: String, fileHashes: [String: String], importer: String, date: Date,
                            release: WeightRelease?) -> [String: String] {
-        var meta: [String: String] = [
-            "source": source,
-            "imported": ISO8601DateFormatter().string(from: date),
-            "importer": importer,
-        ]
+        var meta: [String: String] = [:]
         for (file, hash) in fileHashes { meta[sha256KeyPrefix + file] = hash }
-        if let release {
-            meta["release"] = release.name
-            meta["upstream"] = release.upstream
-            meta["description"] = release.summary
-            meta["license"] = release.license
+        guard let release else {
+            meta["source"] = source
+            meta["imported"] = ISO8601DateFormatter().string(from: date)
+            meta["importer"] = importer
+            return meta
         }
+        // A pinned upstream release: the same file whoever converts it, wherever, whenever
+        // (`weights fetch`, `weights import` of the same checkpoint files, the bundled copy),
+        // so no date, local path or command; the files' origin and hashes say what it is.
+        meta["source"] = release.baseURL
+        meta["upstream_commit"] = WeightRelease.upstreamCommit
+        meta["importer"] = "ddsp-piano (upstream release '\(release.name)', converted from its pinned checkpoint files)"
+        meta["release"] = release.name
+        meta["upstream"] = release.upstream
+        meta["description"] = release.summary
+        meta["license"] = release.license
         return meta
     }
 

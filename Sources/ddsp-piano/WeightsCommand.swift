@@ -67,7 +67,9 @@ extension WeightsCommand {
             records for every tensor, tells the model by its variables (v2: maestro-v2.gin's FiLM \
             context network and feedback-delay reverb; else dafx22), maps the upstream variables \
             to readable names (optimizer slots and counters are left out) and writes a .safetensors \
-            file with provenance metadata (source, import date, SHA-256 of each checkpoint file). \
+            file with provenance metadata (source, import date, SHA-256 of each checkpoint file; for a \
+            pinned upstream release its URL, commit and hashes instead, no date or path, so the file is \
+            byte-identical to what 'weights fetch' installs). \
             Default output: \(WeightsCommand.installedDirectoryText)/\(WeightStore.installedV2FileName) \
             for a v2 checkpoint, .../\(WeightStore.installedFileName) for a dafx22 one.
             """

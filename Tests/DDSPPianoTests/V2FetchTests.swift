@@ -123,8 +123,11 @@ final class V2FetchTests: WeightsCLITestCase {
         let (meta, read) = try WeightStore.readFileAndMetadata(destination)
         guard case .v2(let w) = read else { return XCTFail("not v2") }
         XCTAssertEqual(meta["release"], "v2")
-        XCTAssertEqual(meta["source"], base.absoluteString)
-        XCTAssertEqual(meta["importer"], "ddsp-piano weights fetch v2")
+        // A pinned release: its origin and hashes, no mirror, command or date (the same file as
+        // `weights import` of the same checkpoint files).
+        XCTAssertEqual(meta["source"], Self.syntheticRelease.baseURL)
+        XCTAssertNil(meta["imported"])
+        XCTAssertFalse(meta.values.contains { $0.contains(base.absoluteString) }, "the mirror's URL in the metadata")
         XCTAssertEqual(meta["sha256.ckpt-225000.index"], Self.syntheticRelease.files[1].sha256)
         XCTAssertEqual(meta["sha256." + Self.dataName], "54479a534772f9b346a12b9f32b60c57894338707d02818b6c02be4aff3c7205")
         XCTAssertEqual(meta["upstream"], WeightRelease.v2.upstream)

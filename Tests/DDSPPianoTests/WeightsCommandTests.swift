@@ -186,9 +186,22 @@ final class WeightsCommandTests: WeightsCLITestCase {
         XCTAssertEqual(meta["instruments"], PianoWeights.dafx22Instruments.joined(separator: ","))
         for file in WeightRelease.dafx22.files { XCTAssertEqual(meta["sha256." + file.name], file.sha256) }
         XCTAssertEqual(meta["release"], "dafx22")
-        XCTAssertEqual(meta["source"], "TensorFlow checkpoint \(source.appendingPathComponent("ckpt-0").path)")
-        XCTAssertNotNil(meta["imported"].flatMap { ISO8601DateFormatter().date(from: $0) })
+        // A pinned release converts to the same bytes wherever and whenever: its origin, no
+        // local path, no date.
+        XCTAssertEqual(meta["source"], WeightRelease.dafx22.baseURL)
+        XCTAssertEqual(meta["upstream_commit"], WeightRelease.upstreamCommit)
+        XCTAssertNil(meta["imported"])
+        XCTAssertFalse(meta.values.contains { $0.contains(source.path) }, "a local path in the metadata")
         print("weights import: \(weights.parameterCount) parameters, all tensors bit-identical to checkpoint_raw")
+
+        // The bundled copy is this import, byte for byte (and the fetch test shows fetch gives it too).
+        let imported = try Data(contentsOf: out)
+        let bundled = TestKit.packageRoot.appendingPathComponent("weights/dafx22.safetensors")
+        XCTAssertTrue(imported == (try Data(contentsOf: bundled)), "weights/dafx22.safetensors differs from 'weights import' of ../shared's upstream checkpoint")
+        let again = temp.appendingPathComponent("dafx22-again.safetensors")
+        XCTAssertEqual(try ddsp(["weights", "import", source.path, "-o", again.path]).status, 0)
+        XCTAssertTrue(imported == (try Data(contentsOf: again)), "two imports differ")
+        print("weights import of the upstream checkpoint: \(imported.count) bytes, identical to the bundled weights/dafx22.safetensors and to a second import")
 
         // The prefix path and the .index path name the same checkpoint.
         for path in [source.appendingPathComponent("ckpt-0").path, source.appendingPathComponent("ckpt-0.index").path] {
@@ -221,6 +234,48 @@ final class WeightsCommandTests: WeightsCLITestCase {
         try FileManager.default.removeItem(at: data)
         assertOneLineError(try ddsp(["weights", "import", damaged.path, "-o", out.path]), contains: [data.path, "data shard not found"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
+    }
+
+    // MARK: - the bundled paper pianos (every clone, no ../shared, no network)
+
+    func testBundledPaperPianosPlayOutOfTheBox() throws {
+        let bundled = TestKit.packageRoot.appendingPathComponent("weights/dafx22.safetensors")
+        let (meta, weights) = try WeightStore.read(bundled)
+        XCTAssertEqual(weights.instruments, PianoWeights.dafx22Instruments)
+        XCTAssertEqual(weights.parameterCount, 521_507)
+        XCTAssertEqual(meta["release"], "dafx22")
+        XCTAssertEqual(meta["source"], WeightRelease.dafx22.baseURL)
+        XCTAssertEqual(meta["upstream_commit"], WeightRelease.upstreamCommit)
+        XCTAssertNil(meta["imported"], "a date in the bundled file")
+        for file in WeightRelease.dafx22.files { XCTAssertEqual(meta["sha256." + file.name], file.sha256, file.name) }
+
+        // The default lookup with nothing installed finds it, and render plays the 2018 piano.
+        let out = temp.appendingPathComponent("arpeggios.wav")
+        let r = try ddsp(["render", TestKit.packageRoot.appendingPathComponent("examples/arpeggios.mid").path, out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        print("quick start: \(r.stdout.trimmingCharacters(in: .newlines))")
+        XCTAssertTrue(r.stdout.contains("dafx22 model, piano 2018"), r.stdout)
+
+        // All ten pianos play, each its own sound.
+        let midi = try MIDIFile(bytes: RenderStreamingTests.figureMIDI(seconds: 2))
+        let model = PianoModel(weights: weights)
+        var renders: [[Float]] = []
+        for piano in 0..<10 {
+            var settings = RenderSettings()
+            settings.instrument = piano
+            settings.noise = false
+            let wet = try OfflineRenderer.render(midi: midi, model: model, settings: settings).wet
+            let peak = wet.map { abs($0) }.max() ?? 0
+            print(String(format: "bundled piano %@: peak %.1f dBFS over %d samples", weights.instruments[piano], 20 * log10(Double(peak)), wet.count))
+            XCTAssertTrue(wet.allSatisfy(\.isFinite))
+            XCTAssertGreaterThan(peak, 0.01, "piano \(piano) is (nearly) silent")
+            XCTAssertLessThan(peak, 2, "piano \(piano) is far beyond full scale")
+            renders.append(wet)
+        }
+        for a in 0..<10 { for b in (a + 1)..<10 {
+            let d = zip(renders[a], renders[b]).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertGreaterThan(d, 1e-3, "pianos \(a) and \(b) sound the same")
+        } }
     }
 
     // MARK: - info
@@ -284,8 +339,10 @@ final class WeightsCommandTests: WeightsCLITestCase {
         XCTAssertEqual(r.stderr, "", "no progress output when stderr is not a terminal")
         let (meta, weights) = try WeightStore.read(out)
         Self.assertSameTensors(weights, expected)
-        XCTAssertEqual(meta["source"], base)
+        XCTAssertEqual(meta["source"], WeightRelease.dafx22.baseURL, "the release's origin, whichever mirror served it")
         XCTAssertEqual(meta["release"], "dafx22")
+        let bundled = TestKit.packageRoot.appendingPathComponent("weights/dafx22.safetensors")
+        XCTAssertTrue(try Data(contentsOf: out) == (try Data(contentsOf: bundled)), "fetch dafx22 differs from the bundled weights/dafx22.safetensors")
         XCTAssertEqual(meta["sha256.ckpt-0.data-00000-of-00001"], WeightRelease.dafx22.files[2].sha256)
 
         // The default location, under $XDG_DATA_HOME, with the mirror from the environment.
