@@ -30,8 +30,9 @@ public struct WeightStoreError: CodedError, Equatable, Sendable {
 /// 3. the installed v2 model, `${XDG_DATA_HOME:-~/.local/share}/ddsp-piano/weights/v2.safetensors`
 ///    (written by `weights fetch v2` or `weights import` of a v2 checkpoint): upstream's default;
 /// 4. the installed dafx22 model, `.../ddsp-piano/weights/dafx22.safetensors`;
-/// 5. bundled weights: a `weights/` folder holding `*.safetensors` in a directory above the
-///    executable (a source checkout), then `/usr/local/share/ddsp-piano/weights` and
+/// 5. bundled weights: the installation's `share/ddsp-piano/weights` beside the executable's
+///    `bin/` (`make install`, any PREFIX), a `weights/` folder holding `*.safetensors` in a
+///    directory above the executable (a source checkout), then `/usr/local/share/ddsp-piano/weights` and
 ///    `/usr/share/ddsp-piano/weights` (within a folder `v2.safetensors`, then
 ///    `dafx22.safetensors`, then by name).
 ///
@@ -117,12 +118,15 @@ public struct WeightStore: Sendable {
         Self.installedFileNames.firstIndex(of: name) ?? Self.installedFileNames.count
     }
 
-    /// Bundled weight files, best first: each `weights/` folder above the executable, then
-    /// the system folders; within a folder `v2.safetensors`, then `dafx22.safetensors`, then by name.
+    /// Bundled weight files, best first: the installation's `share/ddsp-piano/weights` beside
+    /// the executable's `bin/`, each `weights/` folder above the executable, then the system folders; within a folder `v2.safetensors`, then `dafx22.safetensors`, then by name.
     public func bundledFiles() -> [URL] {
         var dirs: [URL] = []
         if let exe = executableURL {
-            var dir = exe.deletingLastPathComponent().standardizedFileURL
+            // An installation (`make install`, the Debian package): PREFIX/bin's PREFIX/share.
+            let bin = exe.deletingLastPathComponent().standardizedFileURL
+            dirs.append(bin.deletingLastPathComponent().appendingPathComponent("share/ddsp-piano/weights", isDirectory: true))
+            var dir = bin
             while true {
                 dirs.append(dir.appendingPathComponent("weights", isDirectory: true))
                 let parent = dir.deletingLastPathComponent().standardizedFileURL

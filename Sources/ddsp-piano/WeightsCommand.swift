@@ -18,7 +18,8 @@ struct WeightsCommand: ParsableCommand {
         paper's, 16 kHz). Commands that need weights look, in order, at: an explicit path; \
         $\(WeightStore.environmentVariable); \(installedDirectoryText)/\(WeightStore.installedV2FileName) \
         (written by 'weights fetch v2'); \(installedDirectoryText)/\(WeightStore.installedFileName) \
-        (written by 'weights fetch dafx22'); a weights/ folder above the executable; \
+        (written by 'weights fetch dafx22'); PREFIX/share/ddsp-piano/weights of an installation \
+        (beside the executable's bin/); a weights/ folder above the executable; \
         /usr/local/share/ddsp-piano/weights; /usr/share/ddsp-piano/weights. \
         'weights info' without a file says which one that is, and why.
         """,

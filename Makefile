@@ -1,0 +1,71 @@
+# Installs ddsp-piano like any Linux instrument, into the FHS places under PREFIX (staged under
+# DESTDIR for packaging):
+#   make install PREFIX=/usr/local          (or: make install DESTDIR=/tmp/stage PREFIX=/usr)
+# The binaries are built here with the Swift runtime linked in (--static-swift-stdlib), so the
+# installed programs need no Swift toolchain: only the Debian libraries the README lists.
+# The installed programs find their weights in PREFIX/share/ddsp-piano/weights (beside their
+# bin/ folder, so any PREFIX works), the presets are in PREFIX/share/ddsp-piano/presets.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+SWIFT ?= swift
+# A build folder of its own: the static runtime cannot share products with `swift build`'s.
+SCRATCH ?= .build-install
+PRODUCTS := ddsp-piano ddsp-pianod ddsp-piano-train
+
+BIN := $(SCRATCH)/release
+GEN := $(SCRATCH)/generated
+ROOT := $(DESTDIR)$(PREFIX)
+SHARE := $(ROOT)/share
+
+.PHONY: all binaries man completions install uninstall clean-install
+
+all: man binaries completions
+
+binaries:
+	@for p in $(PRODUCTS); do \
+	  $(SWIFT) build -c release --static-swift-stdlib --scratch-path $(SCRATCH) --product $$p || exit 1; \
+	done
+
+# Man pages from the commands' own help (swift-argument-parser's generate-manual plugin). The
+# plugin builds the products its own way (shared Swift runtime), so in a build folder of its own.
+man:
+	@mkdir -p $(GEN)/man
+	$(SWIFT) package --scratch-path $(SCRATCH)/manual --allow-writing-to-directory $(GEN)/man \
+	  generate-manual --output-directory $(GEN)/man
+
+completions: binaries
+	@mkdir -p $(GEN)/bash $(GEN)/zsh $(GEN)/fish
+	@for p in $(PRODUCTS); do \
+	  $(BIN)/$$p --generate-completion-script bash > $(GEN)/bash/$$p && \
+	  $(BIN)/$$p --generate-completion-script zsh > $(GEN)/zsh/_$$p && \
+	  $(BIN)/$$p --generate-completion-script fish > $(GEN)/fish/$$p.fish || exit 1; \
+	done
+
+install: all
+	install -d $(ROOT)/bin $(SHARE)/ddsp-piano/weights $(SHARE)/ddsp-piano/presets \
+	  $(SHARE)/man/man1 $(SHARE)/bash-completion/completions $(SHARE)/zsh/vendor-completions \
+	  $(SHARE)/fish/vendor_completions.d $(ROOT)/lib/systemd/user $(SHARE)/doc/ddsp-piano/examples
+	install -m 0755 $(addprefix $(BIN)/,$(PRODUCTS)) $(ROOT)/bin/
+	install -m 0644 weights/*.safetensors weights/README.md $(SHARE)/ddsp-piano/weights/
+	install -m 0644 presets/*.toml $(SHARE)/ddsp-piano/presets/
+	install -m 0644 $(GEN)/man/*.1 $(SHARE)/man/man1/
+	install -m 0644 $(GEN)/bash/* $(SHARE)/bash-completion/completions/
+	install -m 0644 $(GEN)/zsh/* $(SHARE)/zsh/vendor-completions/
+	install -m 0644 $(GEN)/fish/* $(SHARE)/fish/vendor_completions.d/
+	sed 's|^ExecStart=/usr/local/bin/|ExecStart=$(PREFIX)/bin/|' systemd/ddsp-pianod.service \
+	  > $(ROOT)/lib/systemd/user/ddsp-pianod.service
+	chmod 0644 $(ROOT)/lib/systemd/user/ddsp-pianod.service
+	install -m 0644 README.md NOTICE LICENSE ARCHITECTURE.md $(SHARE)/doc/ddsp-piano/
+	install -m 0644 examples/*.mid $(SHARE)/doc/ddsp-piano/examples/
+
+uninstall:
+	rm -f $(addprefix $(ROOT)/bin/,$(PRODUCTS)) $(ROOT)/lib/systemd/user/ddsp-pianod.service
+	rm -f $(addprefix $(SHARE)/man/man1/,$(addsuffix .1,$(PRODUCTS)))
+	rm -f $(addprefix $(SHARE)/bash-completion/completions/,$(PRODUCTS))
+	rm -f $(addprefix $(SHARE)/zsh/vendor-completions/_,$(PRODUCTS))
+	rm -f $(addprefix $(SHARE)/fish/vendor_completions.d/,$(addsuffix .fish,$(PRODUCTS)))
+	rm -rf $(SHARE)/ddsp-piano $(SHARE)/doc/ddsp-piano
+
+clean-install:
+	rm -rf $(SCRATCH)

@@ -1,0 +1,103 @@
+import Foundation
+import PianoTestKit
+import XCTest
+
+/// `make install` (issue 12): the three programs with the Swift runtime linked in, weights,
+/// presets, unit, man pages and completions in their FHS places; the installed programs run with
+/// no toolchain on PATH and find their weights beside their bin/ folder.
+final class InstallTests: XCTestCase {
+    private func run(_ tool: String, _ args: [String], environment: [String: String]? = nil,
+                     directory: URL? = nil, timeout: TimeInterval = 1200) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        if let environment { p.environment = environment }
+        if let directory { p.currentDirectoryURL = directory }
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("install-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        defer { try? FileManager.default.removeItem(at: log) }
+        p.standardOutput = handle
+        p.standardError = handle
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { p.interrupt(); usleep(500_000); if p.isRunning { p.terminate() } }
+        p.waitUntilExit()
+        try handle.close()
+        return (p.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+    }
+
+    func testMakeInstallGivesSelfContainedPrograms() throws {
+        guard let make = DaemonSupport.tool("make") else {
+            print("skipped: make is not installed")
+            throw XCTSkip("no make")
+        }
+        let stage = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: stage) }
+        let started = Date()
+        let m = try run(make.path, ["install", "DESTDIR=\(stage.path)", "PREFIX=/usr"], directory: TestKit.packageRoot)
+        print(String(format: "make install: exit %d in %.0f s", m.status, Date().timeIntervalSince(started)))
+        XCTAssertEqual(m.status, 0, String(m.output.suffix(3000)))
+        guard m.status == 0 else { return }
+        let root = stage.appendingPathComponent("usr")
+        let fm = FileManager.default
+        let programs = ["ddsp-piano", "ddsp-pianod", "ddsp-piano-train"]
+        for p in programs {
+            for path in ["bin/\(p)", "share/man/man1/\(p).1", "share/bash-completion/completions/\(p)",
+                         "share/zsh/vendor-completions/_\(p)", "share/fish/vendor_completions.d/\(p).fish"] {
+                XCTAssertTrue(fm.fileExists(atPath: root.appendingPathComponent(path).path), "missing \(path)")
+            }
+            // No Swift library left to find at run time.
+            let ldd = try run("/usr/bin/ldd", [root.appendingPathComponent("bin/\(p)").path])
+            let swiftLibraries = ldd.output.split(separator: "\n").filter { $0.lowercased().contains("swift") || $0.contains("Foundation") }
+            print("\(p): \(ldd.output.split(separator: "\n").count) shared libraries, Swift ones: \(swiftLibraries)")
+            XCTAssertEqual(swiftLibraries, [], p)
+        }
+        for path in ["share/ddsp-piano/weights/dafx22.safetensors", "share/ddsp-piano/presets/2018.toml",
+                     "share/doc/ddsp-piano/NOTICE", "share/doc/ddsp-piano/examples/arpeggios.mid"] {
+            XCTAssertTrue(fm.fileExists(atPath: root.appendingPathComponent(path).path), "missing \(path)")
+        }
+        let unit = try String(contentsOf: root.appendingPathComponent("lib/systemd/user/ddsp-pianod.service"), encoding: .utf8)
+        XCTAssertTrue(unit.contains("\nExecStart=/usr/bin/ddsp-pianod\n"), "the unit starts the installed daemon")
+
+        // The toolchain out of reach: a bare PATH, no LD_LIBRARY_PATH, nothing installed per user.
+        let home = stage.appendingPathComponent("home")
+        let runtime = stage.appendingPathComponent("run")
+        try fm.createDirectory(at: runtime, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let bare = ["PATH": "/usr/bin:/bin", "HOME": home.path, "XDG_DATA_HOME": home.appendingPathComponent("data").path,
+                    "XDG_RUNTIME_DIR": runtime.path]
+        let out = stage.appendingPathComponent("arpeggios.wav")
+        let r = try run(root.appendingPathComponent("bin/ddsp-piano").path,
+                        ["render", root.appendingPathComponent("share/doc/ddsp-piano/examples/arpeggios.mid").path, out.path],
+                        environment: bare, timeout: 120)
+        print("installed render: \(r.output.trimmingCharacters(in: .newlines))")
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("dafx22 model, piano 2018"), r.output)
+        let info = try run(root.appendingPathComponent("bin/ddsp-piano").path, ["weights", "info"], environment: bare, timeout: 60)
+        XCTAssertTrue(info.output.contains(root.appendingPathComponent("share/ddsp-piano/weights/dafx22.safetensors").path), info.output)
+
+        // The installed daemon starts on null audio with the installed weights and stops on SIGINT.
+        let d = Process()
+        d.executableURL = root.appendingPathComponent("bin/ddsp-pianod")
+        d.arguments = ["--audio", "null"]
+        d.environment = bare
+        let pipe = Pipe()
+        d.standardOutput = pipe
+        d.standardError = pipe
+        try d.run()
+        var text = ""
+        let deadline = Date().addingTimeInterval(60)
+        let reader = pipe.fileHandleForReading
+        while Date() < deadline && !text.contains("playing piano") && d.isRunning {
+            let chunk = reader.availableData
+            if chunk.isEmpty { usleep(50_000) } else { text += String(decoding: chunk, as: UTF8.self) }
+        }
+        d.interrupt()
+        d.waitUntilExit()
+        print("installed daemon: \(text.trimmingCharacters(in: .newlines))")
+        XCTAssertTrue(text.contains("playing piano 9 (2018) of dafx22"), text)
+        XCTAssertEqual(d.terminationStatus, 0)
+    }
+}
