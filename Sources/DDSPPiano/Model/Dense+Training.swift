@@ -56,23 +56,8 @@ public struct DenseTraining: Sendable {
         if activation == .leakyReLU {
             for i in da.indices where cache.output[i] < 0 { da[i] *= Dense.leakySlope }
         }
-        var dx = [Float](repeating: 0, count: rows * inputs)
-        da.withUnsafeBufferPointer { d in
-            cache.input.withUnsafeBufferPointer { x in
-                kernelGrad.withUnsafeMutableBufferPointer { g in
-                    // dK += xᵀ · da
-                    TrainingMath.gemm(transA: true, m: inputs, n: outputs, k: rows, a: x.baseAddress!, lda: inputs,
-                                      b: d.baseAddress!, ldb: outputs, beta: 1, c: g.baseAddress!, ldc: outputs)
-                }
-            }
-            biasGrad.withUnsafeMutableBufferPointer { TrainingMath.addColumnSums(d.baseAddress!, rows: rows, cols: outputs, into: $0.baseAddress!) }
-            kernel.withUnsafeBufferPointer { k in dx.withUnsafeMutableBufferPointer { dxp in
-                // dx = da · Kᵀ
-                TrainingMath.gemm(transB: true, m: rows, n: inputs, k: outputs, a: d.baseAddress!, lda: outputs,
-                                  b: k.baseAddress!, ldb: outputs, beta: 0, c: dxp.baseAddress!, ldc: inputs)
-            }}
-        }
-        return dx
+        return TrainingMath.affineBackward(da, input: cache.input, kernel: kernel, rows: rows, inputs: inputs, outputs: outputs,
+                                           kernelGrad: &kernelGrad, biasGrad: &biasGrad)
     }
 
     public mutating func zeroGrad() { kernelGrad.setZero(); biasGrad.setZero() }

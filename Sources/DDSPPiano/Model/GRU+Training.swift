@@ -131,18 +131,8 @@ public struct GRUTraining: Sendable {
                 }
             }
         }}}}
-        var dx = [Float](repeating: 0, count: rows * inputs)
-        dxp.withUnsafeBufferPointer { d in
-            cache.input.withUnsafeBufferPointer { x in kernelGrad.withUnsafeMutableBufferPointer { kg in
-                TrainingMath.gemm(transA: true, m: inputs, n: u3, k: rows, a: x.baseAddress!, lda: inputs,
-                                  b: d.baseAddress!, ldb: u3, beta: 1, c: kg.baseAddress!, ldc: u3)
-            }}
-            inputBiasGrad.withUnsafeMutableBufferPointer { TrainingMath.addColumnSums(d.baseAddress!, rows: rows, cols: u3, into: $0.baseAddress!) }
-            kernel.withUnsafeBufferPointer { k in dx.withUnsafeMutableBufferPointer { dxb in
-                TrainingMath.gemm(transB: true, m: rows, n: inputs, k: u3, a: d.baseAddress!, lda: u3,
-                                  b: k.baseAddress!, ldb: u3, beta: 0, c: dxb.baseAddress!, ldc: inputs)
-            }}
-        }
+        let dx = TrainingMath.affineBackward(dxp, input: cache.input, kernel: kernel, rows: rows, inputs: inputs, outputs: u3,
+                                             kernelGrad: &kernelGrad, biasGrad: &inputBiasGrad)
         dhp.withUnsafeBufferPointer { d in
             recurrentBiasGrad.withUnsafeMutableBufferPointer { TrainingMath.addColumnSums(d.baseAddress!, rows: rows, cols: u3, into: $0.baseAddress!) }
             // dR += Σ_t h_{t-1}ᵀ · dhp_t, per sequence (h_{-1} = 0, so step 0 adds nothing).

@@ -29,6 +29,25 @@ package enum TrainingMath {
         }
         for c in 0..<cols { into[c] += Float(acc[c]) }
     }
+
+    /// The backward pass of an affine map y = x·K + b over `rows` rows (Dense, GRU's input
+    /// projection): dK += xᵀ·dy, db += Σ_rows dy; returns dx = dy·Kᵀ.
+    package static func affineBackward(_ dy: [Float], input: [Float], kernel: [Float], rows: Int, inputs: Int, outputs: Int,
+                                       kernelGrad: inout [Float], biasGrad: inout [Float]) -> [Float] {
+        var dx = [Float](repeating: 0, count: rows * inputs)
+        dy.withUnsafeBufferPointer { d in
+            input.withUnsafeBufferPointer { x in kernelGrad.withUnsafeMutableBufferPointer { g in
+                gemm(transA: true, m: inputs, n: outputs, k: rows, a: x.baseAddress!, lda: inputs,
+                     b: d.baseAddress!, ldb: outputs, beta: 1, c: g.baseAddress!, ldc: outputs)
+            }}
+            biasGrad.withUnsafeMutableBufferPointer { addColumnSums(d.baseAddress!, rows: rows, cols: outputs, into: $0.baseAddress!) }
+            kernel.withUnsafeBufferPointer { k in dx.withUnsafeMutableBufferPointer { dxp in
+                gemm(transB: true, m: rows, n: inputs, k: outputs, a: d.baseAddress!, lda: outputs,
+                     b: k.baseAddress!, ldb: outputs, beta: 0, c: dxp.baseAddress!, ldc: inputs)
+            }}
+        }
+        return dx
+    }
 }
 
 extension Array where Element == Float {
