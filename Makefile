@@ -12,13 +12,18 @@ SWIFT ?= swift
 # A build folder of its own: the static runtime cannot share products with `swift build`'s.
 SCRATCH ?= .build-install
 PRODUCTS := ddsp-piano ddsp-pianod ddsp-piano-train
+# The release, from its one place in the sources.
+VERSION := $(shell sed -n 's/.*static let current = "\(.*\)".*/\1/p' Sources/PianoIO/Version.swift)
+ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+# Where `make deb` leaves the package (its path is the last line it prints).
+DEBDIR ?= .
 
 BIN := $(SCRATCH)/release
 GEN := $(SCRATCH)/generated
 ROOT := $(DESTDIR)$(PREFIX)
 SHARE := $(ROOT)/share
 
-.PHONY: all binaries man completions install uninstall clean-install
+.PHONY: all binaries man completions install install-files uninstall deb clean-install
 
 all: man binaries completions
 
@@ -42,7 +47,10 @@ completions: binaries
 	  $(BIN)/$$p --generate-completion-script fish > $(GEN)/fish/$$p.fish || exit 1; \
 	done
 
-install: all
+install: all install-files
+
+# The files only (what `install` and `deb` share); the build products must exist.
+install-files:
 	install -d $(ROOT)/bin $(SHARE)/ddsp-piano/weights $(SHARE)/ddsp-piano/presets \
 	  $(SHARE)/man/man1 $(SHARE)/bash-completion/completions $(SHARE)/zsh/vendor-completions \
 	  $(SHARE)/fish/vendor_completions.d $(ROOT)/lib/systemd/user $(SHARE)/doc/ddsp-piano/examples
@@ -69,3 +77,35 @@ uninstall:
 
 clean-install:
 	rm -rf $(SCRATCH)
+
+# A Debian package of the same files (PREFIX=/usr, the user unit in /usr/lib/systemd/user/):
+# stripped programs, compressed man pages, a copyright file, dependencies from dpkg-shlibdeps
+# (from the libraries the programs link, so they match what was built against), then lintian
+# (when installed) must report no errors. Needs dpkg-dev (and lintian for the check).
+DEBSTAGE := $(SCRATCH)/deb
+DEBROOT := $(DEBSTAGE)/root
+DEBNAME := ddsp-piano_$(VERSION)_$(ARCH).deb
+
+deb: all
+	@test -n "$(VERSION)" || { echo "make deb: no version in Sources/PianoIO/Version.swift" >&2; exit 1; }
+	@command -v dpkg-shlibdeps >/dev/null || { echo "make deb: dpkg-shlibdeps not found (apt install dpkg-dev)" >&2; exit 1; }
+	rm -rf $(DEBSTAGE)
+	$(MAKE) --no-print-directory install-files DESTDIR=$(abspath $(DEBROOT)) PREFIX=/usr
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note $(addprefix $(DEBROOT)/usr/bin/,$(PRODUCTS))
+	gzip -9n $(DEBROOT)/usr/share/man/man1/*.1
+	rm -f $(DEBROOT)/usr/share/doc/ddsp-piano/LICENSE
+	install -m 0644 packaging/copyright $(DEBROOT)/usr/share/doc/ddsp-piano/copyright
+	sed 's/@VERSION@/$(VERSION)/' packaging/changelog | gzip -9n > $(DEBROOT)/usr/share/doc/ddsp-piano/changelog.Debian.gz
+	chmod 0644 $(DEBROOT)/usr/share/doc/ddsp-piano/changelog.Debian.gz
+	mkdir -p $(DEBROOT)/DEBIAN $(DEBSTAGE)/debian
+	cp packaging/control $(DEBSTAGE)/debian/control
+	cd $(DEBSTAGE) && dpkg-shlibdeps -O -e $(addprefix root/usr/bin/,$(PRODUCTS)) > shlibs.vars
+	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(ARCH)/' \
+	  -e "s/@DEPENDS@/$$(sed -n 's/^shlibs:Depends=//p' $(DEBSTAGE)/shlibs.vars)/" \
+	  -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEBROOT) | cut -f1)/" \
+	  packaging/DEBIAN-control > $(DEBROOT)/DEBIAN/control
+	dpkg-deb --root-owner-group -Zxz --build $(DEBROOT) $(DEBDIR)/$(DEBNAME)
+	@if command -v lintian >/dev/null; then \
+	  lintian --fail-on error --suppress-tags-from-file packaging/lintian-overrides $(DEBDIR)/$(DEBNAME) >&2 || exit 1; \
+	else echo "make deb: lintian not installed, not checked" >&2; fi
+	@echo $(abspath $(DEBDIR)/$(DEBNAME))

@@ -1,9 +1,11 @@
 import ArgumentParser
+import PianoIO
 
 @main
 struct TrainToolCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ddsp-piano-train",
+        version: PianoVersion.current,
         abstract: "Trains and fine-tunes DDSP-Piano models on (audio, MIDI) pairs; exports weights ddsp-piano plays.",
         discussion: """
         Typical run:

@@ -1,10 +1,12 @@
 import DDSPPiano
+import PianoIO
 import ArgumentParser
 
 @main
 struct DDSPPianoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ddsp-piano",
+        version: PianoVersion.current,
         abstract: "A neural piano for Linux: plays MIDI with the DDSP-Piano models (Renault, Mignot, Roebel; DAFx 2022, JAES 2023).",
         discussion: """
         DDSP-Piano is a differentiable piano synthesizer: small neural networks drive an \
