@@ -5,7 +5,6 @@ import PianoIO
 struct TrainToolCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ddsp-piano-train",
-        version: PianoVersion.current,
         abstract: "Trains and fine-tunes DDSP-Piano models on (audio, MIDI) pairs; exports weights ddsp-piano plays.",
         discussion: """
         Typical run:
@@ -14,6 +13,7 @@ struct TrainToolCommand: ParsableCommand {
           ddsp-piano-train export runs/first/checkpoint.safetensors -o my-piano.safetensors
           ddsp-piano render --weights my-piano.safetensors examples/arpeggios.mid out.wav
         """,
+        version: PianoVersion.current,
         subcommands: [DatasetCommand.self, TrainCommand.self, ExportCommand.self, EvaluateCommand.self, BenchCommand.self]
     )
 }

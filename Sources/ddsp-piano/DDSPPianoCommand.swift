@@ -6,7 +6,6 @@ import ArgumentParser
 struct DDSPPianoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ddsp-piano",
-        version: PianoVersion.current,
         abstract: "A neural piano for Linux: plays MIDI with the DDSP-Piano models (Renault, Mignot, Roebel; DAFx 2022, JAES 2023).",
         discussion: """
         DDSP-Piano is a differentiable piano synthesizer: small neural networks drive an \
@@ -22,6 +21,7 @@ struct DDSPPianoCommand: ParsableCommand {
         Play live: ddsp-pianod (the daemon; 'ddsp-pianod --help'), controlled with
         'ddsp-piano ctl'. Train: ddsp-piano-train.
         """,
+        version: PianoVersion.current,
         subcommands: [RenderCommand.self, WeightsCommand.self, BenchCommand.self, CtlCommand.self]
     )
 }
