@@ -58,7 +58,9 @@ install-files:
 	install -m 0644 weights/*.safetensors weights/README.md $(SHARE)/ddsp-piano/weights/
 	install -m 0644 presets/*.toml $(SHARE)/ddsp-piano/presets/
 	install -m 0644 $(GEN)/man/*.1 $(SHARE)/man/man1/
-	install -m 0644 $(GEN)/bash/* $(SHARE)/bash-completion/completions/
+	@# Completion files are sourced, not run: no #! line.
+	for f in $(GEN)/bash/*; do sed '1{/^#!/d}' $$f > $(SHARE)/bash-completion/completions/$$(basename $$f) || exit 1; done
+	chmod 0644 $(addprefix $(SHARE)/bash-completion/completions/,$(PRODUCTS))
 	install -m 0644 $(GEN)/zsh/* $(SHARE)/zsh/vendor-completions/
 	install -m 0644 $(GEN)/fish/* $(SHARE)/fish/vendor_completions.d/
 	sed 's|^ExecStart=/usr/local/bin/|ExecStart=$(PREFIX)/bin/|' systemd/ddsp-pianod.service \
@@ -83,7 +85,7 @@ clean-install:
 # (from the libraries the programs link, so they match what was built against), then lintian
 # (when installed) must report no errors. Needs dpkg-dev (and lintian for the check).
 DEBSTAGE := $(SCRATCH)/deb
-DEBROOT := $(DEBSTAGE)/root
+DEBROOT := $(DEBSTAGE)/debian/ddsp-piano
 DEBNAME := ddsp-piano_$(VERSION)_$(ARCH).deb
 
 deb: all
@@ -95,11 +97,11 @@ deb: all
 	gzip -9n $(DEBROOT)/usr/share/man/man1/*.1
 	rm -f $(DEBROOT)/usr/share/doc/ddsp-piano/LICENSE
 	install -m 0644 packaging/copyright $(DEBROOT)/usr/share/doc/ddsp-piano/copyright
-	sed 's/@VERSION@/$(VERSION)/' packaging/changelog | gzip -9n > $(DEBROOT)/usr/share/doc/ddsp-piano/changelog.Debian.gz
-	chmod 0644 $(DEBROOT)/usr/share/doc/ddsp-piano/changelog.Debian.gz
-	mkdir -p $(DEBROOT)/DEBIAN $(DEBSTAGE)/debian
+	sed 's/@VERSION@/$(VERSION)/' packaging/changelog | gzip -9n > $(DEBROOT)/usr/share/doc/ddsp-piano/changelog.gz
+	chmod 0644 $(DEBROOT)/usr/share/doc/ddsp-piano/changelog.gz
+	mkdir -p $(DEBROOT)/DEBIAN
 	cp packaging/control $(DEBSTAGE)/debian/control
-	cd $(DEBSTAGE) && dpkg-shlibdeps -O -e $(addprefix root/usr/bin/,$(PRODUCTS)) > shlibs.vars
+	cd $(DEBSTAGE) && dpkg-shlibdeps -O -e $(addprefix debian/ddsp-piano/usr/bin/,$(PRODUCTS)) > shlibs.vars
 	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(ARCH)/' \
 	  -e "s/@DEPENDS@/$$(sed -n 's/^shlibs:Depends=//p' $(DEBSTAGE)/shlibs.vars)/" \
 	  -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEBROOT) | cut -f1)/" \

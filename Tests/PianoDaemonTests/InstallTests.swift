@@ -1,5 +1,6 @@
 import Foundation
 import PianoTestKit
+import PianoIO
 import XCTest
 
 /// `make install` (issue 12): the three programs with the Swift runtime linked in, weights,
@@ -99,5 +100,47 @@ final class InstallTests: XCTestCase {
         print("installed daemon: \(text.trimmingCharacters(in: .newlines))")
         XCTAssertTrue(text.contains("playing piano 9 (2018) of dafx22"), text)
         XCTAssertEqual(d.terminationStatus, 0)
+    }
+
+    /// `make deb`: the package's name and last line, its files in their FHS places (the unit in
+    /// /usr/lib/systemd/user/), dependencies from dpkg-shlibdeps, and lintian without errors
+    /// (make deb fails otherwise). Installing it with apt is CI's part (.ci/check-deb, as root).
+    func testMakeDebBuildsACleanPackage() throws {
+        guard let make = DaemonSupport.tool("make") else { print("skipped: make is not installed"); throw XCTSkip("no make") }
+        guard DaemonSupport.tool("dpkg-shlibdeps") != nil else {
+            print("skipped: dpkg-shlibdeps is not installed (dpkg-dev)")
+            throw XCTSkip("no dpkg-dev")
+        }
+        let out = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        let started = Date()
+        let m = try run(make.path, ["--no-print-directory", "deb", "DEBDIR=\(out.path)"], directory: TestKit.packageRoot)
+        print(String(format: "make deb: exit %d in %.0f s", m.status, Date().timeIntervalSince(started)))
+        XCTAssertEqual(m.status, 0, String(m.output.suffix(3000)))
+        guard m.status == 0 else { return }
+        let lines = m.output.split(separator: "\n").map(String.init)
+        let deb = try XCTUnwrap(lines.last)
+        XCTAssertEqual(URL(fileURLWithPath: deb).lastPathComponent, "ddsp-piano_\(PianoVersion.current)_amd64.deb")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: deb), "the last line names the package")
+        let lintianErrors = lines.filter { $0.hasPrefix("E: ") }
+        XCTAssertEqual(lintianErrors, [], "lintian errors")
+        print("lintian: \(lines.filter { $0.hasPrefix("W: ") }.count) warnings, \(lintianErrors.count) errors")
+
+        let dpkg = try XCTUnwrap(DaemonSupport.tool("dpkg-deb"))
+        let fields = try run(dpkg.path, ["--field", deb, "Package", "Version", "Depends", "Installed-Size"])
+        print(fields.output)
+        for library in ["libopenblas0", "libjack", "libasound2", "libsndfile1", "libsoxr0", "libkissfft"] {
+            XCTAssertTrue(fields.output.contains(library), "Depends names \(library)")
+        }
+        XCTAssertFalse(fields.output.lowercased().contains("swift"), "no Swift package needed")
+        let contents = try run(dpkg.path, ["--contents", deb])
+        for path in ["./usr/bin/ddsp-piano", "./usr/bin/ddsp-pianod", "./usr/bin/ddsp-piano-train",
+                     "./usr/lib/systemd/user/ddsp-pianod.service", "./usr/share/ddsp-piano/weights/dafx22.safetensors",
+                     "./usr/share/ddsp-piano/presets/2018.toml", "./usr/share/man/man1/ddsp-pianod.1.gz",
+                     "./usr/share/doc/ddsp-piano/copyright", "./usr/share/bash-completion/completions/ddsp-piano"] {
+            XCTAssertTrue(contents.output.contains(" \(path)\n") || contents.output.hasSuffix(" \(path)"), "the package holds \(path)")
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: deb)[.size] as? Int) ?? 0
+        print(String(format: "package: %.1f MB", Double(size) / 1e6))
     }
 }
