@@ -190,6 +190,7 @@ public final class Daemon {
             log("playing \(describe(instrument)) of \(weights?.summary ?? "-") on null audio (\(settings.sampleRate) Hz, \(settings.blockSize) frames); control: \(socketPath)")
         default:
             jack = JackDriver(core: core, connectAudio: settings.connectAudio, connectMIDI: settings.connectMIDI)
+            jack?.alsaInputActive = alsa != nil
             if !tryOpenJack() {
                 if settings.noWait { throw Failure(description: "no JACK server running (--no-wait)", status: 3) }
                 log("waiting for a JACK server...")
@@ -224,7 +225,7 @@ public final class Daemon {
         do {
             try jack.open()
             let engine = try makeEngine(rate: Double(jack.sampleRate.load(ordering: .relaxed)),
-                                        block: jack.bufferSize.load(ordering: .relaxed), instrument: currentInstrument)
+                                        block: JackDriver.engineBlockSize(forPeriod: jack.bufferSize.load(ordering: .relaxed)), instrument: currentInstrument)
             install(engine)
             jack.warmUp(engine: engine)
             try jack.activate()
@@ -263,7 +264,7 @@ public final class Daemon {
                 // Buffer size or rate changed: prepare an engine here, hand it over atomically.
                 let block = jack.bufferSize.load(ordering: .relaxed), rate = Double(jack.sampleRate.load(ordering: .relaxed))
                 if block > 0 && (block > preparedBlock || rate != preparedRate) {
-                    if let e = try? makeEngine(rate: rate, block: block, instrument: currentInstrument) {
+                    if let e = try? makeEngine(rate: rate, block: JackDriver.engineBlockSize(forPeriod: block), instrument: currentInstrument) {
                         install(e)
                         log("JACK now \(Int(rate)) Hz, \(block) frames: engine prepared again")
                         // Wait for the handover so that the check above sees the new engine.
@@ -347,7 +348,7 @@ public final class Daemon {
             weightsURL = newURL
             weightsStamp = newStamp
             let rate = jack.map { Double($0.sampleRate.load(ordering: .relaxed)) } ?? Double(s.sampleRate)
-            let block = jack.map { $0.bufferSize.load(ordering: .relaxed) } ?? s.blockSize
+            let block = jack.map { JackDriver.engineBlockSize(forPeriod: $0.bufferSize.load(ordering: .relaxed)) } ?? s.blockSize
             if rate > 0 && block > 0, let e = try? makeEngine(rate: rate, block: block, instrument: instrument) {
                 install(e)
             }

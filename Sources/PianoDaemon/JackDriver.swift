@@ -11,6 +11,15 @@ import Foundation
 public final class JackDriver: @unchecked Sendable {
     public static let clientName = "ddsp-piano"
 
+    /// The block an engine for JACK is prepared for: JACK2's largest period (BUFFER_SIZE_MAX,
+    /// 8192 frames; PipeWire's clock.max-quantum is at most that too), or the server's period if
+    /// ever larger. The engine renders any smaller cycle as it is and the AudioCore splits a
+    /// larger one, so a change of the server's period (jack_bufsize, a PipeWire quantum change)
+    /// keeps the engine, its held notes and its reverb tail. Its cost: the output FIFO of
+    /// 8192 + a few hundred floats, once.
+    public static let largestPeriod = 8192
+    public static func engineBlockSize(forPeriod period: Int) -> Int { max(period, largestPeriod) }
+
     public struct Failure: CodedError {
         public var description: String
         public var code: ErrorCode { .system }
@@ -35,6 +44,15 @@ public final class JackDriver: @unchecked Sendable {
     /// Connections seen while running (our port short name → peers), restored on reconnect.
     private var remembered: [String: Set<String>] = [:]
     public private(set) var actualName = ""
+    /// The daemon's ALSA sequencer input is running: with connect_midi = all it subscribes every
+    /// ALSA MIDI port itself, so JACK ports that bridge ALSA sequencer ports (PipeWire's
+    /// Midi-Bridge, a2jmidid, jackd's seq MIDI driver) are not connected too (doubled notes).
+    public var alsaInputActive = false
+    /// JACK ports left out of connect_midi = all as bridges of ALSA sequencer ports (last connect).
+    public private(set) var skippedBridges: [String] = []
+    /// Our own latency range as last published on our ports (JACK's latency callback; −1: not yet).
+    public let publishedMinLatency = ManagedAtomic<Int>(-1)
+    public let publishedMaxLatency = ManagedAtomic<Int>(-1)
 
     public var isOpen: Bool { client != nil }
 
@@ -81,8 +99,11 @@ public final class JackDriver: @unchecked Sendable {
             d.core.stats.xruns.wrappingIncrement(ordering: .relaxed)
             return 0
         }, me)
+        jack_set_latency_callback(c, { mode, arg in
+            Unmanaged<JackDriver>.fromOpaque(arg!).takeUnretainedValue().latencyCallback(mode)
+        }, me)
         jack_set_buffer_size_callback(c, { n, arg in
-            // Only noted here; the control thread prepares an engine for the new size.
+            // Only noted (status, warm-up): the engine was prepared for the largest period.
             Unmanaged<JackDriver>.fromOpaque(arg!).takeUnretainedValue().bufferSize.store(Int(n), ordering: .relaxed)
             return 0
         }, me)
@@ -131,6 +152,49 @@ public final class JackDriver: @unchecked Sendable {
         outL = nil; outR = nil; midiIn = nil
     }
 
+    // MARK: - Latency
+
+    /// Our own latency range, midi_in to out_L/out_R, in frames: an event at offset t of a cycle
+    /// first changes the output at t + [0, AudioCore.latencySamples] of the same cycle's output
+    /// (JACK MIDI is placed at its own offset: no period of delay). The engine's bound is the
+    /// maximum; the minimum is 0, as the engine's frame quantisation and the resampler's
+    /// leading taps let an event at the end of a model frame show at once.
+    private var ownLatency: (min: Int, max: Int) { (0, core.latencySamples) }
+
+    /// JACK's latency callback (a non-real-time thread of the server's, whenever the graph or a
+    /// latency changes). By JACK's rules: capture latency of each output = midi_in's capture
+    /// latency + ours; playback latency of midi_in = the largest playback latency of our
+    /// outputs + ours.
+    private func latencyCallback(_ mode: jack_latency_callback_mode_t) {
+        guard let outL, let outR, let midiIn else { return }
+        let own = ownLatency
+        publishedMinLatency.store(own.min, ordering: .relaxed)
+        publishedMaxLatency.store(own.max, ordering: .relaxed)
+        if mode == JackCaptureLatency {
+            var r = jack_latency_range_t()
+            jack_port_get_latency_range(midiIn, JackCaptureLatency, &r)
+            var out = jack_latency_range_t(min: r.min &+ UInt32(own.min), max: r.max &+ UInt32(own.max))
+            jack_port_set_latency_range(outL, JackCaptureLatency, &out)
+            jack_port_set_latency_range(outR, JackCaptureLatency, &out)
+        } else {
+            var l = jack_latency_range_t(), r = jack_latency_range_t()
+            jack_port_get_latency_range(outL, JackPlaybackLatency, &l)
+            jack_port_get_latency_range(outR, JackPlaybackLatency, &r)
+            var into = jack_latency_range_t(min: Swift.min(l.min, r.min) &+ UInt32(own.min), max: Swift.max(l.max, r.max) &+ UInt32(own.max))
+            jack_port_set_latency_range(midiIn, JackPlaybackLatency, &into)
+        }
+    }
+
+    /// Control thread: when the playing engine's latency differs from what JACK was told (a new
+    /// engine at another rate, another model), asks the server to run the latency callbacks again.
+    public func updateLatency() {
+        guard let c = client, !serverGone.load(ordering: .relaxed) else { return }
+        let own = ownLatency
+        if own.min != publishedMinLatency.load(ordering: .relaxed) || own.max != publishedMaxLatency.load(ordering: .relaxed) {
+            jack_recompute_total_latencies(c)
+        }
+    }
+
     // MARK: - Real-time
 
     private func process(_ nframes: jack_nframes_t) -> Int32 {
@@ -173,6 +237,18 @@ public final class JackDriver: @unchecked Sendable {
         return names
     }
 
+    /// A port's aliases (up to two in JACK).
+    private func aliases(of name: String) -> [String] {
+        guard let c = client, let port = jack_port_by_name(c, name) else { return [] }
+        let size = Int(jack_port_name_size())
+        let a = UnsafeMutablePointer<CChar>.allocate(capacity: size), b = UnsafeMutablePointer<CChar>.allocate(capacity: size)
+        defer { a.deallocate(); b.deallocate() }
+        a[0] = 0; b[0] = 0
+        var list: [UnsafeMutablePointer<CChar>?] = [a, b]
+        let n = list.withUnsafeMutableBufferPointer { jack_port_get_aliases(port, $0.baseAddress) }
+        return (0..<Int(max(0, min(2, n)))).map { String(cString: $0 == 0 ? a : b) }
+    }
+
     private func link(_ source: String, _ destination: String) {
         guard let c = client else { return }
         _ = jack_connect(c, source, destination)   // EEXIST and vanished ports are fine
@@ -196,8 +272,17 @@ public final class JackDriver: @unchecked Sendable {
         var sources: [String] = []
         switch connectMIDI {
         case "none": break
-        case "all": sources = ports(pattern: nil, type: cjack_default_midi_type(),
-                                    flags: JackPortFlags(rawValue: JackPortIsOutput.rawValue | JackPortIsPhysical.rawValue))
+        case "all":
+            sources = ports(pattern: nil, type: cjack_default_midi_type(),
+                            flags: JackPortFlags(rawValue: JackPortIsOutput.rawValue | JackPortIsPhysical.rawValue))
+            if alsaInputActive {
+                // The ALSA input subscribes these keyboards itself: one subscription per source.
+                let bridges = sources.filter { MIDIBridge.isALSASequencerBridge(name: $0, aliases: aliases(of: $0)) }
+                skippedBridges = bridges
+                sources.removeAll { bridges.contains($0) }
+            } else {
+                skippedBridges = []
+            }
         default: sources = ports(pattern: connectMIDI, type: cjack_default_midi_type(),
                                  flags: JackPortFlags(rawValue: JackPortIsOutput.rawValue))
         }
@@ -223,6 +308,7 @@ public final class JackDriver: @unchecked Sendable {
             now[name] = peers
         }
         remembered = now.mapValues { Set($0) }
+        updateLatency()
         return now
     }
 }

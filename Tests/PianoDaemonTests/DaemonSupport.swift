@@ -140,11 +140,13 @@ final class DaemonProcess {
     let socket: String
     let log: URL
 
-    init(arguments: [String], dir: URL, environment: [String: String]? = nil) throws {
+    /// `launcher`: a program that runs the daemon (e.g. pw-jack: the daemon on PipeWire's libjack).
+    init(arguments: [String], dir: URL, environment: [String: String]? = nil, launcher: URL? = nil) throws {
         socket = dir.appendingPathComponent("ctl.sock").path
         log = dir.appendingPathComponent("daemon-\(UUID().uuidString.prefix(6)).log")
-        process.executableURL = try TestKit.executable("ddsp-pianod")
-        process.arguments = arguments + ["--control-socket", socket]
+        let daemon = try TestKit.executable("ddsp-pianod")
+        process.executableURL = launcher ?? daemon
+        process.arguments = (launcher == nil ? [] : [daemon.path]) + arguments + ["--control-socket", socket]
         if let environment { process.environment = environment }
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let h = try FileHandle(forWritingTo: log)
@@ -264,4 +266,152 @@ struct CPUSampler {
         report.otherCores = max(0, (now.busy - start.busy) - (now.ours - start.ours)) / seconds
         report.stealCores = max(0, now.steal - start.steal) / seconds
     }
+}
+
+/// A headless PipeWire (`pipewire` with a generated configuration: a dummy driver node at
+/// 48 kHz / 256 frames, no D-Bus, no session manager, no devices) in a private runtime folder,
+/// for JACK clients run through `pw-jack` (PipeWire's libjack). Links are made by the clients
+/// themselves (jack_connect), as nothing else would make them without a session manager.
+final class PipeWireServer {
+    let dir: URL
+    let log: URL
+    private var process: Process?
+
+    static var pipewire: URL? { DaemonSupport.tool("pipewire") }
+    static var pwJack: URL? { DaemonSupport.tool("pw-jack") }
+    /// PipeWire's libjack (package pipewire-jack), where pw-jack points the loader.
+    static let libjackDirectory = "/usr/lib/x86_64-linux-gnu/pipewire-0.3/jack"
+
+    init(dir: URL) throws {
+        guard Self.pipewire != nil, Self.pwJack != nil,
+              FileManager.default.fileExists(atPath: Self.libjackDirectory + "/libjack.so.0") else {
+            print("skipped: PipeWire's JACK is not installed (packages pipewire, pipewire-bin, pipewire-jack: .ci/install-deps)")
+            throw XCTSkip("pipewire / pw-jack not installed")
+        }
+        self.dir = dir
+        log = dir.appendingPathComponent("pipewire.log")
+    }
+
+    /// The server's configuration: the core, the native protocol, client nodes, links, and one
+    /// dummy driver that clocks the graph (what minimal.conf has, less the ALSA devices);
+    /// module-rt makes its data thread SCHED_FIFO where allowed (without it, a busy machine
+    /// makes the driver skip cycles).
+    static let configuration = """
+    context.properties = {
+        core.daemon = true
+        core.name = pipewire-0
+        support.dbus = false
+        mem.allow-mlock = false
+        default.clock.rate = 48000
+        default.clock.allowed-rates = [ 48000 ]
+        default.clock.quantum = 256
+        default.clock.min-quantum = 16
+        default.clock.max-quantum = 8192
+        link.max-buffers = 16
+    }
+    context.spa-libs = {
+        audio.convert.* = audioconvert/libspa-audioconvert
+        support.*       = support/libspa-support
+    }
+    context.modules = [
+        { name = libpipewire-module-rt args = { nice.level = -11 rt.prio = 88 } flags = [ ifexists nofail ] }
+        { name = libpipewire-module-protocol-native }
+        { name = libpipewire-module-metadata }
+        { name = libpipewire-module-spa-node-factory }
+        { name = libpipewire-module-client-node }
+        { name = libpipewire-module-access args = { } }
+        { name = libpipewire-module-adapter }
+        { name = libpipewire-module-link-factory }
+    ]
+    context.objects = [
+        { factory = metadata args = { metadata.name = default } }
+        { factory = spa-node-factory
+            args = {
+                factory.name    = support.node.driver
+                node.name       = Dummy-Driver
+                node.group      = pipewire.dummy
+                priority.driver = 20000
+            }
+        }
+    ]
+    """
+
+    /// For the server and its clients: the private runtime folder (the socket), no session bus.
+    var environment: [String: String] {
+        var e = ProcessInfo.processInfo.environment
+        let run = dir.appendingPathComponent("run").path
+        e["PIPEWIRE_RUNTIME_DIR"] = run
+        e["XDG_RUNTIME_DIR"] = run
+        e["PIPEWIRE_REMOTE"] = "pipewire-0"
+        e.removeValue(forKey: "PIPEWIRE_CONFIG_DIR")
+        e.removeValue(forKey: "DBUS_SESSION_BUS_ADDRESS")
+        e.removeValue(forKey: "JACK_DEFAULT_SERVER")
+        return e
+    }
+
+    func start() throws {
+        let run = dir.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        chmod(run.path, 0o700)
+        let conf = dir.appendingPathComponent("pipewire.conf")
+        try Self.configuration.write(to: conf, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = Self.pipewire!
+        p.arguments = ["-c", conf.path]
+        p.environment = environment
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let h = try FileHandle(forWritingTo: log)
+        p.standardOutput = h
+        p.standardError = h
+        try p.run()
+        process = p
+        let ready = DaemonSupport.waitUntil(10) { self.jack("jack_samplerate").output.contains("48000") || !p.isRunning }
+        guard ready, p.isRunning else {
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            print("skipped: pipewire did not start: \(text)")
+            throw XCTSkip("pipewire did not start: \(text)")
+        }
+    }
+
+    /// A JACK tool through pw-jack: its exit status and standard output.
+    @discardableResult
+    func jack(_ tool: String, _ arguments: [String] = []) -> (status: Int32, output: String) {
+        guard let path = DaemonSupport.tool(tool) else { return (-1, "") }
+        let p = Process()
+        p.executableURL = Self.pwJack!
+        p.arguments = [path.path] + arguments
+        p.environment = environment
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return (-1, "") }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// The graph's period (PipeWire's quantum), as `pw-metadata -n settings 0 clock.force-quantum N`
+    /// sets it (0: back to the default). (jack_bufsize through pw-jack does not reach it here.)
+    func setQuantum(_ frames: Int) throws {
+        guard let tool = DaemonSupport.tool("pw-metadata") else { throw XCTSkip("pw-metadata is not installed (package pipewire-bin)") }
+        let p = Process()
+        p.executableURL = tool
+        p.arguments = ["-n", "settings", "0", "clock.force-quantum", String(frames)]
+        p.environment = environment
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+    }
+
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    func stop() {
+        guard let p = process, p.isRunning else { return }
+        p.terminate()
+        if !DaemonSupport.waitUntil(5, { !p.isRunning }) { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        process = nil
+    }
+
+    deinit { stop() }
 }

@@ -15,14 +15,22 @@ final class JackEndToEndTests: XCTestCase {
         var notes: [(pitch: Int, on: Int, off: Int)]
         /// What the machine did to the test client (MachineReport.parseClient).
         var report: [String: Int] = [:]
+        /// With JTC_STREAM_CLOCK: where the period changed (position in `samples`, new period).
+        var periodChanges: [(position: Int, frames: Int)] = []
     }
 
     static func play(_ jack: JackServer, dir: URL, seconds: Double, notes: [String]) throws -> Take {
+        try play(environment: jack.environment, dir: dir, seconds: seconds, notes: notes)
+    }
+
+    /// `launcher`: a program that runs the test client (pw-jack: on PipeWire's libjack).
+    static func play(environment: [String: String], launcher: URL? = nil, dir: URL, seconds: Double, notes: [String]) throws -> Take {
         let out = dir.appendingPathComponent("take-\(UUID().uuidString.prefix(6)).f32")
         let p = Process()
-        p.executableURL = try TestKit.executable("jack-test-client")
-        p.arguments = ["ddsp-piano", out.path, String(seconds)] + notes
-        p.environment = jack.environment
+        let client = try TestKit.executable("jack-test-client")
+        p.executableURL = launcher ?? client
+        p.arguments = (launcher == nil ? [] : [client.path]) + ["ddsp-piano", out.path, String(seconds)] + notes
+        p.environment = environment
         let pipe = Pipe()
         p.standardOutput = pipe
         try p.run()
@@ -36,6 +44,7 @@ final class JackEndToEndTests: XCTestCase {
             if w.first == "start_frame" { take.startFrame = Int(w[1]) ?? 0 }
             if w.first == "rate" { take.rate = Int(w[1]) ?? 0 }
             if w.first == "note", w.count == 4 { take.notes.append((Int(w[1])!, Int(w[2])!, Int(w[3])!)) }
+            if w.first == "period_change", w.count == 3, let at = Int(w[1]), let n = Int(w[2]) { take.periodChanges.append((at, n)) }
         }
         let data = try Data(contentsOf: out)
         take.samples = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
