@@ -2,23 +2,31 @@
 import Foundation
 import PackageDescription
 
-// The engine's oscillators and gate math use AVX2 + FMA when the building machine has them
-// (15.7x -> 22.6x real time, same samples; docs/PERFORMANCE.md). Like -march=native, the binary
-// then needs such a CPU: build with DDSP_PIANO_PORTABLE=1 for one that runs on any x86-64.
-let engineUsesAVX2: Bool = {
+// One binary for any x86-64: every target is built for the baseline (SSE2). The engine's hot
+// block kernels (GRU gates, exp_sigmoid, additive oscillators, noise convolution; one source,
+// Sources/PianoKernels, linked into each variant's folder) are compiled once per instruction set,
+// and DDSPPiano picks one table at run time by cpuid (PianoKernels.swift; DDSP_PIANO_KERNELS=
+// sse|avx2|avx512 forces one). docs/PERFORMANCE.md has the figures. The variants exist only
+// where the manifest is compiled for x86-64 (elsewhere the one generic variant).
+let engineFlags: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+struct KernelVariant { let target: String; let cpu: String?; let define: String }
+let kernelVariants: [KernelVariant] = {
     #if arch(x86_64)
-    guard ProcessInfo.processInfo.environment["DDSP_PIANO_PORTABLE"] == nil,
-          let cpu = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
-    let flags = Set(cpu.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).map(String.init))
-    return flags.contains("avx2") && flags.contains("fma")
+    return [KernelVariant(target: "PianoKernelsSSE", cpu: nil, define: "DDSP_KERNELS_SSE"),
+            // AVX2, FMA, BMI2 (Intel since 2013, AMD since 2015); swiftc does not take x86-64-v3.
+            KernelVariant(target: "PianoKernelsAVX2", cpu: "haswell", define: "DDSP_KERNELS_AVX2"),
+            // AVX-512 F/CD/BW/DQ/VL (Intel since 2017, AMD Zen 4).
+            KernelVariant(target: "PianoKernelsAVX512", cpu: "skylake-avx512", define: "DDSP_KERNELS_AVX512")]
     #else
-    return false
+    return [KernelVariant(target: "PianoKernelsSSE", cpu: nil, define: "DDSP_KERNELS_SSE")]
     #endif
 }()
-let engineFlags: [SwiftSetting] = engineUsesAVX2
-    ? [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release)),
-       .define("DDSP_AVX2", .when(configuration: .release))]
-    : [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+let kernelTargets: [Target] = kernelVariants.map { v in
+    .target(name: v.target, dependencies: ["PianoKernelTypes"],
+            swiftSettings: [.define(v.define),
+                            .unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+                + (v.cpu.map { [.define("DDSP_FMA"), .unsafeFlags(["-target-cpu", $0])] } ?? []))
+}
 
 // Dependencies point inward: executables -> PianoIO (files, audio, network) -> PianoFormats
 // (file formats, hashes) -> DDSPPiano (pure engine); PianoStudy (measurements, offline
@@ -52,10 +60,14 @@ let package = Package(
         // executables, the seeded generator, and a seeded v2 model every clone has (no ../shared).
         .target(name: "PianoTestKit", dependencies: ["DDSPPiano", "PianoStudy"], path: "Tests/PianoTestKit"),
 
+        // The engine's kernels: what the variants share, and cpuid for choosing one.
+        .target(name: "PianoKernelTypes", swiftSettings: engineFlags),
+        .target(name: "CPianoCPU"),
         // The engine: model, synthesis, MIDI conditioning. No I/O, no threads, no file formats.
         .target(
             name: "DDSPPiano",
-            dependencies: ["CBLAS", "CKissFFT", "CFloatEnv"],
+            dependencies: ["CBLAS", "CKissFFT", "CFloatEnv", "CPianoCPU", "PianoKernelTypes"]
+                + kernelVariants.map { .target(name: $0.target) },
             swiftSettings: engineFlags
         ),
         // File formats and converters, pure (bytes in, values out): safetensors and our weight
@@ -129,6 +141,6 @@ let package = Package(
             // Swift 5 mode: test classes keep shared static fixtures (work folders, cached models).
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
-    ],
+    ] + kernelTargets,
     swiftLanguageModes: [.v6]
 )

@@ -25,7 +25,9 @@ public final class PianoModel: Sendable {
 
     /// Throws when a piano's reverb parameters give an unusable impulse response (not finite:
     /// e.g. a zero reverb time), naming the piano.
+    /// Also throws when DDSP_PIANO_KERNELS asks for kernels this CPU lacks (`PianoKernels`).
     public init(_ file: WeightFile) throws {
+        try PianoKernels.check()
         self.file = file
         instruments = file.instruments
         switch file {
@@ -66,8 +68,8 @@ public final class PianoModel: Sendable {
     /// Resolves `--piano` text: an index ("9") or an instrument name ("2018").
     public func instrumentIndex(_ text: String) -> Int? { file.instrumentIndex(text) }
 
-    /// One line for logs and summaries: "v2 (24 kHz, 10 pianos)".
+    /// One line for logs and summaries: "v2 (24 kHz, 10 pianos, avx2 kernels)".
     public var summary: String {
-        "\(architecture.rawValue) (\(hyper.sampleRate / 1000) kHz, \(instruments.count) piano\(instruments.count == 1 ? "" : "s"))"
+        "\(architecture.rawValue) (\(hyper.sampleRate / 1000) kHz, \(instruments.count) piano\(instruments.count == 1 ? "" : "s"), \(PianoKernels.description))"
     }
 }

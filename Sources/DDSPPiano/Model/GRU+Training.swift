@@ -66,7 +66,6 @@ public struct GRUTraining: Sendable {
         gates.withUnsafeMutableBufferPointer { gbuf in let gb = gbuf.baseAddress!
         rc.withUnsafeMutableBufferPointer { rcbuf in let rcb = rcbuf.baseAddress!
         zeros.withUnsafeBufferPointer { zb in
-        VectorMath.expTable.withUnsafeBufferPointer { tableBuffer in let table = tableBuffer.baseAddress!
         recurrentKernel.withUnsafeBufferPointer { rk in
             for t in 0..<time {
                 for b in 0..<batch { (h.baseAddress! + b * u3).update(from: recurrentBias, count: u3) }
@@ -78,11 +77,11 @@ public struct GRUTraining: Sendable {
                 for b in 0..<batch {
                     let row = b * time + t
                     GRU.gates(units: u, inputProjection: xpb + row * u3, recurrentProjection: h.baseAddress! + b * u3,
-                              previous: t > 0 ? UnsafePointer(o.baseAddress! + (row - 1) * u) : zb.baseAddress!, table: table,
+                              previous: t > 0 ? UnsafePointer(o.baseAddress! + (row - 1) * u) : zb.baseAddress!,
                               output: o.baseAddress! + row * u, gates: gb + row * u3, candidate: rcb + row * u)
                 }
             }
-        }}}}}}}}
+        }}}}}}}
         return Cache(batch: batch, time: time, input: x, output: out, gates: gates, recurrentCandidate: rc)
     }
 

@@ -67,13 +67,8 @@ public struct GRU: Sendable {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(b), Int32(cols), Int32(u),
                             1, h.baseAddress, Int32(u), rk.baseAddress! + c, Int32(u3), 1, hp.baseAddress! + c, Int32(u3))
             }
-            VectorMath.expTable.withUnsafeBufferPointer { tableBuffer in
-                for r in 0..<b {
-                    let hs = h.baseAddress! + r * u
-                    GRU.gates(units: u, inputProjection: xp.baseAddress! + r * u3, recurrentProjection: hp.baseAddress! + r * u3,
-                              previous: hs, table: tableBuffer.baseAddress!, output: output + r * u, state: hs)
-                }
-            }
+            // Every sequence's gates in one call to the chosen kernels (PianoKernels).
+            PianoKernels.active.gruGates(b, u, xp.baseAddress!, hp.baseAddress!, h.baseAddress!, output, h.baseAddress!, nil, nil)
         }}}}}}}
     }
 }
@@ -83,49 +78,16 @@ extension GRU {
     /// from the input projection x·K + b and the recurrent projection h·R + b' (each [3·units],
     /// gates z, r, h) and the previous state [units], the new state h ← z ⊙ h + (1 − z) ⊙ c goes to
     /// `output` (and `state`, which may be `previous`). Training also keeps z, r, c in `gates`
-    /// [3·units] and h·Rh + b'h in `candidate` [units]; the engine passes nil (compiled away).
-    /// Eight units at a time with bit-exact vector ports of libm's expf and tanhf: the same results
-    /// as the scalar calls (see VectorMath.tanhfLibm for why exactly the same), at a fraction of
-    /// the cost. A tail (units not a multiple of 8) uses libm.
+    /// [3·units] and h·Rh + b'h in `candidate` [units]; the engine passes nil.
+    /// The chosen kernels' `gruGates` (Sources/PianoKernels): eight units at a time with bit-exact
+    /// vector ports of libm's expf and tanhf (see VectorMath.tanhfLibm for why exactly the same),
+    /// at a fraction of the cost; a tail (units not a multiple of 8) uses libm.
     @inline(__always)
     static func gates(units u: Int, inputProjection xs: UnsafePointer<Float>, recurrentProjection hq: UnsafePointer<Float>,
-                      previous: UnsafePointer<Float>, table: UnsafePointer<UInt64>,
-                      output: UnsafeMutablePointer<Float>, state: UnsafeMutablePointer<Float>? = nil,
+                      previous: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                      state: UnsafeMutablePointer<Float>? = nil,
                       gates: UnsafeMutablePointer<Float>? = nil, candidate: UnsafeMutablePointer<Float>? = nil) {
-        typealias V = SIMD8<Float>
-        let u8 = u / 8 * 8
-        let xr = UnsafeRawPointer(xs), hr = UnsafeRawPointer(hq), pr = UnsafeRawPointer(previous)
-        let o = UnsafeMutableRawPointer(output)
-        for j in stride(from: 0, to: u8, by: 8) {
-            let jz = 4 * j, jr = 4 * (u + j), jh = 4 * (2 * u + j)
-            let zIn = xr.loadUnaligned(fromByteOffset: jz, as: V.self) + hr.loadUnaligned(fromByteOffset: jz, as: V.self)
-            let rIn = xr.loadUnaligned(fromByteOffset: jr, as: V.self) + hr.loadUnaligned(fromByteOffset: jr, as: V.self)
-            let z = 1 / (1 + VectorMath.expfLibm(-zIn, table: table))
-            let rg = 1 / (1 + VectorMath.expfLibm(-rIn, table: table))
-            let rh = hr.loadUnaligned(fromByteOffset: jh, as: V.self)
-            let c = VectorMath.tanhfLibm(xr.loadUnaligned(fromByteOffset: jh, as: V.self) + rg * rh)
-            let new = z * pr.loadUnaligned(fromByteOffset: 4 * j, as: V.self) + (1 - z) * c
-            if let state { UnsafeMutableRawPointer(state).storeBytes(of: new, toByteOffset: 4 * j, as: V.self) }
-            o.storeBytes(of: new, toByteOffset: 4 * j, as: V.self)
-            if let gates {
-                let g = UnsafeMutableRawPointer(gates)
-                g.storeBytes(of: z, toByteOffset: jz, as: V.self)
-                g.storeBytes(of: rg, toByteOffset: jr, as: V.self)
-                g.storeBytes(of: c, toByteOffset: jh, as: V.self)
-            }
-            if let candidate { UnsafeMutableRawPointer(candidate).storeBytes(of: rh, toByteOffset: 4 * j, as: V.self) }
-        }
-        for j in u8..<u {
-            let z = sigmoid(xs[j] + hq[j])
-            let rg = sigmoid(xs[u + j] + hq[u + j])
-            let rh = hq[2 * u + j]
-            let c = tanhf(xs[2 * u + j] + rg * rh)
-            let new = z * previous[j] + (1 - z) * c
-            state?[j] = new
-            output[j] = new
-            if let gates { gates[j] = z; gates[u + j] = rg; gates[2 * u + j] = c }
-            candidate?[j] = rh
-        }
+        PianoKernels.active.gruGates(1, u, xs, hq, previous, output, state, gates, candidate)
     }
 }
 

@@ -102,15 +102,11 @@ public struct FilteredNoise: Sendable {
         noise.withUnsafeMutableBufferPointer { x in
         impulse.withUnsafeBufferPointer { h in
         acc.withUnsafeMutableBufferPointer { a in
+            let convolveAdd = PianoKernels.active.convolveAdd
             for v in 0..<voices {
                 generator.fill(x.baseAddress!, count: N)
-                let hv = h.baseAddress! + v * n
-                let base = a.baseAddress! + position
-                for i in 0..<N {
-                    let xi = x[i]
-                    let dst = base + i
-                    for j in 0..<n { dst[j] += xi * hv[j] }
-                }
+                // a[position + i + j] += x[i]·h[j]: the chosen kernels (vectorised over j).
+                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * n, n, a.baseAddress! + position)
             }
         }}}
     }

@@ -61,6 +61,7 @@ public struct SynthControls: Sendable {
         let nyquist = Float(sampleRate) / 2
         let nSub = Float(substrings)
         let lane = V(0, 1, 2, 3, 4, 5, 6, 7)
+        let kernels = PianoKernels.active
         amplitude.withUnsafeMutableBufferPointer { ampP in
         silent.withUnsafeMutableBufferPointer { silentP in
         harmonicShift.withUnsafeMutableBufferPointer { shP in
@@ -71,7 +72,6 @@ public struct SynthControls: Sendable {
         magnitudes.withUnsafeMutableBufferPointer { magP in
             let shR = UnsafeMutableRawPointer(shP.baseAddress!), distR = UnsafeMutableRawPointer(distP.baseAddress!)
             let haR = UnsafeMutableRawPointer(haP.baseAddress!), hfR = UnsafeMutableRawPointer(hfP.baseAddress!)
-            let magR = UnsafeMutableRawPointer(magP.baseAddress!)
             for v in 0..<voices {
                 let r = UnsafeRawPointer(raw + v * outputs)
                 let f00 = f0In[v * S]
@@ -83,11 +83,14 @@ public struct SynthControls: Sendable {
                 silentP[v] = amp == 0
                 var sum = V()
                 let hb = 4 * v * H
+                // exp_sigmoid of the distribution and the noise magnitudes: the chosen kernels.
+                kernels.expSigmoid(raw + v * outputs + 1, 0, distP.baseAddress! + v * H, H)
+                kernels.expSigmoid(raw + v * outputs + 1 + H, -5, magP.baseAddress! + v * B, B)
                 for k in stride(from: 0, to: H, by: 8) {
                     let kf = lane + Float(k + 1)
                     let factor = (kf * kf * b + 1).squareRoot()
                     shR.storeBytes(of: factor - 1, toByteOffset: hb + 4 * k, as: V.self)
-                    var d = VectorMath.vexpSigmoid(r.loadUnaligned(fromByteOffset: 4 * (1 + k), as: V.self))
+                    var d = distR.loadUnaligned(fromByteOffset: hb + 4 * k, as: V.self)
                     d.replace(with: 0, where: f00 * kf * factor .>= nyquist)
                     distR.storeBytes(of: d, toByteOffset: hb + 4 * k, as: V.self)
                     sum += d
@@ -108,10 +111,6 @@ public struct SynthControls: Sendable {
                         let shift = shR.loadUnaligned(fromByteOffset: hb + 4 * k, as: V.self)
                         hfR.storeBytes(of: (fs * kf) * (1 + shift), toByteOffset: fb + 4 * k, as: V.self)
                     }
-                }
-                for j in stride(from: 0, to: B, by: 8) {
-                    let x = r.loadUnaligned(fromByteOffset: 4 * (1 + H + j), as: V.self) - 5
-                    magR.storeBytes(of: VectorMath.vexpSigmoid(x), toByteOffset: 4 * (v * B + j), as: V.self)
                 }
             }
         }}}}}}}}

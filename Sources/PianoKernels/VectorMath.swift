@@ -16,28 +16,30 @@ public enum VectorMath {
     public typealias V = SIMD8<Float>
 
     /// a·b + c: fused where the target has FMA, else multiply and add (without hardware FMA a
-    /// fused op is a libm call per lane). Swift cannot test target features, so an AVX2 build says
-    /// so with `-DDDSP_AVX2` next to `-target-cpu haswell` (or newer).
-    @inline(__always)
+    /// fused op is a libm call per lane). Swift cannot test target features, so the kernel
+    /// variants compiled with `-target-cpu haswell` or `skylake-avx512` say so with `-DDDSP_FMA`
+    /// (Package.swift). Everything here is `@inlinable`: each variant module inlines its own copy,
+    /// compiled with its own flags; DDSPPiano's `VectorMath` is the baseline (SSE2) module's.
+    @inlinable @inline(__always)
     public static func mulAdd(_ a: V, _ b: V, _ c: V) -> V {
-        #if DDSP_AVX2
+        #if DDSP_FMA
         return c.addingProduct(a, b)
         #else
         return a * b + c
         #endif
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     static func bits(_ x: V) -> SIMD8<UInt32> { unsafeBitCast(x, to: SIMD8<UInt32>.self) }
-    @inline(__always)
+    @inlinable @inline(__always)
     static func float(_ x: SIMD8<UInt32>) -> V { unsafeBitCast(x, to: V.self) }
 
     /// Round to nearest integer (ties to even) for |x| < 2²²: one vroundps with AVX; SSE2 has no
     /// round instruction (`rounded` becomes a libm call per lane), so there adding and removing
     /// 1.5·2²³ pushes the fraction out of the mantissa.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func roundMagic(_ x: V) -> V {
-        #if DDSP_AVX2
+        #if DDSP_FMA
         return x.rounded(.toNearestOrEven)
         #else
         let magic = V(repeating: 12_582_912)
@@ -46,7 +48,7 @@ public enum VectorMath {
     }
 
     /// eˣ: Cody–Waite reduction by ln 2, Cephes' degree-6 polynomial, 2ⁿ from the exponent bits.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func vexp(_ x: V) -> V {
         // (Compare-and-select: the generic clamped/pointwiseMin are not inlined.)
         var xc = x.replacing(with: -87.3, where: x .< -87.3)
@@ -72,7 +74,7 @@ public enum VectorMath {
     }
 
     /// ln x for positive normal x (Cephes logf: mantissa in [√½, √2), degree-8 polynomial).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func vlog(_ x: V) -> V {
         let b = bits(x)
         // Exponent as a float via the magic trick (e + 1.5·2²³'s bits − magic).
@@ -99,13 +101,13 @@ public enum VectorMath {
     }
 
     /// 1 / (1 + e⁻ˣ).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func vsigmoid(_ x: V) -> V {
         1 / (1 + vexp(-x))
     }
 
     /// tanh: Cephes' odd polynomial below |x| = 0.625 (no cancellation near 0), else 1 − 2/(e²ˣ + 1).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func vtanh(_ x: V) -> V {
         let a = x.replacing(with: -x, where: x .< 0)
         let z = x * x
@@ -122,7 +124,7 @@ public enum VectorMath {
 
     /// ddsp's exp_sigmoid(x) = 2·σ(x)^ln 10 + 1e-7, as 2·exp(−ln 10 · softplus(−x)) + 1e-7
     /// (softplus(−x) = max(−x, 0) + ln(1 + e^−|x|): no underflow of σ for very negative x).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func vexpSigmoid(_ x: V) -> V {
         let a = x.replacing(with: -x, where: x .< 0)
         let softplus = (-x).replacing(with: 0, where: x .> 0) + vlog(1 + vexp(-a))
@@ -130,14 +132,14 @@ public enum VectorMath {
     }
 
     // sin(2πu) ≈ u·(s1 + s3u² + s5u⁴ + s7u⁶) on |u| ≤ ¼: minimax, max abs error 5.9e-7.
-    static let s1: Float = 6.283164024353027
-    static let s3: Float = -41.33714294433594
-    static let s5: Float = 81.34077453613281
-    static let s7: Float = -70.99344635009766
+    @inlinable static var s1: Float { 6.283164024353027 }
+    @inlinable static var s3: Float { -41.33714294433594 }
+    @inlinable static var s5: Float { 81.34077453613281 }
+    @inlinable static var s7: Float { -70.99344635009766 }
 
     /// cos x for float32 x up to a few thousand radians: y = x/2π reduced to [−½, ½], then
     /// cos 2πy = sin 2π(¼ − |y|) with a degree-7 odd polynomial.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func vcos(_ x: V) -> V {
         var y = x * 0.159154943091895335768883763372514362
         y -= roundMagic(y)
@@ -150,7 +152,7 @@ public enum VectorMath {
     }
 
     /// Applies `f` to `count` floats in place, eight at a time (the tail is padded).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func apply(_ p: UnsafeMutablePointer<Float>, count: Int, _ f: (V) -> V) {
         let raw = UnsafeMutableRawPointer(p)
         var i = 0
@@ -174,8 +176,8 @@ public enum VectorMath {
 /// case's error across its tolerance. These reproduce libm's results exactly (checked over
 /// sweeps in VectorMathTests) at a fraction of the cost of a scalar call per lane.
 extension VectorMath {
-    typealias VD = SIMD8<Double>
-    typealias VU64 = SIMD8<UInt64>
+    public typealias VD = SIMD8<Double>
+    public typealias VU64 = SIMD8<UInt64>
 
     /// glibc's exp2f_data: 2^(i/32) as doubles, minus i << 47 (the exponent is added back).
     public static let expTable: [UInt64] = [
@@ -189,12 +191,12 @@ extension VectorMath {
         0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
     ]
 
-    @inline(__always)
+    @inlinable @inline(__always)
     static func dmulAdd(_ a: VD, _ b: VD, _ c: VD) -> VD {
         // glibc's x86-64 expf is its FMA variant on CPUs with FMA; without FMA the double
         // rounding differs in the last bits of a double, which changes the float result only
         // for arguments within ~2⁻²⁹ of a rounding boundary.
-        #if DDSP_AVX2
+        #if DDSP_FMA
         return c.addingProduct(a, b)
         #else
         return a * b + c
@@ -203,7 +205,7 @@ extension VectorMath {
 
     /// glibc expf (sysdeps/ieee754/flt-32/e_expf.c): x·32/ln 2 = k + r, 2^(k/32) from the table,
     /// a cubic in r, all in double, rounded once to float.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func expfLibm(_ x: V, table: UnsafePointer<UInt64>) -> V {
         var xd = VD()
         for l in 0..<8 { xd[l] = Double(x[l]) }
@@ -234,7 +236,7 @@ extension VectorMath {
 
     /// glibc tanhf (fdlibm s_tanhf.c on fdlibm s_expm1f.c), in float, branch-free: every path
     /// that |x| < 22 can take through expm1f is computed and the right one selected per lane.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func tanhfLibm(_ x: V) -> V {
         // libm branches on bit patterns of |x|; for non-negative floats those order like the
         // values, and float compares stay vector instructions (SSE2 has no unsigned integer

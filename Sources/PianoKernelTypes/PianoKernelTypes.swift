@@ -1,0 +1,84 @@
+/// What the engine's kernel variants share: the signature of their table and the arguments of
+/// the oscillator frame. The kernels themselves are one source (Sources/PianoKernels) compiled
+/// three times, once per instruction set (PianoKernelsSSE, PianoKernelsAVX2, PianoKernelsAVX512;
+/// see Package.swift); DDSPPiano picks one table at run time (`PianoKernels`).
+///
+/// Every entry works on a whole block (pointers and counts): one indirect call per frame, row or
+/// voice, never per sample. None allocates.
+public struct PianoKernelSet: Sendable {
+    /// "sse", "avx2" or "avx512".
+    public let name: String
+
+    /// GRU gates after the projections, for `rows` sequences at once (see GRU.gates): rows of
+    /// `inputProjection` / `recurrentProjection` (and `gates`) are 3·units apart, those of
+    /// `previous`, `output`, `state` (and `candidate`) units apart. `state` may be `previous`.
+    public let gruGates: @Sendable (_ rows: Int, _ units: Int, _ inputProjection: UnsafePointer<Float>,
+                                    _ recurrentProjection: UnsafePointer<Float>, _ previous: UnsafePointer<Float>,
+                                    _ output: UnsafeMutablePointer<Float>, _ state: UnsafeMutablePointer<Float>?,
+                                    _ gates: UnsafeMutablePointer<Float>?, _ candidate: UnsafeMutablePointer<Float>?) -> Void
+
+    /// out[i] = ddsp exp_sigmoid(x[i] + shift) for i < count (`out` may be `x`).
+    public let expSigmoid: @Sendable (_ x: UnsafePointer<Float>, _ shift: Float, _ out: UnsafeMutablePointer<Float>,
+                                      _ count: Int) -> Void
+
+    /// One frame of the additive oscillators of every voice (see AdditiveSynth.render).
+    public let additiveFrame: @Sendable (_ frame: AdditiveFrame) -> Void
+
+    /// Direct convolution, accumulated: out[i + j] += x[i]·h[j] for i < count, j < taps.
+    public let convolveAdd: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ h: UnsafePointer<Float>, _ taps: Int,
+                                       _ out: UnsafeMutablePointer<Float>) -> Void
+
+    public init(name: String,
+                gruGates: @escaping @Sendable (Int, Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                                               UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?,
+                                               UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void,
+                expSigmoid: @escaping @Sendable (UnsafePointer<Float>, Float, UnsafeMutablePointer<Float>, Int) -> Void,
+                additiveFrame: @escaping @Sendable (AdditiveFrame) -> Void,
+                convolveAdd: @escaping @Sendable (UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void) {
+        self.name = name
+        self.gruGates = gruGates
+        self.expSigmoid = expSigmoid
+        self.additiveFrame = additiveFrame
+        self.convolveAdd = convolveAdd
+    }
+}
+
+/// One frame of `AdditiveSynth`: its state, the frame's controls and scratch, as pointers.
+public struct AdditiveFrame {
+    public var voices: Int, substrings: Int, harmonics: Int, frameSize: Int
+    public var sampleRate: Int
+    /// Samples up to and including the end of a 1000-sample phase chunk (frameSize if none
+    /// ends in this frame), and whether one does.
+    public var chunk: Int, folds: Bool
+    /// [voices]: a voice's additive part is silent at frame F / F+1.
+    public var silentCurrent: UnsafePointer<Bool>, silentNext: UnsafePointer<Bool>
+    /// Phase state, [voices, substrings, harmonics] each.
+    public var chunkPhase: UnsafeMutablePointer<Float>, offsetSum: UnsafeMutablePointer<Float>, offset: UnsafeMutablePointer<Float>
+    /// Partial frequencies [voices, substrings, harmonics] and amplitudes [voices, harmonics] at F and F+1.
+    public var frequencyCurrent: UnsafePointer<Float>, frequencyNext: UnsafePointer<Float>
+    public var amplitudeCurrent: UnsafePointer<Float>, amplitudeNext: UnsafePointer<Float>
+    /// Periodic Hann window [2·frameSize]; per-sample interpolation fractions [frameSize].
+    public var window: UnsafePointer<Float>, lerp: UnsafePointer<Float>
+    /// Scratch: [frameSize] SIMD8<Float> partial sums; [voices·substrings·harmonics/8 + 1] Ints.
+    public var partialSums: UnsafeMutablePointer<SIMD8<Float>>, pending: UnsafeMutablePointer<Int>
+    /// The frame is added here, [frameSize].
+    public var out: UnsafeMutablePointer<Float>
+
+    public init(voices: Int, substrings: Int, harmonics: Int, frameSize: Int, sampleRate: Int, chunk: Int, folds: Bool,
+                silentCurrent: UnsafePointer<Bool>, silentNext: UnsafePointer<Bool>,
+                chunkPhase: UnsafeMutablePointer<Float>, offsetSum: UnsafeMutablePointer<Float>, offset: UnsafeMutablePointer<Float>,
+                frequencyCurrent: UnsafePointer<Float>, frequencyNext: UnsafePointer<Float>,
+                amplitudeCurrent: UnsafePointer<Float>, amplitudeNext: UnsafePointer<Float>,
+                window: UnsafePointer<Float>, lerp: UnsafePointer<Float>,
+                partialSums: UnsafeMutablePointer<SIMD8<Float>>, pending: UnsafeMutablePointer<Int>,
+                out: UnsafeMutablePointer<Float>) {
+        self.voices = voices; self.substrings = substrings; self.harmonics = harmonics; self.frameSize = frameSize
+        self.sampleRate = sampleRate; self.chunk = chunk; self.folds = folds
+        self.silentCurrent = silentCurrent; self.silentNext = silentNext
+        self.chunkPhase = chunkPhase; self.offsetSum = offsetSum; self.offset = offset
+        self.frequencyCurrent = frequencyCurrent; self.frequencyNext = frequencyNext
+        self.amplitudeCurrent = amplitudeCurrent; self.amplitudeNext = amplitudeNext
+        self.window = window; self.lerp = lerp
+        self.partialSums = partialSums; self.pending = pending; self.out = out
+    }
+}

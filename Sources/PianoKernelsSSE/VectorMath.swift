@@ -1,0 +1,1 @@
+../PianoKernels/VectorMath.swift
