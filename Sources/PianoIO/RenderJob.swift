@@ -61,15 +61,17 @@ public struct RenderJob: Sendable {
         public var instrumentName: String
         /// The architecture that played: "v2" or "dafx22".
         public var modelSummary: String = ""
+        /// The engine's kernels ("avx2 kernels"): which code this CPU ran.
+        public var kernels: String = ""
         /// One line each, for stderr: clipping, non-finite samples (the input's warnings are
         /// in `Prepared.warnings`).
         public var warnings: [String]
 
-        /// "wrote out.wav: 12.00 s of audio (f32, 24000 Hz, v2 model, piano 2018), peak -3.1 dBFS, rendered in 4.2 s (2.9x real time)"
+        /// "wrote out.wav: 12.00 s of audio (f32, 24000 Hz, v2 model, piano 2018, avx2 kernels), peak -3.1 dBFS, rendered in 4.2 s (2.9x real time)"
         public var line: String {
             let speed = renderSeconds > 0 ? String(format: "%.1fx", audioSeconds / renderSeconds) : "-"
             return "wrote \(output.relativePath): " + String(format: "%.2f s of audio", audioSeconds)
-                + " (\(format.rawValue), \(sampleRate) Hz, \(modelSummary.isEmpty ? "" : modelSummary + " model, ")piano \(instrumentName)), peak \(RenderJob.dBFSText(peak)),"
+                + " (\(format.rawValue), \(sampleRate) Hz, \(modelSummary.isEmpty ? "" : modelSummary + " model, ")piano \(instrumentName)\(kernels.isEmpty ? "" : ", " + kernels)), peak \(RenderJob.dBFSText(peak)),"
                 + String(format: " rendered in %.1f s", renderSeconds) + " (\(speed) real time)"
         }
     }
@@ -143,7 +145,8 @@ public struct RenderJob: Sendable {
         return Summary(output: output, format: format, sampleRate: sink.sampleRate,
                        audioSeconds: Double(wetReport.frames) / Double(max(1, sink.sampleRate)), peak: wetReport.peak,
                        renderSeconds: Date().timeIntervalSince(started), wet: wetReport, dry: dryReport,
-                       instrumentName: prepared.instrumentName, modelSummary: prepared.model.architecture.rawValue, warnings: warnings)
+                       instrumentName: prepared.instrumentName, modelSummary: prepared.model.architecture.rawValue, kernels: PianoKernels.description,
+                       warnings: warnings)
     }
 
     // MARK: Helpers
