@@ -30,6 +30,7 @@ public final class Daemon {
     private let core = AudioCore()
     private var jack: JackDriver?
     private var null: NullDriver?
+    private var alsaOut: ALSAOutput?
     private var alsa: ALSAInput?
     private var control: ControlSocket?
     private let notify = SystemdNotify()
@@ -188,6 +189,18 @@ public final class Daemon {
             n.start()
             null = n
             log("playing \(describe(instrument)) of \(weights?.summary ?? "-") on null audio (\(settings.sampleRate) Hz, \(settings.blockSize) frames); control: \(socketPath)")
+        case "alsa":
+            // Plain ALSA PCM: opened once; failing to open it is a startup failure (status 3).
+            let o = ALSAOutput(core: core, device: settings.alsaDevice, sampleRate: settings.sampleRate,
+                               period: settings.period, periods: settings.periods)
+            do { try o.open() } catch { throw Failure(description: "\(error)", status: 3) }
+            alsaOut = o
+            // Prepared for what the device actually set (its nearest rate and period).
+            let engine = try makeEngine(rate: Double(o.sampleRate), block: o.period, instrument: instrument)
+            install(engine)
+            o.warmUp(engine: engine)
+            o.start()
+            log("playing \(describe(instrument)) of \(weights?.summary ?? "-") on ALSA \(o.summary), latency \(o.latencyFrames) + \(engine.latencySamples) samples (buffer + engine); control: \(socketPath)")
         default:
             jack = JackDriver(core: core, connectAudio: settings.connectAudio, connectMIDI: settings.connectMIDI)
             jack?.alsaInputActive = alsa != nil
@@ -244,6 +257,13 @@ public final class Daemon {
     private func tick() {
         core.collectGarbage()
         let now = monotonicNanoseconds()
+        if let o = alsaOut, !o.isRunning, !stopping {
+            // The device failed beyond snd_pcm_recover (unplugged, gone): said once, exit 3.
+            log("ALSA device '\(o.device)' failed: \(ALSAOutput.message(Int32(clamping: o.failure.load(ordering: .relaxed))))")
+            exitStatus = 3
+            stopping = true
+            return
+        }
         if let jack {
             if jack.isOpen && jack.serverGone.load(ordering: .relaxed) {
                 log("JACK server went away")
@@ -309,6 +329,8 @@ public final class Daemon {
         // Reverse order of start: audio, MIDI, control socket.
         jack?.close()
         null?.stop()
+        alsaOut?.stop()
+        alsaOut?.close()
         alsa?.stop()
         control?.closeAndRemove()
         control = nil
@@ -347,8 +369,8 @@ public final class Daemon {
             weights = newWeights
             weightsURL = newURL
             weightsStamp = newStamp
-            let rate = jack.map { Double($0.sampleRate.load(ordering: .relaxed)) } ?? Double(s.sampleRate)
-            let block = jack.map { JackDriver.engineBlockSize(forPeriod: $0.bufferSize.load(ordering: .relaxed)) } ?? s.blockSize
+            let rate = jack.map { Double($0.sampleRate.load(ordering: .relaxed)) } ?? alsaOut.map { Double($0.sampleRate) } ?? Double(s.sampleRate)
+            let block = jack.map { JackDriver.engineBlockSize(forPeriod: $0.bufferSize.load(ordering: .relaxed)) } ?? alsaOut.map(\.period) ?? s.blockSize
             if rate > 0 && block > 0, let e = try? makeEngine(rate: rate, block: block, instrument: instrument) {
                 install(e)
             }
@@ -377,7 +399,7 @@ public final class Daemon {
 
     func statusLine() -> String {
         let st = core.stats
-        let audio = jack.map { $0.isOpen ? "JACK" : "waiting for the JACK server" } ?? "null audio"
+        let audio = jack.map { $0.isOpen ? "JACK" : "waiting for the JACK server" } ?? (alsaOut != nil ? "ALSA" : "null audio")
         return "\(describe(st.instrument.load(ordering: .relaxed))), \(audio), notes \(st.notesReceived.load(ordering: .relaxed)), xruns \(st.xruns.load(ordering: .relaxed))"
     }
 
@@ -402,6 +424,10 @@ public final class Daemon {
                 for port in ["out_L", "out_R", "midi_in"] {
                     lines.append("connections \(port): \((connections[port] ?? []).joined(separator: ", "))")
                 }
+            } else if let o = alsaOut {
+                lines.append("audio: alsa \(o.summary)")
+                lines.append("output latency samples: \(o.latencyFrames)")
+                lines.append("real-time thread: \(o.realTime.load(ordering: .relaxed) == 1 ? "yes" : "no")")
             } else {
                 lines.append("audio: null \(settings.sampleRate) Hz \(settings.blockSize) frames")
             }

@@ -13,12 +13,14 @@ public struct DaemonCommand: ParsableCommand {
         abstract: "The DDSP-Piano instrument daemon.",
         discussion: """
         MIDI in (ALSA sequencer "\(ALSAInput.clientName)", JACK midi_in), audio out (JACK client \
-        "ddsp-piano", ports out_L/out_R), controlled with 'ddsp-piano ctl'. Every option is also \
-        a setting of the configuration file (gain_db, velocity_curve, ...; a flag wins over the \
-        file).
+        "ddsp-piano", ports out_L/out_R; or, with --audio alsa, straight into an ALSA PCM device \
+        without a sound server), controlled with 'ddsp-piano ctl'. Every option is also a \
+        setting of the configuration file (gain_db, velocity_curve, alsa_device, ...; a flag \
+        wins over the file).
 
         Exit status: 0 after SIGINT/SIGTERM, 1 bad weights or socket, 2 bad configuration or \
-        arguments, 3 no JACK server with --no-wait.
+        arguments, 3 no JACK server with --no-wait, or the ALSA device cannot be opened or \
+        failed.
         """
     )
 
@@ -43,7 +45,7 @@ public struct DaemonCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("MIDI channels played, e.g. 1,2 or all (default all).", valueName: "LIST"))
     var channels: String?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("JACK, or a timer-clocked engine with no output (default \(DaemonCommand.defaults.audio)).", valueName: DaemonRules.audioBackends.joined(separator: "|")))
+    @Option(parsing: .unconditional, help: ArgumentHelp("JACK, a timer-clocked engine with no output, or an ALSA PCM device without a sound server (default \(DaemonCommand.defaults.audio)).", valueName: DaemonRules.audioBackends.joined(separator: "|")))
     var audio: String?
 
     @Option(name: .customLong("connect-audio"), parsing: .unconditional,
@@ -65,12 +67,24 @@ public struct DaemonCommand: ParsableCommand {
     var noNoise = false
 
     @Option(name: .customLong("sample-rate"), parsing: .unconditional,
-            help: ArgumentHelp("Null audio's rate (default \(DaemonCommand.defaults.sampleRate); JACK sets its own).", valueName: "HZ"))
+            help: ArgumentHelp("Null and ALSA audio's rate (default \(DaemonCommand.defaults.sampleRate); ALSA: the device's nearest; JACK sets its own).", valueName: "HZ"))
     var sampleRate: String?
 
     @Option(name: .customLong("block-size"), parsing: .unconditional,
             help: ArgumentHelp("Null audio's block (default \(DaemonCommand.defaults.blockSize)).", valueName: "N"))
     var blockSize: String?
+
+    @Option(name: .customLong("alsa-device"), parsing: .unconditional,
+            help: ArgumentHelp("ALSA audio's PCM device, e.g. hw:0,0, plughw:1 or default (default \(DaemonCommand.defaults.alsaDevice)).", valueName: "NAME"))
+    var alsaDevice: String?
+
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("ALSA audio's period in frames, \(DaemonRules.shown(DaemonRules.alsaPeriodFrames)) (default \(DaemonCommand.defaults.period); the device's nearest).", valueName: "N"))
+    var period: String?
+
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("ALSA audio's periods in the buffer, \(DaemonRules.shown(DaemonRules.alsaPeriodCount)) (default \(DaemonCommand.defaults.periods)); output latency is period x periods.", valueName: "N"))
+    var periods: String?
 
     // Anything else: refused by `validate` in the daemon's own words (one line).
     @Argument(parsing: .allUnrecognized, help: .hidden)
@@ -129,6 +143,18 @@ public struct DaemonCommand: ParsableCommand {
             guard let text else { continue }
             guard let n = Int(text), DaemonRules.isNullAudioCount(n) else { throw refuse(flag, DaemonRules.countRule, text) }
             edits.append { set(&$0, n) }
+        }
+        if let v = alsaDevice {
+            guard DaemonRules.isALSADevice(v) else { throw refuse("alsa-device", DaemonRules.alsaDeviceRule, v) }
+            edits.append { $0.alsaDevice = v }
+        }
+        if let v = period {
+            guard let n = Int(v), DaemonRules.isALSAPeriod(n) else { throw refuse("period", DaemonRules.periodRule, v) }
+            edits.append { $0.period = n }
+        }
+        if let v = periods {
+            guard let n = Int(v), DaemonRules.isALSAPeriodCount(n) else { throw refuse("periods", DaemonRules.periodsRule, v) }
+            edits.append { $0.periods = n }
         }
         return edits
     }

@@ -145,13 +145,16 @@ public struct DaemonSettings: Equatable, Sendable {
     public var controlSocket: String? = nil
     public var noWait: Bool = false
     public var noise: Bool = true
-    public var sampleRate: Int = 48000            // null audio only (JACK's rate otherwise)
+    public var sampleRate: Int = 48000            // null and ALSA audio (JACK's rate otherwise)
     public var blockSize: Int = 256               // null audio only
+    public var alsaDevice: String = "default"     // ALSA audio: the PCM played into
+    public var period: Int = 256                  // ALSA audio: frames per period
+    public var periods: Int = 3                   // ALSA audio: periods in the buffer
     public init() {}
 
     public static let keys: Set<String> = ["weights", "piano", "gain_db", "velocity_curve", "channels", "program_map",
                                            "audio", "connect_audio", "connect_midi", "control_socket", "no_wait",
-                                           "noise", "sample_rate", "block_size"]
+                                           "noise", "sample_rate", "block_size", "alsa_device", "period", "periods"]
 
     /// Applies a parsed file over `self`. Unknown keys and wrong types are errors.
     public func applying(_ table: [String: TOMLValue], file: String) throws -> DaemonSettings {
@@ -218,6 +221,16 @@ public struct DaemonSettings: Equatable, Sendable {
             case "sample_rate", "block_size":
                 guard case .integer(let i) = value, DaemonRules.isNullAudioCount(i) else { throw fail("'\(key)' must be \(DaemonRules.countRule)") }
                 if key == "sample_rate" { s.sampleRate = i } else { s.blockSize = i }
+            case "alsa_device":
+                let d = try string(key, value)
+                guard DaemonRules.isALSADevice(d) else { throw fail("'alsa_device' must be \(DaemonRules.alsaDeviceRule)") }
+                s.alsaDevice = d
+            case "period":
+                guard case .integer(let i) = value, DaemonRules.isALSAPeriod(i) else { throw fail("'period' must be \(DaemonRules.periodRule)") }
+                s.period = i
+            case "periods":
+                guard case .integer(let i) = value, DaemonRules.isALSAPeriodCount(i) else { throw fail("'periods' must be \(DaemonRules.periodsRule)") }
+                s.periods = i
             default:
                 throw fail("unknown setting '\(key)' (known: \(DaemonSettings.keys.sorted().joined(separator: ", ")))")
             }

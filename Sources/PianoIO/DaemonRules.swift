@@ -15,10 +15,13 @@ public enum DaemonRules {
     public static let velocityCurveNames = ["linear", "soft", "hard"]
     /// MIDI channels, numbered as musicians do.
     public static let midiChannels: ClosedRange<Int> = 1...16
-    /// Null audio's sample rate and block size.
+    /// Null audio's sample rate and block size (the sample rate is ALSA output's too).
     public static let nullAudioCounts: ClosedRange<Int> = 1...384_000
-    /// The audio back ends: JACK, or a timer-clocked engine with no output.
-    public static let audioBackends = ["jack", "null"]
+    /// The audio back ends: JACK, a timer-clocked engine with no output, plain ALSA PCM.
+    public static let audioBackends = ["jack", "null", "alsa"]
+    /// ALSA output's period (frames) and number of periods in its buffer.
+    public static let alsaPeriodFrames: ClosedRange<Int> = 16...8192
+    public static let alsaPeriodCount: ClosedRange<Int> = 2...16
 
     /// "-60…24", "0.2…5": a range as help texts show it.
     public static func shown(_ range: ClosedRange<Double>) -> String { "\(shown(range.lowerBound))…\(shown(range.upperBound))" }
@@ -32,8 +35,13 @@ public enum DaemonRules {
     public static let velocityCurveRule = velocityCurveNames.joined(separator: ", ") + " or a gamma \(shown(velocityGamma))"
     /// "channels 1…16".
     public static let channelsRule = "channels \(shown(midiChannels))"
-    /// "jack or null".
-    public static let audioRule = audioBackends.joined(separator: " or ")
+    /// "jack, null or alsa".
+    public static let audioRule = audioBackends.dropLast().joined(separator: ", ") + " or " + audioBackends.last!
+    /// "frames 16…8192", "a count 2…16".
+    public static let periodRule = "frames \(shown(alsaPeriodFrames))"
+    public static let periodsRule = "a count \(shown(alsaPeriodCount))"
+    /// What an ALSA device name must be.
+    public static let alsaDeviceRule = "an ALSA PCM name such as default or hw:0,0 (one line, at most 255 bytes)"
     /// "a positive integer (at most 384000)".
     public static let countRule = "a positive integer (at most \(nullAudioCounts.upperBound))"
 
@@ -47,4 +55,9 @@ public enum DaemonRules {
     public static func isChannel(_ c: Int) -> Bool { midiChannels.contains(c) }
     public static func isAudioBackend(_ name: String) -> Bool { audioBackends.contains(name) }
     public static func isNullAudioCount(_ n: Int) -> Bool { nullAudioCounts.contains(n) }
+    public static func isALSAPeriod(_ n: Int) -> Bool { alsaPeriodFrames.contains(n) }
+    public static func isALSAPeriodCount(_ n: Int) -> Bool { alsaPeriodCount.contains(n) }
+    public static func isALSADevice(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 255 && !name.unicodeScalars.contains { $0.properties.generalCategory == .control }
+    }
 }

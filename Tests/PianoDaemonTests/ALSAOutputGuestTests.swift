@@ -1,0 +1,304 @@
+import DDSPPiano
+import Foundation
+import PianoDaemon
+import PianoIO
+import PianoTestKit
+import XCTest
+
+/// `--audio alsa` into a real ALSA PCM, in the QEMU guest (this machine's kernel has no sound):
+/// the daemon plays into snd-aloop's hw:Loopback,0,0, arecord captures hw:Loopback,1,0 (FLOAT_LE,
+/// stereo, 16 kHz), aplaymidi plays three notes into "DDSP Piano"; on the host the capture is
+/// compared with the same engine rendering the same events offline.
+///
+/// Under QEMU's software emulation (TCG, the only accelerator these machines run a stock
+/// kernel with) the engine is ~30x slower than real time, so every period underruns: the
+/// loop recovers each xrun (snd_pcm_recover, a buffer of silence, the period again), and the
+/// loopback carries the engine's periods separated by silence. The test therefore checks what
+/// such a run can show: the device negotiated (FLOAT_LE, stereo, 16 kHz, 512 x 2), the capture
+/// is the engine's output (its first period against the offline render), both channels carry
+/// the model, every note-on and note-off is found where the daemon placed it, each xrun was
+/// counted, the daemon stops cleanly. Even with -icount (the guest's clock counting
+/// instructions) the engine stays above 100 % load, so no zero-xrun run is possible here;
+/// real-time behaviour is the host's business (ALSAOutputTests: the same cycle on the null PCM,
+/// no allocator call).
+final class ALSAOutputGuestTests: XCTestCase {
+    static let rate = 16_000, period = 512, periods = 2
+
+    /// Three notes, 0.6 s apart, 0.3 s long (960 ticks a second).
+    static func notesMIDI() -> [UInt8] {
+        var track: [UInt8] = []
+        for (i, pitch) in [60, 64, 67].enumerated() {
+            track += (i == 0 ? [0x00] : [0x82, 0x20]) + [0x90, UInt8(pitch), 100]   // 0.3 s after the last off
+            track += [0x82, 0x20, 0x80, UInt8(pitch), 0]    // 288 ticks = 0.3 s
+        }
+        track += [0x00, 0xFF, 0x2F, 0x00]
+        let n = track.count
+        return Array("MThd".utf8) + [0, 0, 0, 6, 0, 0, 0, 1, 0x01, 0xE0]
+            + Array("MTrk".utf8) + [0, 0, UInt8(n >> 8), UInt8(n & 0xFF)] + track
+    }
+
+    static let events: [MIDIMessage] = [60, 64, 67].flatMap { p -> [MIDIMessage] in
+        [.noteOn(channel: 0, pitch: UInt8(p), velocity: 100), .noteOff(channel: 0, pitch: UInt8(p), velocity: 0)]
+    }
+
+    /// A WAV file's float samples, channels interleaved (FLOAT_LE from arecord).
+    static func readWAV(_ url: URL) throws -> (channels: Int, rate: Int, samples: [Float]) {
+        let d = [UInt8](try Data(contentsOf: url))
+        func u32(_ i: Int) -> Int { Int(d[i]) | Int(d[i + 1]) << 8 | Int(d[i + 2]) << 16 | Int(d[i + 3]) << 24 }
+        func u16(_ i: Int) -> Int { Int(d[i]) | Int(d[i + 1]) << 8 }
+        var i = 12, channels = 0, rate = 0, format = 0
+        while i + 8 <= d.count {
+            let id = String(decoding: d[i..<(i + 4)], as: UTF8.self), size = u32(i + 4)
+            if id == "fmt " { format = u16(i + 8); channels = u16(i + 10); rate = u32(i + 12) }
+            if id == "data" {
+                guard format == 3 || format == 0xFFFE else { throw XCTSkip("capture not float (format \(format))") }
+                let end = min(d.count, i + 8 + (size == 0 || size == 0xFFFF_FFFF ? d.count : size))
+                let bytes = Array(d[(i + 8)..<end])
+                let samples = bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+                return (channels, rate, samples)
+            }
+            i += 8 + size + (size & 1)
+        }
+        return (channels, rate, [])
+    }
+
+    /// The engine's output as the daemon's, offline: a fresh engine (the daemon's is reset
+    /// after its warm-up), blocks of one period, `events` at absolute engine samples.
+    static func render(_ weights: PianoModel, instrument: Int, events: [(Int, MIDIMessage)], count: Int) throws -> [Float] {
+        let engine = PianoEngine(model: weights, options: Daemon.engineOptions(instrument: instrument, noise: true))
+        try engine.prepare(sampleRate: Double(rate), maxBlockSize: period)
+        var out = [Float](repeating: 0, count: count)
+        var block = [Float](repeating: 0, count: period)
+        var position = 0, next = 0
+        while position < count {
+            let n = min(period, count - position)
+            var blockEvents: [EngineEvent] = []
+            while next < events.count && events[next].0 < position + n {
+                blockEvents.append(EngineEvent(offset: max(0, events[next].0 - position), message: events[next].1)); next += 1
+            }
+            block.withUnsafeMutableBufferPointer { b in
+                blockEvents.withUnsafeBufferPointer { e in engine.render(events: e, into: UnsafeMutableBufferPointer(rebasing: b[0..<n])) }
+            }
+            out.replaceSubrange(position..<(position + n), with: block[0..<n])
+            position += n
+        }
+        return out
+    }
+
+    /// The capture without its silent gaps (runs of ≥ 32 exact zeros: the buffers of silence
+    /// written after each xrun, and what the loopback carried while the stream was stopped).
+    static func withoutGaps(_ x: [Float]) -> (stream: [Float], gaps: Int) {
+        var out: [Float] = [], zeros = 0, gaps = 0
+        out.reserveCapacity(x.count)
+        for v in x {
+            if v == 0 { zeros += 1; continue }
+            if zeros > 0 {
+                if zeros < 32 { out += repeatElement(0, count: zeros) } else if !out.isEmpty { gaps += 1 }
+                zeros = 0
+            }
+            out.append(v)
+        }
+        return (out, gaps)
+    }
+
+    struct Comparison { var origin: Int; var firstPeriodDB: Double; var placed: Int; var snr: Double; var exact: Int; var peak: Float }
+
+    /// The capture's engine samples (`stream`, whole periods) against the offline render:
+    /// where it starts (a period of the render without notes, the closest), where the daemon
+    /// placed each event (found event by event: the frame, on or off its grid, whose render
+    /// matches the capture furthest), then the match of the whole.
+    static func compare(_ stream: [Float], weights: URL, instrument: Int, cycles: Int) throws -> Comparison {
+        let model = try WeightStore().loadModel(explicit: weights.path).model
+        let rendered = max(cycles + 8, stream.count / period + 8) * period
+        let baseline = try render(model, instrument: instrument, events: [], count: rendered)
+        let probe = stream.prefix(period)
+        let energy = probe.reduce(0.0) { $0 + Double($1) * Double($1) }
+        var origin = 0, bestError = Double.infinity
+        for d in stride(from: 0, through: rendered - stream.count, by: period) {
+            var e = 0.0
+            for (i, x) in probe.enumerated() { let y = baseline[d + i]; e += Double(x - y) * Double(x - y) }
+            if e < bestError { bestError = e; origin = d }
+        }
+        print("the capture starts at engine sample \(origin) (\(cycles) periods rendered): its first period matches the render " +
+              "without notes to \(String(format: "%.1f", 10 * log10(energy / max(bestError, 1e-30)))) dB")
+        func firstMismatch(_ r: [Float]) -> Int {
+            for i in 0..<stream.count where abs(stream[i] - r[origin + i]) > 1e-4 { return i }
+            return stream.count
+        }
+        var placed: [(Int, MIDIMessage)] = []
+        var best = baseline, reach = firstMismatch(baseline)
+        // Events that reached the daemon during one (slow) cycle share a place: the next one,
+        // two or three events at one place.
+        while placed.count < events.count && reach < stream.count {
+            let latest = origin + reach, earliest = max(placed.last?.0 ?? 0, latest - 6 * 64)
+            var found: (position: Int, count: Int, reach: Int, render: [Float])? = nil
+            for count in 1...min(3, events.count - placed.count) where found == nil {
+                let next = events[placed.count..<(placed.count + count)]
+                for frameStart in stride(from: latest / 64 * 64, through: earliest / 64 * 64, by: -64) {
+                    for position in [frameStart, frameStart + 1] where position >= earliest && position <= latest {
+                        let r = try render(model, instrument: instrument, events: placed + next.map { (position, $0) }, count: rendered)
+                        let m = firstMismatch(r)
+                        if m > (found?.reach ?? reach) { found = (position, count, m, r) }
+                    }
+                }
+            }
+            guard let found else {
+                print("no place for \(events[placed.count]) explains the capture at engine sample \(latest)")
+                // Diagnosis: the capture's period there against the render's neighbouring periods.
+                let j = reach / period * period
+                for shift in -3...3 where origin + j + shift * period >= 0 && origin + j + (shift + 1) * period <= best.count {
+                    var e = 0.0, en = 0.0
+                    for i in 0..<period { let x = stream[j + i], y = best[origin + j + shift * period + i]; e += Double(x - y) * Double(x - y); en += Double(x) * Double(x) }
+                    print("  capture period at \(j) vs render shifted \(shift) periods: \(String(format: "%.1f", 10 * log10(en / max(e, 1e-30)))) dB (capture rms \(String(format: "%.2g", (en / Double(period)).squareRoot())))")
+                }
+                break
+            }
+            placed += events[placed.count..<(placed.count + found.count)].map { (found.position, $0) }
+            best = found.render
+            reach = found.reach
+        }
+        var signal = 0.0, noise = 0.0, exact = 0, peak: Float = 0
+        for (i, a) in stream.enumerated() {
+            let b = best[origin + i]
+            signal += Double(b) * Double(b); noise += Double(a - b) * Double(a - b)
+            if a == b { exact += 1 }
+            peak = max(peak, abs(a - b))
+        }
+        let snr = 10 * log10(signal / max(noise, 1e-30))
+        print("events as the daemon placed them (engine samples): \(placed.map { "\($0.0)" }.joined(separator: ", "))")
+        print("ALSA loopback capture vs offline render of the same events: \(stream.count) samples, \(exact) bit-exact, " +
+              "SNR \(String(format: "%.1f", snr)) dB, peak difference \(peak), notes placed \(placed.count / 2) of 3")
+        return Comparison(origin: origin, firstPeriodDB: 10 * log10(energy / max(bestError, 1e-30)), placed: placed.count,
+                          snr: snr, exact: exact, peak: peak)
+    }
+
+    /// The comparison again, on a capture kept by DDSP_PIANO_KEEP_CAPTURE: set
+    /// DDSP_PIANO_ALSA_CAPTURE=FILE:INSTRUMENT:CYCLES (skipped otherwise).
+    func testComparisonOfAKeptCapture() throws {
+        guard let spec = ProcessInfo.processInfo.environment["DDSP_PIANO_ALSA_CAPTURE"] else { throw XCTSkip("no kept capture") }
+        let parts = spec.split(separator: ":").map(String.init)
+        let wav = try Self.readWAV(URL(fileURLWithPath: parts[0]))
+        let left = stride(from: 0, to: wav.samples.count, by: wav.channels).map { wav.samples[$0] }
+        let (weights, _) = try DaemonSupport.bundledWeights()
+        let r = try Self.compare(Self.withoutGaps(left).stream, weights: weights, instrument: Int(parts[1]) ?? 0, cycles: Int(parts[2]) ?? 0)
+        XCTAssertEqual(r.placed, Self.events.count)
+    }
+
+    func testALSAOutputIntoLoopbackMatchesOfflineRender() throws {
+        guard getuid() == 0 else { print("skipped: the QEMU guest test needs root"); throw XCTSkip("not root") }
+        for tool in ["qemu-system-x86_64", "busybox", "cpio", "depmod", "aplaymidi", "aconnect", "arecord", "chrt"] where DaemonSupport.tool(tool) == nil
+            && !FileManager.default.isExecutableFile(atPath: "/sbin/\(tool)") {
+            print("skipped: \(tool) is not installed (qemu-system-x86 busybox-static cpio kmod alsa-utils util-linux)")
+            throw XCTSkip("\(tool) missing")
+        }
+        let daemon = try TestKit.executable("ddsp-pianod"), cli = try TestKit.executable("ddsp-piano")
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // The bundled model (the synthetic weights' reverb is zeros: they play exact silence).
+        let (weights, _) = try DaemonSupport.bundledWeights()
+        let midi = dir.appendingPathComponent("notes.mid")
+        try Data(Self.notesMIDI()).write(to: midi)
+        let out = dir.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let script = dir.appendingPathComponent("guest.sh")
+        try """
+        #!/bin/sh
+        # Inside the guest (generated by ALSAOutputGuestTests).
+        O=/mnt/out; SOCK=/tmp/dpd-guest.sock
+        ctl() { \(cli.path) ctl --socket $SOCK "$@"; }
+        cat /proc/asound/cards > $O/cards.txt
+        \(daemon.path) --audio alsa --alsa-device hw:Loopback,0,0 --sample-rate \(Self.rate) --period \(Self.period) --periods \(Self.periods) \\
+            --weights \(weights.path) --connect-midi none --control-socket $SOCK > $O/daemon.log 2>&1 &
+        PID=$!
+        i=0; until ctl status >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 3000 ] && { echo "daemon not ready"; cat $O/daemon.log; exit 1; }; sleep 0.1; done
+        ctl status > $O/status-before.txt
+        # The capture must not lose anything: above the daemon's SCHED_FIFO thread, a 2 s buffer.
+        chrt -f 80 arecord -D hw:Loopback,1,0 -f FLOAT_LE -c 2 -r \(Self.rate) -B 2000000 -d 40 $O/take.wav > $O/arecord.log 2>&1 &
+        REC=$!
+        sleep 4
+        PORT=$(aconnect -l | sed -n "s/^client \\([0-9]*\\): 'DDSP Piano'.*/\\1/p"):0
+        aplaymidi -p $PORT \(midi.path) || exit 1
+        for f in /proc/asound/Loopback/cable#0 /proc/asound/Loopback/pcm0p/sub0/status /proc/asound/Loopback/pcm1c/sub0/status; do echo "== $f"; cat $f; done > $O/loopback.txt 2>&1
+        wait $REC
+        ctl status > $O/status.txt
+        kill -TERM $PID; wait $PID; echo "daemon exit status $?" >> $O/daemon.log
+        """.write(to: script, atomically: true, encoding: .utf8)
+        chmod(script.path, 0o755)
+
+        let p = Process()
+        p.executableURL = TestKit.packageRoot.appendingPathComponent(".ci/alsa-guest/run-in-guest.sh")
+        p.arguments = [script.path]
+        var env = ProcessInfo.processInfo.environment
+        env["OUT"] = out.path
+        env["GUEST_MODULES"] = "snd-aloop"
+        env["GUEST_CPUS"] = env["GUEST_CPUS"] ?? "2"
+        p.environment = env
+        let log = dir.appendingPathComponent("guest.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let h = try FileHandle(forWritingTo: log)
+        p.standardOutput = h
+        p.standardError = h
+        let start = Date()
+        try p.run()
+        p.waitUntilExit()
+        let seconds = Date().timeIntervalSince(start)
+        func text(_ name: String) -> String { (try? String(contentsOf: out.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let guestLog = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        print("QEMU guest ALSA output test: \(String(format: "%.1f", seconds)) s (status \(p.terminationStatus))")
+        if p.terminationStatus == 97 { print("skipped: no kernel package available"); throw XCTSkip("no kernel package") }
+        XCTAssertEqual(p.terminationStatus, 0, "guest:\n\(guestLog)\ndaemon:\n\(text("daemon.log"))")
+        let daemonLog = text("daemon.log")
+        print(daemonLog)
+        print("arecord: \(text("arecord.log"))")
+        print(text("loopback.txt"))
+        XCTAssertTrue(daemonLog.contains("on ALSA hw:Loopback,0,0 \(Self.rate) Hz, \(Self.period) frames x \(Self.periods) periods, FLOAT_LE, 2 channels"), daemonLog)
+        XCTAssertTrue(daemonLog.contains("daemon exit status 0"), daemonLog)
+        XCTAssertFalse(text("arecord.log").contains("overrun"), "the capture lost audio: \(text("arecord.log"))")
+        var status: [String: String] = [:]
+        for line in text("status.txt").split(separator: "\n") {
+            if let r = line.range(of: ": ") { status[String(line[..<r.lowerBound])] = String(line[r.upperBound...]) }
+        }
+        print("daemon status: \(status)")
+        XCTAssertEqual(status["audio"], "alsa hw:Loopback,0,0 \(Self.rate) Hz, \(Self.period) frames x \(Self.periods) periods, FLOAT_LE, 2 channels")
+        XCTAssertEqual(status["output latency samples"], String(Self.periods * Self.period))
+        XCTAssertEqual(status["notes received"], "3")
+        XCTAssertEqual(status["notes released"], "3")
+
+        // The capture: both channels the model, then the engine's periods without the gaps.
+        if let keep = env["DDSP_PIANO_KEEP_CAPTURE"] {   // for a look at the capture afterwards
+            try? FileManager.default.removeItem(atPath: keep)
+            try? FileManager.default.copyItem(at: out.appendingPathComponent("take.wav"), to: URL(fileURLWithPath: keep))
+        }
+        let wav = try Self.readWAV(out.appendingPathComponent("take.wav"))
+        XCTAssertEqual(wav.channels, 2)
+        XCTAssertEqual(wav.rate, Self.rate)
+        let frames = wav.samples.count / 2
+        var left = [Float](repeating: 0, count: frames), differ = 0
+        for i in 0..<frames {
+            left[i] = wav.samples[2 * i]
+            if wav.samples[2 * i] != wav.samples[2 * i + 1] { differ += 1 }
+        }
+        XCTAssertEqual(differ, 0, "left and right differ")
+        let (stream, gaps) = Self.withoutGaps(left)
+        print("capture: \(frames) frames, \(stream.count) of them the engine's (\(gaps) gaps of silence)")
+        guard stream.count >= 4 * Self.period else { return XCTFail("too little of the engine's output captured: \(stream.count) samples") }
+
+        let instrument = (status["instrument"]?.split(separator: " ").dropFirst().first).flatMap { Int($0) } ?? 0   // "piano 2 (…)"
+        let cycles = Int(status["cycles"] ?? "") ?? 0
+        let r = try Self.compare(stream, weights: weights, instrument: instrument, cycles: cycles)
+        let xruns = Int(status["xruns"] ?? "") ?? -1
+        print("xruns \(xruns) over \(cycles) periods, \(gaps) gaps in the capture")
+        // Measured (3 runs): the first captured period matches the render to 120.9–121.4 dB (not
+        // bit-exact: the guest's CPU takes other kernels); every event is found where a slow
+        // cycle put it (offset 0 of the next period).
+        XCTAssertGreaterThan(r.firstPeriodDB, 100, "the capture is the engine's output")
+        XCTAssertEqual(r.placed, Self.events.count, "every note-on and note-off found in the capture")
+        XCTAssertGreaterThan(xruns, 0, "emulation is ~30x too slow for real time: underruns are expected and counted")
+        XCTAssertEqual(xruns, Int(status["xrun incidents"] ?? ""), "each xrun one incident")
+        // Not asserted (open): the whole capture against the render. Around each underrun
+        // snd-aloop copies its ring past the last frame written before the core stops the
+        // stream, so the capture holds more than was rendered (38976 samples for 49 periods of
+        // 512; whole-stream SNR 8.8 dB after the first repeat), even with the played part
+        // silenced (silence_size = boundary). Printed for now.
+    }
+}
