@@ -20,17 +20,24 @@ final class PipeWireTests: XCTestCase {
         defer { pw.stop() }
         let (weightsURL, weights) = try DaemonSupport.bundledWeights()
         let piano = weights.instruments.count - 1
-        // This daemon as the systemd drop-in runs it (LD_LIBRARY_PATH to PipeWire's libjack, what
-        // pw-jack sets); the ones below through pw-jack itself.
+        // The daemon as the systemd drop-in runs it (LD_LIBRARY_PATH to PipeWire's libjack, what
+        // pw-jack sets); the ones further down through pw-jack itself.
         var dropIn = pw.environment
         dropIn["LD_LIBRARY_PATH"] = PipeWireServer.libjackDirectory + (dropIn["LD_LIBRARY_PATH"].map { ":" + $0 } ?? "")
-        let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", String(piano), "--connect-audio", "none",
-                                                   "--connect-midi", "none"], dir: dir, environment: dropIn)
+        func startDaemon() throws -> (DaemonProcess, TwoNoteTests.OfflineFollower) {
+            let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", String(piano), "--connect-audio", "none",
+                                                       "--connect-midi", "none"], dir: dir, environment: dropIn)
+            XCTAssertTrue(daemon.waitReady(60), daemon.output)
+            XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["audio"])?.hasPrefix("jack ddsp-piano 48000 Hz") ?? false },
+                          "the daemon plays through PipeWire's JACK: \(daemon.output)\n\(pw.output)")
+            XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["engine origin"]).flatMap { Int($0) } ?? -1 >= 0 }, daemon.output)
+            let origin = Int((try? daemon.status()["engine origin"]) ?? "") ?? -1
+            // The daemon's engine offline from its first sample, fed every take's events in turn
+            // (the engine's normalisation statistics follow all it has played).
+            return (daemon, try TwoNoteTests.OfflineFollower(weights: weights, instrument: piano, origin: origin))
+        }
+        var (daemon, follower) = try startDaemon()
         defer { _ = daemon.stop() }
-        XCTAssertTrue(daemon.waitReady(60), daemon.output)
-        XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["audio"])?.hasPrefix("jack ddsp-piano 48000 Hz") ?? false },
-                      "the daemon plays through PipeWire's JACK: \(daemon.output)\n\(pw.output)")
-        XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["engine origin"]).flatMap { Int($0) } ?? -1 >= 0 }, daemon.output)
         let before = try daemon.status()
         print("daemon on PipeWire's libjack (LD_LIBRARY_PATH): \(before["audio"] ?? "-"); log: \(daemon.output.split(separator: "\n").last ?? "")")
         let ports = pw.jack("jack_lsp").output
@@ -38,7 +45,6 @@ final class PipeWireTests: XCTestCase {
 
         var snr = -Double.infinity
         for attempt in 1...3 {
-            let originBefore = Int((try? daemon.status()["engine origin"]) ?? "") ?? -1
             let take = try JackEndToEndTests.play(environment: pw.environment, launcher: PipeWireServer.pwJack, dir: dir, seconds: 3,
                                                   notes: ["60:300:500", "64:1000:400", "67:1600:300"])
             let after = try daemon.status()
@@ -49,30 +55,34 @@ final class PipeWireTests: XCTestCase {
             let on = take.notes[0].on - take.startFrame
             let quiet = JackEndToEndTests.rms(take.samples[max(0, on - 4800)..<on])
             let level = JackEndToEndTests.rms(take.samples[(on + 480)..<(on + 480 + 4800)])
-            var events: [(Int, MIDIMessage)] = []
-            for n in take.notes {
-                events.append((n.on, .noteOn(channel: 0, pitch: UInt8(n.pitch), velocity: 100)))
-                events.append((n.off, .noteOff(channel: 0, pitch: UInt8(n.pitch), velocity: 0)))
-            }
-            events.sort { $0.0 < $1.0 }
-            let follower = try TwoNoteTests.OfflineFollower(weights: weights, instrument: piano, origin: origin)
-            let offline = Array(follower.render(to: take.startFrame + take.samples.count, events: events, from: take.startFrame))
-            var signal = 0.0, noise = 0.0, peakDiff: Float = 0
-            for (a, b) in zip(take.samples, offline) {
-                signal += Double(b) * Double(b); noise += Double(a - b) * Double(a - b); peakDiff = max(peakDiff, abs(a - b))
-            }
-            snr = 10 * log10(signal / max(noise, 1e-30))
-            print(String(format: "PipeWire take %d: recording vs offline render SNR %.1f dB, peak difference %g; first note rms %.4f (before %.5f); engine origin %d -> %d; client: %@",
-                         attempt, snr, Double(peakDiff), level, quiet, originBefore, origin,
-                         take.report.keys.sorted().map { "\($0) \(take.report[$0]!)" }.joined(separator: ", ")))
             XCTAssertGreaterThan(level, 10 * quiet, "the note sounds under PipeWire")
             XCTAssertEqual(after["notes received"].flatMap { Int($0) }.map { $0 % 3 }, 0)
-            if snr > 60 { break }
-            if origin == originBefore && (take.report["sender_skipped_cycles"] ?? 0) == 0 && (take.report["recorder_skipped_cycles"] ?? 0) == 0
-                && (take.report["late_events"] ?? 0) == 0 {
-                XCTFail("the recording differs from the offline render with no skipped cycles (SNR \(snr) dB)")
-                break
+            let trouble = origin != follower.origin || (take.report["sender_skipped_cycles"] ?? 0) != 0
+                || (take.report["recorder_skipped_cycles"] ?? 0) != 0 || (take.report["late_events"] ?? 0) != 0
+            if origin == follower.origin {
+                var events: [(Int, MIDIMessage)] = []
+                for n in take.notes {
+                    events.append((n.on, .noteOn(channel: 0, pitch: UInt8(n.pitch), velocity: 100)))
+                    events.append((n.off, .noteOff(channel: 0, pitch: UInt8(n.pitch), velocity: 0)))
+                }
+                events.sort { $0.0 < $1.0 }
+                let offline = Array(follower.render(to: take.startFrame + take.samples.count, events: events, from: take.startFrame))
+                var signal = 0.0, noise = 0.0, peakDiff: Float = 0
+                for (a, b) in zip(take.samples, offline) {
+                    signal += Double(b) * Double(b); noise += Double(a - b) * Double(a - b); peakDiff = max(peakDiff, abs(a - b))
+                }
+                snr = 10 * log10(signal / max(noise, 1e-30))
+                print(String(format: "PipeWire take %d: recording vs offline render SNR %.1f dB, peak difference %g; first note rms %.4f (before %.5f); engine origin %d -> %d; client: %@",
+                             attempt, snr, Double(peakDiff), level, quiet, follower.origin, origin,
+                             take.report.keys.sorted().map { "\($0) \(take.report[$0]!)" }.joined(separator: ", ")))
+                if snr > 60 { break }
+                if !trouble { XCTFail("the recording differs from the offline render with no skipped cycles (SNR \(snr) dB)"); break }
             }
+            // The graph skipped cycles (a busy machine): the engine and the render no longer line
+            // up. Again with a fresh daemon.
+            print("PipeWire take \(attempt): cycles skipped (engine origin \(follower.origin) -> \(origin), client \(take.report)); again with a fresh daemon")
+            _ = daemon.stop()
+            (daemon, follower) = try startDaemon()
         }
         // The latency PipeWire's JACK reports for our ports (the daemon's latency callback).
         let lsp = pw.jack("jack_lsp", ["-l", "ddsp-piano"]).output
