@@ -213,11 +213,16 @@ final class ALSAOutputGuestTests: XCTestCase {
         i=0; until ctl status >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 3000 ] && { echo "daemon not ready"; cat $O/daemon.log; exit 1; }; sleep 0.1; done
         ctl status > $O/status-before.txt
         # The capture must not lose anything: above the daemon's SCHED_FIFO thread, a 2 s buffer.
-        chrt -f 80 arecord -D hw:Loopback,1,0 -f FLOAT_LE -c 2 -r \(Self.rate) -B 2000000 -d 40 $O/take.wav > $O/arecord.log 2>&1 &
+        chrt -f 80 arecord -D hw:Loopback,1,0 -f FLOAT_LE -c 2 -r \(Self.rate) -B 2000000 $O/take.wav > $O/arecord.log 2>&1 &
         REC=$!
         sleep 4
         PORT=$(aconnect -l | sed -n "s/^client \\([0-9]*\\): 'DDSP Piano'.*/\\1/p"):0
         aplaymidi -p $PORT \(midi.path) || exit 1
+        # The capture ends 6 periods after the audio thread took the last note-off.
+        field() { ctl status 2>/dev/null | sed -n "s/^$1: //p"; }
+        i=0; until [ "$(field 'notes released')" = 3 ]; do i=$((i+1)); [ $i -gt 1200 ] && { echo "notes not taken"; ctl status; exit 1; }; sleep 0.1; done
+        C=$(field cycles); until [ "$(field cycles)" -ge $((C+6)) ]; do sleep 0.2; done
+        kill -INT $REC
         for f in /proc/asound/Loopback/cable#0 /proc/asound/Loopback/pcm0p/sub0/status /proc/asound/Loopback/pcm1c/sub0/status; do echo "== $f"; cat $f; done > $O/loopback.txt 2>&1
         wait $REC
         ctl status > $O/status.txt
