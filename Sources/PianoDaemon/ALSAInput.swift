@@ -37,7 +37,7 @@ public final class ALSAInput: @unchecked Sendable {
         var s: OpaquePointer?
         let rc = calsa_open(&s)
         guard rc >= 0, let s else {
-            unavailableReason = "ALSA sequencer not available (\(String(cString: snd_strerror(rc)))); using JACK MIDI only"
+            unavailableReason = "ALSA sequencer not available (\(String(cString: snd_strerror(rc)))); no ALSA MIDI input"
             return false
         }
         seq = s

@@ -21,12 +21,13 @@ public struct DaemonCommand: ParsableCommand {
         Exit status: 0 after SIGINT/SIGTERM, 1 bad weights or socket, 2 bad configuration or \
         arguments, 3 no JACK server with --no-wait, or the ALSA device cannot be opened or \
         failed.
-        """
+        """,
+        version: PianoVersion.current
     )
 
     private static let defaults = DaemonSettings()
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("TOML configuration (default: $XDG_CONFIG_HOME/ddsp-piano/ddsp-pianod.toml when it exists); SIGHUP or 'ddsp-piano ctl reload' re-reads it.", valueName: "FILE"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("TOML configuration file, or the name of an installed preset (2004 ... 2018, default; see share/ddsp-piano/presets). Default: $XDG_CONFIG_HOME/ddsp-piano/ddsp-pianod.toml when it exists. SIGHUP or 'ddsp-piano ctl reload' re-reads it.", valueName: "FILE|PRESET"))
     var config: String?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Weight file (default: the lookup of 'ddsp-piano render').", valueName: "FILE"))
@@ -92,11 +93,15 @@ public struct DaemonCommand: ParsableCommand {
 
     public init() {}
 
-    /// The configuration file given with --config (nil: the default one, if it exists).
-    public var configPath: String? { config }
+    /// The configuration file given with --config, a preset's name resolved (`--config 2009`:
+    /// PresetStore); nil: the default one, if it exists.
+    public var configPath: String? { config.map { (try? PresetStore().resolve($0)) ?? $0 } }
 
     public func validate() throws {
         if let first = unrecognized.first { throw ValidationError("unknown argument '\(first)' (see --help)") }
+        if let config {
+            do { _ = try PresetStore().resolve(config) } catch { throw ValidationError("--config \(error)") }
+        }
         _ = try edits()
     }
 
@@ -169,7 +174,7 @@ public struct DaemonCommand: ParsableCommand {
     /// The daemon this command line asks for, logging to stderr.
     public func makeDaemon() -> Daemon {
         let command = self
-        return Daemon(configPath: config, log: { line in
+        return Daemon(configPath: configPath, log: { line in
             FileHandle.standardError.write(Data("ddsp-pianod: \(line)\n".utf8))
         }, overrides: { command.applied(to: $0) })
     }

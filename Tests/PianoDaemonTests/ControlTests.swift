@@ -196,9 +196,9 @@ final class ControlTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let weights = try DaemonSupport.syntheticWeights(in: dir)
         let config = dir.appendingPathComponent("bad.toml")
-        try "audio = \"alsa\"\n".write(to: config, atomically: true, encoding: .utf8)
+        try "audio = \"pulse\"\n".write(to: config, atomically: true, encoding: .utf8)
         for (args, status, text) in [
-            (["--config", config.path, "--weights", weights.path], Int32(2), "'audio' must be jack or null"),
+            (["--config", config.path, "--weights", weights.path], Int32(2), "'audio' must be jack, null or alsa"),
             (["--weights", dir.path + "/none.safetensors", "--audio", "null"], 1, "none.safetensors: no such file"),
             (["--weights", weights.path, "--audio", "null", "--piano", "1999"], 2, "unknown piano '1999'"),
             (["--bogus"], 2, "unknown argument '--bogus'"),

@@ -64,7 +64,7 @@ final class DaemonCommandTests: XCTestCase {
             (["--gain", "loud"], "ddsp-pianod: --gain takes decibels between -60 and 24, not 'loud'"),
             (["--velocity-curve", "9"], "ddsp-pianod: --velocity-curve takes linear, soft, hard or a gamma 0.2…5, not '9'"),
             (["--channels", "0,1"], "ddsp-pianod: --channels takes 'all' or channels 1…16 separated by commas, not '0,1'"),
-            (["--audio", "alsa"], "ddsp-pianod: --audio takes jack or null, not 'alsa'"),
+            (["--audio", "pulse"], "ddsp-pianod: --audio takes jack, null or alsa, not 'pulse'"),
             (["--sample-rate", "0"], "ddsp-pianod: --sample-rate takes a positive integer (at most 384000), not '0'"),
             (["--block-size", "384001"], "ddsp-pianod: --block-size takes a positive integer (at most 384000), not '384001'"),
             (["--gain"], "ddsp-pianod: "),
@@ -82,8 +82,8 @@ final class DaemonCommandTests: XCTestCase {
     func testHelpNamesEveryFlagAndTheExitStatuses() {
         guard case .exit(let status, let help) = DaemonCommand.parsed(["--help"]) else { return XCTFail("no help") }
         XCTAssertEqual(status, 0)
-        for flag in ["--config <FILE>", "--weights <FILE>", "--piano <N|YEAR>", "--gain <DB>", "--velocity-curve <C>",
-                     "--channels <LIST>", "--audio <jack|null>", "--connect-audio <SPEC>", "--connect-midi <SPEC>",
+        for flag in ["--config <FILE|PRESET>", "--weights <FILE>", "--piano <N|YEAR>", "--gain <DB>", "--velocity-curve <C>",
+                     "--channels <LIST>", "--audio <jack|null|alsa>", "--connect-audio <SPEC>", "--connect-midi <SPEC>",
                      "--control-socket <PATH>", "--no-wait", "--no-noise", "--sample-rate <HZ>", "--block-size <N>", "-h, --help",
                      "-60…24", "0.2…5", "Exit status: 0 after SIGINT/SIGTERM"] {
             XCTAssertTrue(help.contains(flag), "help lacks \(flag):\n\(help)")

@@ -82,7 +82,7 @@ final class InstallTests: XCTestCase {
         // The installed daemon starts on null audio with the installed weights and stops on SIGINT.
         let d = Process()
         d.executableURL = root.appendingPathComponent("bin/ddsp-pianod")
-        d.arguments = ["--audio", "null"]
+        d.arguments = ["--audio", "null", "--config", "2011"]   // a preset by name, from the installation
         d.environment = bare
         let pipe = Pipe()
         d.standardOutput = pipe
@@ -98,7 +98,7 @@ final class InstallTests: XCTestCase {
         d.interrupt()
         d.waitUntilExit()
         print("installed daemon: \(text.trimmingCharacters(in: .newlines))")
-        XCTAssertTrue(text.contains("playing piano 9 (2018) of dafx22"), text)
+        XCTAssertTrue(text.contains("playing piano 4 (2011) of dafx22"), text)
         XCTAssertEqual(d.terminationStatus, 0)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import PianoDaemon
 import PianoIO
 import PianoTestKit
 import XCTest
@@ -43,5 +44,30 @@ final class PresetStoreTests: XCTestCase {
         XCTAssertEqual(URL(fileURLWithPath: found).standardizedFileURL.path,
                        TestKit.packageRoot.appendingPathComponent("presets/2018.toml").standardizedFileURL.path)
         XCTAssertTrue(Set(store.names()).isSuperset(of: ["2004", "2018", "default"]), "\(store.names())")
+    }
+
+    /// `ddsp-pianod --config NAME`: the name resolves (from this checkout's presets/ when the
+    /// tests run in it); an unknown one is a one-line usage error with status 2.
+    func testTheDaemonTakesAPresetByName() throws {
+        guard case .exit(let status, let message) = DaemonCommand.parsed(["--config", "1999"]) else {
+            return XCTFail("an unknown preset must be refused")
+        }
+        print("--config 1999: \(status) \(message)")
+        XCTAssertEqual(status, 2)
+        XCTAssertTrue(message.hasPrefix("ddsp-pianod: --config 1999: no such file or preset"), message)
+        XCTAssertFalse(message.contains("\n"))
+        if case .exit(let status, let message) = DaemonCommand.parsed(["--version"]) {
+            XCTAssertEqual(status, 0)
+            XCTAssertEqual(message.trimmingCharacters(in: .whitespacesAndNewlines), PianoVersion.current)
+        } else { XCTFail("--version") }
+        guard !PresetStore().names().isEmpty else {
+            print("skipped: no presets above this test binary (built outside the checkout)")
+            throw XCTSkip("no presets")
+        }
+        guard case .run(let c) = DaemonCommand.parsed(["--config", "2009"]) else { return XCTFail("--config 2009 refused") }
+        let path = try XCTUnwrap(c.configPath)
+        print("--config 2009 -> \(path)")
+        XCTAssertTrue(path.hasSuffix("presets/2009.toml"), path)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path))
     }
 }
