@@ -175,19 +175,19 @@ final class ControlTests: XCTestCase {
         XCTAssertTrue(d.waitReady(), d.output)
         let model = try d.status()["model"] ?? ""
         print("default model: \(model)")
-        XCTAssertEqual(model, "v2 (24 kHz, 10 pianos) from \(v2.path)")
+        XCTAssertEqual(model, "v2 (24 kHz, 10 pianos, \(PianoKernels.description)) from \(v2.path)")
         XCTAssertEqual(try d.ctl("list").first { $0.hasPrefix("*") }, "* 9 2018")
 
         try "audio = \"null\"\nsample_rate = 48000\nweights = \"\(dafx22.path)\"\n".write(to: config, atomically: true, encoding: .utf8)
         XCTAssertEqual(try d.ctl("reload"), ["configuration reloaded"])
         let swapped = try d.status()["model"] ?? ""
         print("after reload: \(swapped)")
-        XCTAssertTrue(swapped.hasPrefix("dafx22 (16 kHz, 2 pianos) from "), swapped)
+        XCTAssertTrue(swapped.hasPrefix("dafx22 (16 kHz, 2 pianos, \(PianoKernels.description)) from "), swapped)
 
         try "audio = \"null\"\nsample_rate = 48000\n".write(to: config, atomically: true, encoding: .utf8)
         XCTAssertEqual(try d.ctl("reload"), ["configuration reloaded"])
-        XCTAssertEqual(try d.status()["model"], "v2 (24 kHz, 10 pianos) from \(v2.path)")
-        XCTAssertTrue(d.output.contains("of v2 (24 kHz, 10 pianos)"), d.output)
+        XCTAssertEqual(try d.status()["model"], "v2 (24 kHz, 10 pianos, \(PianoKernels.description)) from \(v2.path)")
+        XCTAssertTrue(d.output.contains("of v2 (24 kHz, 10 pianos, \(PianoKernels.description))"), d.output)
         XCTAssertEqual(d.stop(), 0)
     }
 
