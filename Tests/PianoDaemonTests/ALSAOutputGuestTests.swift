@@ -43,25 +43,17 @@ final class ALSAOutputGuestTests: XCTestCase {
         [.noteOn(channel: 0, pitch: UInt8(p), velocity: 100), .noteOff(channel: 0, pitch: UInt8(p), velocity: 0)]
     }
 
-    /// A WAV file's float samples, channels interleaved (FLOAT_LE from arecord).
-    static func readWAV(_ url: URL) throws -> (channels: Int, rate: Int, samples: [Float]) {
-        let d = [UInt8](try Data(contentsOf: url))
-        func u32(_ i: Int) -> Int { Int(d[i]) | Int(d[i + 1]) << 8 | Int(d[i + 2]) << 16 | Int(d[i + 3]) << 24 }
-        func u16(_ i: Int) -> Int { Int(d[i]) | Int(d[i + 1]) << 8 }
-        var i = 12, channels = 0, rate = 0, format = 0
-        while i + 8 <= d.count {
-            let id = String(decoding: d[i..<(i + 4)], as: UTF8.self), size = u32(i + 4)
-            if id == "fmt " { format = u16(i + 8); channels = u16(i + 10); rate = u32(i + 12) }
-            if id == "data" {
-                guard format == 3 || format == 0xFFFE else { throw XCTSkip("capture not float (format \(format))") }
-                let end = min(d.count, i + 8 + (size == 0 || size == 0xFFFF_FFFF ? d.count : size))
-                let bytes = Array(d[(i + 8)..<end])
-                let samples = bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-                return (channels, rate, samples)
-            }
-            i += 8 + size + (size & 1)
+    /// arecord's take through libsndfile (PianoIO's reader): the audio, its left channel, and
+    /// how many frames have left ≠ right (the mono model is on both channels).
+    static func stereoTake(_ url: URL) throws -> (audio: AudioData, left: [Float], differ: Int) {
+        let audio = try AudioFile.read(url)
+        let c = max(1, audio.channels)
+        var left = [Float](repeating: 0, count: audio.frames), differ = 0
+        for i in 0..<audio.frames {
+            left[i] = audio.samples[c * i]
+            if c > 1 && audio.samples[c * i] != audio.samples[c * i + 1] { differ += 1 }
         }
-        return (channels, rate, [])
+        return (audio, left, differ)
     }
 
     /// The engine's output as the daemon's, offline: a fresh engine (the daemon's is reset
@@ -207,8 +199,7 @@ final class ALSAOutputGuestTests: XCTestCase {
     func testComparisonOfAKeptCapture() throws {
         guard let spec = ProcessInfo.processInfo.environment["DDSP_PIANO_ALSA_CAPTURE"] else { throw XCTSkip("no kept capture") }
         let parts = spec.split(separator: ":").map(String.init)
-        let wav = try Self.readWAV(URL(fileURLWithPath: parts[0]))
-        let left = stride(from: 0, to: wav.samples.count, by: wav.channels).map { wav.samples[$0] }
+        let left = try Self.stereoTake(URL(fileURLWithPath: parts[0])).left
         let (weights, _) = try DaemonSupport.bundledWeights()
         let r = try Self.compare(Self.withoutGaps(left).stream, weights: weights, instrument: Int(parts[1]) ?? 0, cycles: Int(parts[2]) ?? 0)
         // A guest capture's events are not recoverable (see the type's comment): printed only.
@@ -305,15 +296,10 @@ final class ALSAOutputGuestTests: XCTestCase {
             try? FileManager.default.removeItem(atPath: keep)
             try? FileManager.default.copyItem(at: out.appendingPathComponent("take.wav"), to: URL(fileURLWithPath: keep))
         }
-        let wav = try Self.readWAV(out.appendingPathComponent("take.wav"))
+        let (wav, left, differ) = try Self.stereoTake(out.appendingPathComponent("take.wav"))
         XCTAssertEqual(wav.channels, 2)
-        XCTAssertEqual(wav.rate, Self.rate)
-        let frames = wav.samples.count / 2
-        var left = [Float](repeating: 0, count: frames), differ = 0
-        for i in 0..<frames {
-            left[i] = wav.samples[2 * i]
-            if wav.samples[2 * i] != wav.samples[2 * i + 1] { differ += 1 }
-        }
+        XCTAssertEqual(wav.sampleRate, Self.rate)
+        let frames = wav.frames
         XCTAssertEqual(differ, 0, "left and right differ")
         let (stream, gaps) = Self.withoutGaps(left)
         print("capture: \(frames) frames, \(stream.count) of them the engine's (\(gaps) gaps of silence)")
