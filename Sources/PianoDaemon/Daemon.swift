@@ -470,6 +470,11 @@ public final class Daemon {
         case .panic:
             guard core.commands.push(.panic) else { return (false, [], "audio thread busy, try again") }
             return (true, ["all notes off"], "")
+        case .midi(let status, let d1, let d2):
+            // The control thread is controlMIDIQueue's one producer (after the warm-up); the
+            // audio thread places the message by its time, as a keyboard's.
+            core.controlMIDIQueue.push(TimedMIDI(time: monotonicNanoseconds(), status: status, data1: d1, data2: d2))
+            return (true, [String(format: "midi %02X %02X %02X", status, d1, d2)], "")
         case .reload:
             let r = reload()
             if !r.ok { log(r.message) }

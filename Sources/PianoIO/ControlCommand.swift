@@ -13,12 +13,23 @@ public enum ControlCommand: Equatable, Sendable {
     case gain(Double)
     case panic
     case reload
+    /// A channel message played as if from a keyboard: status (0x80–0xEF) and its data bytes
+    /// (two, or one for program change and channel pressure; a missing second byte is 0).
+    case midi(status: UInt8, data1: UInt8, data2: UInt8)
 
     /// A command's name, its argument (nil: none) and what it does, for help texts.
     public struct Description: Sendable {
         public var name: String
         public var argument: String?
         public var summary: String
+        /// How many words may follow the name (one when `argument` names one, else none).
+        public var counts: ClosedRange<Int>
+        init(name: String, argument: String?, summary: String, counts: ClosedRange<Int>? = nil) {
+            self.name = name
+            self.argument = argument
+            self.summary = summary
+            self.counts = counts ?? (argument == nil ? 0...0 : 1...1)
+        }
     }
 
     /// Every command, in the order help texts list them.
@@ -29,6 +40,11 @@ public enum ControlCommand: Equatable, Sendable {
         Description(name: "panic", argument: nil, summary: "all notes and pedals off"),
         Description(name: "reload", argument: nil, summary: "re-read the configuration file (as SIGHUP)"),
         Description(name: "list", argument: nil, summary: "the pianos of the loaded weights (* marks the one playing)"),
+        // Like FluidSynth's shell noteon/cc: play without a keyboard (a script, a test, a
+        // machine whose MIDI is elsewhere); the message takes the keyboard's path and rules.
+        Description(name: "midi", argument: "HEX HEX [HEX]",
+                    summary: "play a MIDI channel message, hex bytes (90 3C 64: note 60 on; 80 3C 00: off; B0 40 7F: pedal)",
+                    counts: 2...3),
     ]
 
     /// "status | list | piano N|YEAR | gain DB | panic | reload"
@@ -53,7 +69,7 @@ public enum ControlCommand: Equatable, Sendable {
             let shown = name.count > 40 ? String(name.prefix(40)) + "…" : name
             return .failure(.init("unknown command '\(shown)' (\(known))"))
         }
-        guard words.count == (spec.argument == nil ? 1 : 2) else {
+        guard spec.counts.contains(words.count - 1) else {
             return .failure(.init("wrong arguments for '\(name)' (usage: \(usage))"))
         }
         switch name {
@@ -66,8 +82,36 @@ public enum ControlCommand: Equatable, Sendable {
             }
             return .success(.gain(db))
         case "panic": return .success(.panic)
+        case "midi": return midi(Array(words.dropFirst()))
         default: return .success(.reload)
         }
+    }
+}
+
+extension ControlCommand {
+    /// "90 3C 64" → a channel message; its length must be the status's (program change and
+    /// channel pressure take one data byte, the others two).
+    static func midi(_ words: [String]) -> Result<ControlCommand, ControlCommandError> {
+        var bytes: [UInt8] = []
+        for w in words {
+            let digits = w.hasPrefix("0x") || w.hasPrefix("0X") ? String(w.dropFirst(2)) : w
+            guard (1...2).contains(digits.count), let b = UInt8(digits, radix: 16) else {
+                return .failure(.init("midi takes hex bytes (e.g. 90 3C 64), not '\(w.prefix(40))'"))
+            }
+            bytes.append(b)
+        }
+        let status = bytes[0]
+        guard (0x80...0xEF).contains(status) else {
+            return .failure(.init("midi takes a channel message: status 80–EF, not \(words[0])"))
+        }
+        guard bytes.dropFirst().allSatisfy({ $0 < 0x80 }) else {
+            return .failure(.init("midi data bytes are 00–7F"))
+        }
+        let expected = (0xC0...0xDF).contains(status) ? 1 : 2
+        guard bytes.count - 1 == expected else {
+            return .failure(.init("midi status \(words[0]) takes \(expected) data byte\(expected == 1 ? "" : "s")"))
+        }
+        return .success(.midi(status: status, data1: bytes[1], data2: bytes.count > 2 ? bytes[2] : 0))
     }
 }
 

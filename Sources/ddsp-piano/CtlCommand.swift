@@ -7,22 +7,14 @@ struct CtlCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Control a running ddsp-pianod.",
-        discussion: """
-        Commands:
-          status          instrument, connections, notes, voices, xruns, CPU load
-          list            the pianos of the loaded weights (* marks the one playing)
-          piano N|YEAR    switch piano while playing (index or name, e.g. 3 or 2009)
-          gain DB         output gain in decibels (\(DaemonRules.shown(DaemonRules.gainDB)))
-          panic           all notes and pedals off
-          reload          re-read the configuration file (as SIGHUP)
-        """
+        discussion: "Commands:\n" + ControlCommand.table   // one list, the daemon's (ControlCommand)
     )
 
     @Option(name: .long, help: "Control socket (default: $XDG_RUNTIME_DIR/ddsp-piano/control.sock, else /tmp/ddsp-piano-UID/control.sock; a default socket's directory must be ours with mode 0700).")
     var socket: String?
 
     // "gain -6": a negative number is not an option (while --help and --socket still are).
-    @Argument(parsing: .allUnrecognized, help: "status | list | piano N|YEAR | gain DB | panic | reload")
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp(ControlCommand.usage))
     var command: [String]
 
     func run() throws {

@@ -10,11 +10,12 @@ import XCTest
 /// arecord through a second JACK PCM. The QEMU guest (ALSAOutputGuestTests) is ~30x slower than
 /// real time, so this is where a whole take is compared with the offline render.
 ///
-/// The daemon under `--audio alsa` takes MIDI from the ALSA sequencer only (the host has no
-/// /dev/snd/seq, and the control socket has no note command), so the take is the engine idling:
-/// its noise floor (non-zero, ~1e-6 rms with the bundled model). Compared sample by sample with
-/// the offline render of the same engine, any lost, repeated or reordered period, a wrong format
-/// conversion or a channel mix-up shows.
+/// The host has no /dev/snd/seq, so the notes come through the control socket (`midi`), which
+/// takes the keyboard's path (the same queue discipline and router, placed by the PCM clock):
+/// three notes, then the take is compared sample by sample with the offline render of the same
+/// engine, each event where the daemon placed it (found by search: the control socket's
+/// messages have no frame of their own). Any lost, repeated or reordered period, a wrong
+/// format conversion, a channel mix-up or a lost note shows.
 final class ALSAOutputJackPluginTests: XCTestCase {
     static let rate = 16_000, period = 256, periods = 3
 
@@ -76,7 +77,14 @@ final class ALSAOutputJackPluginTests: XCTestCase {
                                                    "--period", String(Self.period), "--periods", String(Self.periods),
                                                    "--weights", weights.path, "--connect-midi", "none"], dir: dir, environment: env)
         XCTAssertTrue(daemon.waitReady(), daemon.output)
-        Thread.sleep(forTimeInterval: 5)
+        Thread.sleep(forTimeInterval: 1.5)            // idle first: where the take starts is found there
+        for pitch in ["3C", "40", "43"] {              // 60, 64, 67: 0.3 s each, 0.3 s apart
+            XCTAssertEqual(try daemon.ctl("midi 90 \(pitch) 64"), ["midi 90 \(pitch) 64"])
+            Thread.sleep(forTimeInterval: 0.3)
+            XCTAssertEqual(try daemon.ctl("midi 80 \(pitch) 00"), ["midi 80 \(pitch) 00"])
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        Thread.sleep(forTimeInterval: 1.5)            // the last release and some reverb tail
         let status = try daemon.status()
         let exit = daemon.stop()   // SIGTERM
         rec.waitUntilExit()
@@ -86,6 +94,8 @@ final class ALSAOutputJackPluginTests: XCTestCase {
         XCTAssertTrue(daemon.output.contains("on ALSA ddsptest \(Self.rate) Hz, \(Self.period) frames x \(Self.periods) periods, FLOAT_LE, 2 channels"),
                       daemon.output)
         XCTAssertEqual(status["audio"], "alsa ddsptest \(Self.rate) Hz, \(Self.period) frames x \(Self.periods) periods, FLOAT_LE, 2 channels")
+        XCTAssertEqual(status["notes received"], "3")
+        XCTAssertEqual(status["notes released"], "3")
         let xruns = Int(status["xruns"] ?? "") ?? -1, cycles = Int(status["cycles"] ?? "") ?? 0
 
         let (wav, left, differ) = try ALSAOutputGuestTests.stereoTake(wavURL)
@@ -94,18 +104,19 @@ final class ALSAOutputJackPluginTests: XCTestCase {
         let frames = wav.frames
         XCTAssertEqual(differ, 0, "left and right differ")
         guard let first = left.firstIndex(where: { $0 != 0 }), let last = left.lastIndex(where: { $0 != 0 }),
-              last - first > 3 * Self.rate else {
+              last - first > 4 * Self.rate else {
             return XCTFail("too little of the daemon's output recorded: \(frames) frames")
         }
         // The take: from the first non-zero sample to 4 periods before the last (the stop's edge).
         let take = Array(left[first..<(last - 4 * Self.period)])
 
         // Where the take starts in the engine's output: the offset (any sample: the plugin's and
-        // the recorder's buffering shift it) whose render matches the take's first 4096 samples.
+        // the recorder's buffering shift it) whose render matches the take's first 4096 samples
+        // (the engine idling: the notes come 1.5 s after the daemon is ready).
         let model = try WeightStore().loadModel(explicit: weights.path).model
         let instrument = (status["instrument"]?.split(separator: " ").dropFirst().first).flatMap { Int($0) } ?? 0
         let search = 16 * Self.period
-        let rendered = try Self.render(model, instrument: instrument, count: take.count + search + Self.period)
+        let rendered = try Self.render(model, instrument: instrument, count: 4096 + search)
         let probe = take.prefix(4096)
         var origin = 0, bestError = Double.infinity
         for d in 0..<search {
@@ -113,29 +124,29 @@ final class ALSAOutputJackPluginTests: XCTestCase {
             for (i, x) in probe.enumerated() { let y = rendered[d + i]; e += Double(x - y) * Double(x - y); if e >= bestError { break } }
             if e < bestError { bestError = e; origin = d }
         }
-        var signal = 0.0, noise = 0.0, exact = 0, firstDiff = -1
-        for (i, a) in take.enumerated() {
-            let b = rendered[origin + i]
-            signal += Double(b) * Double(b); noise += Double(a - b) * Double(a - b)
-            if a == b { exact += 1 } else if firstDiff < 0 { firstDiff = i }
-        }
-        let snr = 10 * log10(signal / max(noise, 1e-30))
-        print("""
-            ALSA JACK-plugin take vs offline render (idle engine, no notes: no MIDI input on this host): \
-            \(take.count) samples (\(String(format: "%.2f", Double(take.count) / Double(Self.rate))) s) from engine sample \(origin), \
-            \(exact) bit-exact, SNR \(String(format: "%.1f", snr)) dB\(firstDiff >= 0 ? ", first difference at \(firstDiff)" : ""); \
-            daemon xruns \(xruns) over \(cycles) periods, late callbacks \(status["late callbacks"] ?? "?"), \
-            callback load \(status["callback cpu load"] ?? "?") (peak \(status["callback peak load"] ?? "?"))
-            """)
         if xruns != 0 {
             // The daemon's cycle takes ~15 % of a period here; an xrun on this timer-driven
             // server is the machine's doing (other processes on the CPUs), not the daemon's.
-            print("skipped: the machine was too busy to judge a real-time take (\(xruns) xruns); the take is printed above")
+            print("skipped: the machine was too busy to judge a real-time take (\(xruns) xruns over \(cycles) periods)")
             throw XCTSkip("machine busy: \(xruns) xruns")
         }
-        // Measured on this host: bit-exact (78527 of 78527 samples over 4.9 s, 0 xruns in 313
-        // periods, callback load ~10 %: the same kernels as the offline render). 90 dB
-        // leaves room for float rounding; a lost or repeated period measures near 0 dB.
-        XCTAssertGreaterThanOrEqual(snr, 90, "the real-time take is the engine's output, period after period")
+        // The notes, each where the daemon placed it, and the whole take against that render.
+        // The daemon and this render run the same kernels on the same machine (the idle take
+        // measured bit-exact), so a difference above 1e-6 marks an event's first effect.
+        let played = ALSAOutputGuestTests.events
+        let r = try ALSAOutputGuestTests.compare(take, weights: weights, instrument: instrument, cycles: cycles,
+                                                 origin: origin, events: played, tolerance: 1e-6)
+        print("""
+            ALSA JACK-plugin take vs offline render: \(take.count) samples \
+            (\(String(format: "%.2f", Double(take.count) / Double(Self.rate))) s) from engine sample \(origin), \
+            \(r.placed) of \(played.count) events placed, \(r.exact) samples bit-exact, SNR \(String(format: "%.1f", r.snr)) dB, \
+            peak difference \(r.peak); daemon xruns \(xruns) over \(cycles) periods, late callbacks \(status["late callbacks"] ?? "?"), \
+            callback load \(status["callback cpu load"] ?? "?") (peak \(status["callback peak load"] ?? "?"))
+            """)
+        XCTAssertEqual(r.placed, played.count, "every note-on and note-off explains the take where the daemon placed it")
+        // Measured on this host (idle take, earlier): bit-exact over 4.9 s, 0 xruns in 313
+        // periods (the same kernels as the offline render). 90 dB leaves room for float
+        // rounding; a lost or repeated period, or a note missing, measures near 0 dB.
+        XCTAssertGreaterThanOrEqual(r.snr, 90, "the real-time take is the engine's output, notes and all, period after period")
     }
 }

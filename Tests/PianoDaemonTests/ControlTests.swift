@@ -58,6 +58,13 @@ final class ControlTests: XCTestCase {
         gain.waitUntilExit()
         XCTAssertEqual(gain.terminationStatus, 0, "a negative gain is not an option")
         XCTAssertEqual(try d.status()["gain db"], "-12.0")
+        // Notes without a keyboard: the keyboard's path (router, counters, voices).
+        XCTAssertEqual(try d.ctl("midi 90 3C 64"), ["midi 90 3C 64"])
+        XCTAssertTrue(DaemonSupport.waitUntil(5) { (try? d.status()["active voices"]) == "1" }, "a note sounds: \((try? d.status()) ?? [:])")
+        XCTAssertEqual(try d.ctl("midi 80 3c 0"), ["midi 80 3C 00"])
+        XCTAssertTrue(DaemonSupport.waitUntil(5) { (try? d.status()["notes released"]) == "1" }, "the note released")
+        XCTAssertEqual(try d.status()["notes received"], "1")
+        XCTAssertThrowsError(try d.ctl("midi F8 00 00"), "a system message is refused")
         let bad = Process()
         bad.executableURL = cli.executableURL
         bad.arguments = ["ctl", "--socket", d.socket, "sing"]
@@ -77,7 +84,7 @@ final class ControlTests: XCTestCase {
         let helpText = String(decoding: helpPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         help.waitUntilExit()
         XCTAssertTrue(helpText.contains("USAGE: ddsp-piano ctl"), helpText)
-        XCTAssertEqual(err, "ddsp-piano: unknown command 'sing' (known: status, piano, gain, panic, reload, list)\n")
+        XCTAssertEqual(err, "ddsp-piano: unknown command 'sing' (known: status, piano, gain, panic, reload, list, midi)\n")
 
         XCTAssertEqual(d.stop(), 0, d.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: d.socket), "socket removed at shutdown")
