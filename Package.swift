@@ -38,6 +38,8 @@ let package = Package(
         .executable(name: "ddsp-pianod", targets: ["ddsp-pianod"]),
         .executable(name: "ddsp-piano-train", targets: ["ddsp-piano-train"]),
         .library(name: "DDSPPiano", targets: ["DDSPPiano"]),
+        // The LV2 instrument's shared object (`make lv2` puts it in the ddsp-piano.lv2 bundle).
+        .library(name: "ddsp-piano-lv2", type: .dynamic, targets: ["DDSPPianoLV2"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -54,6 +56,7 @@ let package = Package(
         .systemLibrary(name: "CJACK", path: "Sources/CJACK"),
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CLV2", path: "Sources/CLV2"),
         // Counts malloc calls in tests (the real-time path must not allocate).
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
         // What the test targets share (test-only, in no product): ../shared and the built
@@ -96,14 +99,38 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // The instrument daemon: JACK/ALSA I/O, event queues, control socket, configuration.
+        // The real-time core every live driver runs (the daemon's JACK, ALSA and null drivers,
+        // the LV2 plugin): one cycle of events → engine, SPSC queues, MIDI routing. No I/O.
+        .target(
+            name: "PianoLive",
+            dependencies: ["DDSPPiano", "PianoIO", .product(name: "Atomics", package: "swift-atomics")]
+        ),
+        // The instrument daemon: JACK/ALSA I/O, control socket, configuration.
         .target(
             name: "PianoDaemon",
-            dependencies: ["DDSPPiano", "PianoIO", "CALSA", "CJACK", "CLinux",
+            dependencies: ["DDSPPiano", "PianoIO", "PianoLive", "CALSA", "CJACK", "CLinux",
                            .product(name: "Atomics", package: "swift-atomics"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "ddsp-pianod", dependencies: ["PianoDaemon"]),
+        // The LV2 instrument: the live core driven by a host's run(). Only lv2_descriptor is
+        // exported (exports.map); the bundle's Turtle files sit beside the code.
+        .target(
+            name: "DDSPPianoLV2",
+            dependencies: ["CLV2", "DDSPPiano", "PianoIO", "PianoLive"],
+            exclude: ["ddsp-piano.lv2", "exports.map"],
+            // The Swift runtime and Foundation linked in (-static-stdlib: hosts have no Swift);
+            // Foundation's static archives need their own C parts named (CoreFoundation, ICU;
+            // FoundationNetworking, which PianoIO's download code brings, needs libcurl).
+            linkerSettings: ["_CFURLSessionInterface", "CoreFoundation", "_FoundationCollections", "_FoundationCShims",
+                             "_FoundationICU", "swiftSynchronization", "curl"].map { .linkedLibrary($0) } + [
+                             .unsafeFlags(["-static-stdlib", "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/DDSPPianoLV2/exports.map"])]
+        ),
+        // A small liblilv host for the LV2 plugin's tests (MIDI at exact frames, allocator counts).
+        .executableTarget(name: "lv2-test-host", dependencies: ["CMallocCounter"], path: "Tests/LV2TestHost",
+                         linkerSettings: [.linkedLibrary("lilv-0"),
+                                          // the allocator counter must interpose the plugin's calls too
+                                          .unsafeFlags(["-Xlinker", "--export-dynamic"])]),
         // A JACK test client (MIDI sender and recorder) for the daemon's end-to-end tests.
         .executableTarget(name: "jack-test-client", path: "Tests/JackTestClient",
                          linkerSettings: [.linkedLibrary("jack"), .linkedLibrary("m")]),

@@ -32,6 +32,21 @@ enum DaemonSupport {
     }
 
     /// The model bundled in every clone (weights/soundfont-grands.safetensors).
+    /// Runs a tool to its end: its exit status and its standard output and error together.
+    static func run(_ tool: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = tool
+        p.arguments = arguments
+        if let environment { p.environment = environment }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     static func bundledWeights() throws -> (URL, PianoWeights) {
         let url = TestKit.packageRoot.appendingPathComponent("weights/soundfont-grands.safetensors")
         return (url, try PianoWeights(safetensors: try Safetensors(bytes: [UInt8](try Data(contentsOf: url)))))

@@ -1,0 +1,238 @@
+import DDSPPiano
+import Foundation
+import PianoDaemon
+import PianoIO
+import PianoTestKit
+import XCTest
+
+/// The LV2 instrument (`ddsp-piano.lv2`) as hosts load it: the Turtle validated against the LV2
+/// specification and listed by lilv's `lv2info`; played by a small liblilv host
+/// (`lv2-test-host`, Tests/LV2TestHost) in blocks of several sizes, each output compared with
+/// the same engine rendering the same events offline; allocator calls inside run() counted;
+/// two instances with different pianos in one process; the shared object exporting only
+/// `lv2_descriptor` with the Swift runtime linked in.
+final class LV2PluginTests: XCTestCase {
+    static let rate = 48_000
+    static let frames = 3 * rate
+
+    /// The bundle as `make lv2` lays it out, from this build's shared object and the Turtle
+    /// files in the sources, in `dir`.
+    static func bundle(in dir: URL) throws -> URL {
+        let products = try TestKit.executable("ddsp-piano").deletingLastPathComponent()
+        let so = products.appendingPathComponent("libddsp-piano-lv2.so")
+        guard FileManager.default.fileExists(atPath: so.path) else {
+            // swift build and swift test build it (a product of the package): its absence is a failure.
+            struct Missing: Error, CustomStringConvertible { var description: String }
+            throw Missing(description: "\(so.path) is not built (swift build -c release --product ddsp-piano-lv2)")
+        }
+        let b = dir.appendingPathComponent("ddsp-piano.lv2", isDirectory: true)
+        try FileManager.default.createDirectory(at: b, withIntermediateDirectories: true)
+        let ttl = TestKit.packageRoot.appendingPathComponent("Sources/DDSPPianoLV2/ddsp-piano.lv2")
+        for name in ["manifest.ttl", "ddsp-piano.ttl"] {
+            try FileManager.default.copyItem(at: ttl.appendingPathComponent(name), to: b.appendingPathComponent(name))
+        }
+        try FileManager.default.copyItem(at: so, to: b.appendingPathComponent("ddsp-piano.so"))
+        return b
+    }
+
+    /// Notes, pedal and a program change at frames no block size lines up with.
+    static let events: [(Int, [UInt8])] = [
+        (4_801, [0x90, 60, 90]), (7_777, [0x90, 64, 70]), (12_001, [0xB0, 64, 127]),
+        (19_999, [0x80, 60, 0]), (24_013, [0x90, 67, 110]), (33_333, [0x80, 64, 0]),
+        (40_000, [0xB0, 64, 0]), (52_345, [0xC0, 3, 0]), (60_001, [0x90, 48, 100]),
+        (60_001, [0x90, 55, 100]), (96_000, [0x80, 48, 0]), (96_000, [0x90, 55, 0]),
+        (100_000, [0x80, 67, 0]),
+    ]
+
+    static func eventsFile(in dir: URL) throws -> URL {
+        let url = dir.appendingPathComponent("events.txt")
+        try events.map { "\($0.0) \($0.1[0]) \($0.1[1]) \($0.1[2])" }.joined(separator: "\n")
+            .write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    /// The same events through the engine offline (what the plugin's core does: router, then
+    /// the engine), blocks of 256, piano `piano`.
+    static func render(_ model: PianoModel, piano: Int) throws -> [Float] {
+        var options = PianoEngine.Options()
+        options.instrument = piano
+        options.noise = true
+        let engine = PianoEngine(model: model, options: options)
+        try engine.prepare(sampleRate: Double(rate), maxBlockSize: 256)
+        let router = MIDIRouter(instruments: model.instruments.count)
+        var out = [Float](repeating: 0, count: frames), block = [Float](repeating: 0, count: 256)
+        var position = 0, next = 0
+        while position < frames {
+            let n = min(256, frames - position)
+            var blockEvents: [EngineEvent] = []
+            while next < events.count && events[next].0 < position + n {
+                let e = events[next].1
+                if case .play(let m) = router.route(status: e[0], data1: e[1], data2: e[2]) {
+                    blockEvents.append(EngineEvent(offset: events[next].0 - position, message: m))
+                }
+                next += 1
+            }
+            block.withUnsafeMutableBufferPointer { b in
+                blockEvents.withUnsafeBufferPointer { e in engine.render(events: e, into: UnsafeMutableBufferPointer(rebasing: b[0..<n])) }
+            }
+            out.replaceSubrange(position..<(position + n), with: block[0..<n])
+            position += n
+        }
+        return out
+    }
+
+    struct Played { var left: [Float]; var right: [Float]; var report: [String] }
+
+    /// Runs the test host; `pianos`: one or two instances.
+    static func play(bundle: URL, dir: URL, block: Int, pianos: [Int], weights: URL) throws -> [Played] {
+        let host = try TestKit.executable("lv2-test-host")
+        let outs = pianos.indices.map { dir.appendingPathComponent("out\($0)-\(block).f32") }
+        var args = [bundle.path, String(rate), String(block), String(frames), try eventsFile(in: dir).path]
+        for (i, p) in pianos.enumerated() { args += [outs[i].path, String(p)] }
+        let p = Process()
+        p.executableURL = host
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["DDSP_PIANO_WEIGHTS"] = weights.path
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "lv2-test-host: \(errText)")
+        let lines = text.split(separator: "\n").map(String.init)
+        return try outs.enumerated().map { i, url in
+            let data = try Data(contentsOf: url)
+            let samples = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            var l = [Float](), r = [Float]()
+            for k in stride(from: 0, to: samples.count - 1, by: 2) { l.append(samples[k]); r.append(samples[k + 1]) }
+            return Played(left: l, right: r, report: i < lines.count ? lines[i].split(separator: " ").map(String.init) : [])
+        }
+    }
+
+    static func snr(_ a: [Float], _ reference: [Float]) -> (db: Double, exact: Int) {
+        var s = 0.0, n = 0.0, exact = 0
+        for (x, y) in zip(a, reference) {
+            s += Double(y) * Double(y); n += Double(x - y) * Double(x - y)
+            if x == y { exact += 1 }
+        }
+        return (10 * log10(s / max(n, 1e-30)), exact)
+    }
+
+    func testBundleValidatesAndIsListed() throws {
+        guard let validate = DaemonSupport.tool("sord_validate"), let info = DaemonSupport.tool("lv2info") else {
+            print("skipped: sord_validate or lv2info is not installed (sordi, lilv-utils)")
+            throw XCTSkip("no LV2 tools")
+        }
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let b = try Self.bundle(in: dir)
+        // As lv2_validate does: the bundle's Turtle with every installed LV2 specification.
+        let specs = try FileManager.default.subpathsOfDirectory(atPath: "/usr/lib/lv2")
+            .filter { $0.hasSuffix(".ttl") && !$0.hasPrefix("ddsp-piano") }.map { "/usr/lib/lv2/" + $0 }
+        XCTAssertGreaterThan(specs.count, 20, "the LV2 specification's Turtle (lv2-dev)")
+        let v = try DaemonSupport.run(validate, specs + [b.appendingPathComponent("manifest.ttl").path, b.appendingPathComponent("ddsp-piano.ttl").path])
+        print("sord_validate: status \(v.status)\n\(v.output)")
+        XCTAssertEqual(v.status, 0, v.output)
+        XCTAssertTrue(v.output.contains("Found 0 errors"), v.output)
+        var env = ProcessInfo.processInfo.environment
+        env["LV2_PATH"] = dir.path + ":/usr/lib/lv2"   // the specification too: the plugin classes
+        let l = try DaemonSupport.run(info, ["urn:ddsp-piano:piano"], environment: env)
+        print(l.output)
+        XCTAssertEqual(l.status, 0, l.output)
+        for expected in ["Name:              DDSP Piano", "Class:             Instrument", "Symbol:      midi_in", "Symbol:      out_l",
+                         "Symbol:      out_r", "Symbol:      piano", "Symbol:      gain", "Symbol:      velocity_curve",
+                         "Symbol:      latency", "hardRTCapable", "Has latency:       yes, reported by port 6"] {
+            XCTAssertTrue(l.output.contains(expected), "lv2info lacks \(expected)")
+        }
+    }
+
+    func testOnlyTheDescriptorIsExportedAndTheRuntimeIsLinkedIn() throws {
+        guard let nm = DaemonSupport.tool("nm"), let ldd = DaemonSupport.tool("ldd") else { throw XCTSkip("no binutils") }
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let so = try Self.bundle(in: dir).appendingPathComponent("ddsp-piano.so")
+        let symbols = try DaemonSupport.run(nm, ["-D", "--defined-only", so.path]).output
+            .split(separator: "\n").filter { line in
+                let parts = line.split(separator: " ")
+                return parts.count == 3 && parts[1].uppercased() == parts[1] && parts[1] != "U"   // global (upper case)
+            }
+        print("exported: \(symbols)")
+        XCTAssertEqual(symbols.map { String($0.split(separator: " ")[2]) }, ["lv2_descriptor"])
+        let libs = try DaemonSupport.run(ldd, [so.path]).output
+        print(libs)
+        XCTAssertFalse(libs.contains("libswift") || libs.contains("Foundation") || libs.contains("libdispatch"),
+                       "the Swift runtime is linked in: \(libs)")
+        XCTAssertFalse(libs.contains("not found"), libs)
+    }
+
+    /// Blocks of 1, 64, 256 and 1024 frames: each output is the offline render of the same
+    /// events (the engine is block-size invariant), no allocator call inside run(), latency.
+    func testPlaysEventsAtExactFramesInAnyBlockSize() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let b = try Self.bundle(in: dir)
+        let (weights, _) = try DaemonSupport.bundledWeights()
+        let model = try WeightStore().loadModel(explicit: weights.path).model
+        let piano = model.instruments.count - 1
+        let reference = try Self.render(model, piano: piano)
+        let latency = try { () throws -> Int in
+            var o = PianoEngine.Options()
+            o.instrument = piano
+            let e = PianoEngine(model: model, options: o)
+            try e.prepare(sampleRate: Double(Self.rate), maxBlockSize: 256)
+            return e.latencySamples
+        }()
+        let peak = reference.map(abs).max() ?? 0
+        print("offline render: \(reference.count) samples at \(Self.rate) Hz, peak \(peak), engine latency \(latency)")
+        XCTAssertGreaterThan(peak, 0.01, "the notes sound")
+        for block in [1, 64, 256, 1024] {
+            let played = try Self.play(bundle: b, dir: dir, block: block, pianos: [piano], weights: weights)[0]
+            XCTAssertEqual(played.left.count, Self.frames)
+            let (db, exact) = Self.snr(played.left, reference)
+            let report = played.report
+            print("LV2 plugin, blocks of \(block): SNR \(String(format: "%.1f", db)) dB against the offline render, " +
+                  "\(exact) of \(Self.frames) samples bit-exact, left == right: \(played.left == played.right); host: \(report.joined(separator: " "))")
+            // Measured: bit-exact for every block size (the same kernels, block-size invariant engine);
+            // 100 dB (the issue's bar) leaves room for float rounding, a misplaced event measures ~0 dB.
+            XCTAssertGreaterThanOrEqual(db, 100, "blocks of \(block)")
+            XCTAssertEqual(played.left, played.right, "the mono model on both outputs")
+            XCTAssertEqual(report.count, 9)   // run allocations N frees M blocks B latency L
+            if report.count == 9 {
+                XCTAssertEqual(report[2], "0", "allocations inside run(), blocks of \(block)")
+                XCTAssertEqual(report[4], "0", "frees inside run(), blocks of \(block)")
+                XCTAssertEqual(report[6], String((Self.frames + block - 1) / block))
+                XCTAssertEqual(report[8], String(latency), "the latency port reports the engine's latency")
+            }
+        }
+    }
+
+    func testTwoInstancesWithDifferentPianosInOneProcess() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let b = try Self.bundle(in: dir)
+        let (weights, _) = try DaemonSupport.bundledWeights()
+        let model = try WeightStore().loadModel(explicit: weights.path).model
+        guard model.instruments.count >= 2 else { throw XCTSkip("one piano") }
+        let pianos = [0, 1]
+        let played = try Self.play(bundle: b, dir: dir, block: 128, pianos: pianos, weights: weights)
+        XCTAssertEqual(played.count, 2)
+        // The program change at 52,345 switches both to piano 3 (when there is one): compare
+        // before it, where each plays its own.
+        let until = 52_345
+        var figures: [Double] = []
+        for (i, p) in pianos.enumerated() {
+            let reference = try Self.render(model, piano: p)
+            let (db, _) = Self.snr(Array(played[i].left[0..<until]), Array(reference[0..<until]))
+            figures.append(db)
+            XCTAssertGreaterThanOrEqual(db, 100, "instance \(i) plays piano \(p)")
+        }
+        let (apart, _) = Self.snr(Array(played[0].left[0..<until]), Array(played[1].left[0..<until]))
+        print("two instances: each against its piano's render \(figures.map { String(format: "%.1f", $0) }) dB; " +
+              "against each other \(String(format: "%.1f", apart)) dB")
+        XCTAssertLessThan(apart, 30, "the two instances play different pianos")
+    }
+}
