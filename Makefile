@@ -23,14 +23,34 @@ GEN := $(SCRATCH)/generated
 ROOT := $(DESTDIR)$(PREFIX)
 SHARE := $(ROOT)/share
 
-.PHONY: all binaries man completions install install-files uninstall deb clean-install
+# The LV2 instrument's bundle: its Turtle and the shared object (the Swift runtime linked in).
+LV2_BUNDLE := $(GEN)/ddsp-piano.lv2
+LV2_USER_DIR ?= $(HOME)/.lv2
 
-all: man binaries completions
+.PHONY: all binaries lv2 man completions install install-files install-lv2-user uninstall deb clean-install
+
+all: man binaries completions lv2
 
 binaries:
 	@for p in $(PRODUCTS); do \
 	  $(SWIFT) build -c release --static-swift-stdlib --scratch-path $(SCRATCH) --product $$p || exit 1; \
 	done
+
+lv2:
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(SCRATCH) --product ddsp-piano-lv2
+	rm -rf $(LV2_BUNDLE) && mkdir -p $(LV2_BUNDLE)
+	install -m 0644 Sources/DDSPPianoLV2/ddsp-piano.lv2/manifest.ttl Sources/DDSPPianoLV2/ddsp-piano.lv2/ddsp-piano.ttl $(LV2_BUNDLE)/
+	install -m 0755 $(BIN)/libddsp-piano-lv2.so $(LV2_BUNDLE)/ddsp-piano.so
+
+# The plugin for this user only (~/.lv2, where every LV2 host looks), with the bundled weights
+# inside the bundle (the plugin looks there first after the installed ones).
+install-lv2-user: lv2
+	rm -rf $(LV2_USER_DIR)/ddsp-piano.lv2
+	install -d $(LV2_USER_DIR)/ddsp-piano.lv2/weights
+	install -m 0644 $(LV2_BUNDLE)/*.ttl $(LV2_USER_DIR)/ddsp-piano.lv2/
+	install -m 0755 $(LV2_BUNDLE)/ddsp-piano.so $(LV2_USER_DIR)/ddsp-piano.lv2/
+	install -m 0644 weights/*.safetensors weights/README.md $(LV2_USER_DIR)/ddsp-piano.lv2/weights/
+	@echo $(LV2_USER_DIR)/ddsp-piano.lv2
 
 # Man pages from the commands' own help (swift-argument-parser's generate-manual plugin). The
 # plugin builds the products its own way (shared Swift runtime), so in a build folder of its own.
@@ -53,8 +73,11 @@ install: all install-files
 install-files:
 	install -d $(ROOT)/bin $(SHARE)/ddsp-piano/weights $(SHARE)/ddsp-piano/presets \
 	  $(SHARE)/man/man1 $(SHARE)/bash-completion/completions $(SHARE)/zsh/vendor-completions \
-	  $(SHARE)/fish/vendor_completions.d $(ROOT)/lib/systemd/user $(SHARE)/doc/ddsp-piano/examples
+	  $(SHARE)/fish/vendor_completions.d $(ROOT)/lib/systemd/user $(SHARE)/doc/ddsp-piano/examples \
+	  $(ROOT)/lib/lv2/ddsp-piano.lv2
 	install -m 0755 $(addprefix $(BIN)/,$(PRODUCTS)) $(ROOT)/bin/
+	install -m 0644 $(LV2_BUNDLE)/*.ttl $(ROOT)/lib/lv2/ddsp-piano.lv2/
+	install -m 0644 $(LV2_BUNDLE)/ddsp-piano.so $(ROOT)/lib/lv2/ddsp-piano.lv2/
 	install -m 0644 weights/*.safetensors weights/README.md $(SHARE)/ddsp-piano/weights/
 	install -m 0644 presets/*.toml $(SHARE)/ddsp-piano/presets/
 	install -m 0644 $(GEN)/man/*.1 $(SHARE)/man/man1/
@@ -75,7 +98,7 @@ uninstall:
 	rm -f $(addprefix $(SHARE)/bash-completion/completions/,$(PRODUCTS))
 	rm -f $(addprefix $(SHARE)/zsh/vendor-completions/_,$(PRODUCTS))
 	rm -f $(addprefix $(SHARE)/fish/vendor_completions.d/,$(addsuffix .fish,$(PRODUCTS)))
-	rm -rf $(SHARE)/ddsp-piano $(SHARE)/doc/ddsp-piano
+	rm -rf $(SHARE)/ddsp-piano $(SHARE)/doc/ddsp-piano $(ROOT)/lib/lv2/ddsp-piano.lv2
 
 clean-install:
 	rm -rf $(SCRATCH)
@@ -93,7 +116,8 @@ deb: all
 	@command -v dpkg-shlibdeps >/dev/null || { echo "make deb: dpkg-shlibdeps not found (apt install dpkg-dev)" >&2; exit 1; }
 	rm -rf $(DEBSTAGE)
 	$(MAKE) --no-print-directory install-files DESTDIR=$(abspath $(DEBROOT)) PREFIX=/usr
-	strip --strip-unneeded --remove-section=.comment --remove-section=.note $(addprefix $(DEBROOT)/usr/bin/,$(PRODUCTS))
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note $(addprefix $(DEBROOT)/usr/bin/,$(PRODUCTS)) \
+	  $(DEBROOT)/usr/lib/lv2/ddsp-piano.lv2/ddsp-piano.so
 	gzip -9n $(DEBROOT)/usr/share/man/man1/*.1
 	rm -f $(DEBROOT)/usr/share/doc/ddsp-piano/LICENSE
 	install -m 0644 packaging/copyright $(DEBROOT)/usr/share/doc/ddsp-piano/copyright
@@ -101,7 +125,8 @@ deb: all
 	chmod 0644 $(DEBROOT)/usr/share/doc/ddsp-piano/changelog.gz
 	mkdir -p $(DEBROOT)/DEBIAN
 	cp packaging/control $(DEBSTAGE)/debian/control
-	cd $(DEBSTAGE) && dpkg-shlibdeps -O -e $(addprefix debian/ddsp-piano/usr/bin/,$(PRODUCTS)) > shlibs.vars
+	cd $(DEBSTAGE) && dpkg-shlibdeps -O -e $(addprefix debian/ddsp-piano/usr/bin/,$(PRODUCTS)) \
+	  -e debian/ddsp-piano/usr/lib/lv2/ddsp-piano.lv2/ddsp-piano.so > shlibs.vars
 	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(ARCH)/' \
 	  -e "s/@DEPENDS@/$$(sed -n 's/^shlibs:Depends=//p' $(DEBSTAGE)/shlibs.vars)/" \
 	  -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEBROOT) | cut -f1)/" \

@@ -46,7 +46,53 @@ private let cleanup: @convention(c) (LV2_Handle?) -> Void = { handle in
     Unmanaged<PianoPlugin>.fromOpaque(handle).release()
 }
 
-private let extensionData: @convention(c) (UnsafePointer<CChar>?) -> UnsafeRawPointer? = { _ in nil }
+// The worker: another weight file loaded, and released engines freed, off the audio thread.
+private let work: @convention(c) (LV2_Handle?, LV2_Worker_Respond_Function?, LV2_Worker_Respond_Handle?,
+                                  UInt32, UnsafeRawPointer?) -> LV2_Worker_Status = { handle, respond, respondHandle, size, data in
+    guard let data else { return LV2_WORKER_ERR_UNKNOWN }
+    instance(handle).work(Int(size), data) {
+        var none: UInt32 = 0
+        _ = respond?(respondHandle, 4, &none)
+    }
+    return LV2_WORKER_SUCCESS
+}
+private let workResponse: @convention(c) (LV2_Handle?, UInt32, UnsafeRawPointer?) -> LV2_Worker_Status = { handle, _, _ in
+    instance(handle).workResponse()
+    return LV2_WORKER_SUCCESS
+}
+
+// State: the weight file and the piano playing (the controls are saved by the host).
+private let save: @convention(c) (LV2_Handle?, LV2_State_Store_Function?, LV2_State_Handle?, UInt32,
+                                  UnsafePointer<UnsafePointer<LV2_Feature>?>?) -> LV2_State_Status = { handle, store, stateHandle, _, _ in
+    guard let store else { return LV2_STATE_ERR_UNKNOWN }
+    return instance(handle).save(store, stateHandle)
+}
+private let restore: @convention(c) (LV2_Handle?, LV2_State_Retrieve_Function?, LV2_State_Handle?, UInt32,
+                                     UnsafePointer<UnsafePointer<LV2_Feature>?>?) -> LV2_State_Status = { handle, retrieve, stateHandle, _, _ in
+    guard let retrieve else { return LV2_STATE_ERR_UNKNOWN }
+    return instance(handle).restore(retrieve, stateHandle)
+}
+
+// nonisolated(unsafe): written once by their lazy initialisers (thread-safe), then only read.
+nonisolated(unsafe) private let workerInterface: UnsafeMutablePointer<LV2_Worker_Interface> = {
+    let p = UnsafeMutablePointer<LV2_Worker_Interface>.allocate(capacity: 1)
+    p.initialize(to: LV2_Worker_Interface(work: work, work_response: workResponse, end_run: nil))
+    return p
+}()
+nonisolated(unsafe) private let stateInterface: UnsafeMutablePointer<LV2_State_Interface> = {
+    let p = UnsafeMutablePointer<LV2_State_Interface>.allocate(capacity: 1)
+    p.initialize(to: LV2_State_Interface(save: save, restore: restore))
+    return p
+}()
+
+private let extensionData: @convention(c) (UnsafePointer<CChar>?) -> UnsafeRawPointer? = { uri in
+    guard let uri else { return nil }
+    switch String(cString: uri) {
+    case "http://lv2plug.in/ns/ext/worker#interface": return UnsafeRawPointer(workerInterface)
+    case "http://lv2plug.in/ns/ext/state#interface": return UnsafeRawPointer(stateInterface)
+    default: return nil
+    }
+}
 
 /// Made once, never freed: hosts keep the pointer for as long as the library is loaded.
 // nonisolated(unsafe): written once by its lazy initialiser (thread-safe), then only read.

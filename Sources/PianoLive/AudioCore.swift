@@ -123,6 +123,10 @@ public final class AudioCore: @unchecked Sendable {
         hand(.router(Unmanaged.passRetained(router).toOpaque()))
     }
 
+    /// Objects the audio thread let go of, waiting for `collectGarbage` (any thread may ask;
+    /// a plugin's audio thread asks to schedule its worker).
+    public var hasGarbage: Bool { outbox.count > 0 }
+
     /// Handovers not yet in the inbox (the audio thread is stalled, or not running).
     public var waitingHandovers: Int { waiting.count }
 

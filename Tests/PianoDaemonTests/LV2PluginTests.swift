@@ -53,7 +53,8 @@ final class LV2PluginTests: XCTestCase {
 
     /// The same events through the engine offline (what the plugin's core does: router, then
     /// the engine), blocks of 256, piano `piano`.
-    static func render(_ model: PianoModel, piano: Int) throws -> [Float] {
+    static func render(_ model: PianoModel, piano: Int, events: [(Int, [UInt8])] = events, count: Int = frames) throws -> [Float] {
+        let frames = count
         var options = PianoEngine.Options()
         options.instrument = piano
         options.noise = true
@@ -84,7 +85,8 @@ final class LV2PluginTests: XCTestCase {
     struct Played { var left: [Float]; var right: [Float]; var report: [String] }
 
     /// Runs the test host; `pianos`: one or two instances.
-    static func play(bundle: URL, dir: URL, block: Int, pianos: [Int], weights: URL) throws -> [Played] {
+    static func play(bundle: URL, dir: URL, block: Int, pianos: [Int], weights: URL,
+                     environment extra: [String: String] = [:]) throws -> [Played] {
         let host = try TestKit.executable("lv2-test-host")
         let outs = pianos.indices.map { dir.appendingPathComponent("out\($0)-\(block).f32") }
         var args = [bundle.path, String(rate), String(block), String(frames), try eventsFile(in: dir).path]
@@ -94,6 +96,7 @@ final class LV2PluginTests: XCTestCase {
         p.arguments = args
         var env = ProcessInfo.processInfo.environment
         env["DDSP_PIANO_WEIGHTS"] = weights.path
+        env.merge(extra) { $1 }
         p.environment = env
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
@@ -234,5 +237,57 @@ final class LV2PluginTests: XCTestCase {
         print("two instances: each against its piano's render \(figures.map { String(format: "%.1f", $0) }) dB; " +
               "against each other \(String(format: "%.1f", apart)) dB")
         XCTAssertLessThan(apart, 30, "the two instances play different pianos")
+    }
+
+    /// A patch:Set of the weights parameter loads another file through the worker (the audio
+    /// thread swaps engines at the next block); the state then holds that file and the piano
+    /// playing (moved by a program change), and a new instance restored from it plays that
+    /// piano of that file from its first sample.
+    func testWorkerLoadsWeightsAndStateRestoresThem() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let b = try Self.bundle(in: dir)
+        let (first, _) = try DaemonSupport.bundledWeights()   // soundfont-grands: 3 pianos
+        let second = TestKit.packageRoot.appendingPathComponent("weights/dafx22.safetensors")   // 10 pianos
+        let block = 256
+        let played = try Self.play(bundle: b, dir: dir, block: block, pianos: [2, 0], weights: first,
+                                   environment: ["LV2_TEST_HOST_STATE": "1", "LV2_TEST_HOST_SET_WEIGHTS": "0:\(second.path)"])
+        XCTAssertEqual(played.count, 2)
+        guard played.count == 2 else { return }
+        let a = try WeightStore().loadModel(explicit: first.path).model
+        let d = try WeightStore().loadModel(explicit: second.path).model
+        // The first instance: piano 2 of the first file for one block, then (the worker ran
+        // after it) piano 2 of the second file from its first sample, the events one block earlier.
+        let shifted = Self.events.map { ($0.0 - block, $0.1) }
+        let reference = Array(try Self.render(a, piano: 2, count: block))
+            + (try Self.render(d, piano: 2, events: shifted, count: Self.frames - block))
+        let (dbA, _) = Self.snr(played[0].left, reference)
+        // The second: restored from the state (the second file; piano 3, where the program
+        // change left the first), the same events.
+        let restored = try Self.render(d, piano: 3)
+        let (dbB, exactB) = Self.snr(played[1].left, restored)
+        let (notTheControl, _) = Self.snr(Array(played[1].left[0..<52_000]), Array(try Self.render(d, piano: 0)[0..<52_000]))
+        print("worker and state: the first instance after the patch:Set \(String(format: "%.1f", dbA)) dB against the render " +
+              "(file switched after block 1); the restored one \(String(format: "%.1f", dbB)) dB against piano 3 of the second file " +
+              "(\(exactB) bit-exact), \(String(format: "%.1f", notTheControl)) dB against its control's piano 0; " +
+              "hosts: \(played.map { $0.report.joined(separator: " ") })")
+        XCTAssertGreaterThanOrEqual(dbA, 100, "the worker's engine plays from the next block")
+        XCTAssertGreaterThanOrEqual(dbB, 100, "the restored instance plays the saved file and piano")
+        XCTAssertLessThan(notTheControl, 30, "the state's piano, not the control's")
+        for p in played where p.report.count == 9 { XCTAssertEqual(p.report[2], "0", "allocations inside run()") }
+    }
+
+    /// The library opened, played, closed (lilv_world_free) and opened again in one process.
+    func testLoadsAgainAfterUnloading() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let b = try Self.bundle(in: dir)
+        let (weights, _) = try DaemonSupport.bundledWeights()
+        let model = try WeightStore().loadModel(explicit: weights.path).model
+        let played = try Self.play(bundle: b, dir: dir, block: 512, pianos: [1], weights: weights,
+                                   environment: ["LV2_TEST_HOST_ROUNDS": "3"])[0]
+        let (db, _) = Self.snr(played.left, try Self.render(model, piano: 1))
+        print("third load in one process: \(String(format: "%.1f", db)) dB against the offline render")
+        XCTAssertGreaterThanOrEqual(db, 100)
     }
 }
