@@ -11,6 +11,7 @@
 // and one "note PITCH ON_FRAME OFF_FRAME" line per note (absolute JACK frames), and what the
 // machine did to it: undelivered, late_events, unwritten_events, sender_skipped_cycles,
 // recorder_skipped_cycles, xruns, zombified, recorded_frames (one "NAME N" line each).
+// JTC_AUDIO_PORT=NAME records TARGET:NAME instead of TARGET:out_L.
 // JTC_STREAM_CLOCK=1 in the environment: positions after T0 count the samples of the cycles as
 // they come (the stream), not JACK's frame clock. The two differ across a buffer-size change:
 // jackd2 advances its frame time by the new period at the first cycle after one, so the clock
@@ -187,7 +188,10 @@ int main(int argc, char **argv) {
     if (jack_activate(snd) || jack_activate(rec)) { fprintf(stderr, "jack-test-client: cannot activate\n"); return 1; }
     char src[256], dst[256];
     snprintf(dst, sizeof dst, "%s:midi_in", target);
-    snprintf(src, sizeof src, "%s:out_L", target);
+    // JTC_AUDIO_PORT: the target's output port name (default out_L, the daemon's; jalv names
+    // a plugin's ports by their LV2 symbols: out_l).
+    const char *audio_port = getenv("JTC_AUDIO_PORT") ? getenv("JTC_AUDIO_PORT") : "out_L";
+    snprintf(src, sizeof src, "%s:%s", target, audio_port);
     int ok = 0;
     for (int i = 0; i < 500 && !ok; i++) {
         jack_connect(snd, "jtc-send:out", dst);
