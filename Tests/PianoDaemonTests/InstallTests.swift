@@ -57,9 +57,25 @@ final class InstallTests: XCTestCase {
             XCTAssertEqual(swiftLibraries, [], p)
         }
         for path in ["share/ddsp-piano/weights/dafx22.safetensors", "share/ddsp-piano/presets/2018.toml",
-                     "share/doc/ddsp-piano/NOTICE", "share/doc/ddsp-piano/examples/arpeggios.mid"] {
+                     "share/doc/ddsp-piano/NOTICE", "share/doc/ddsp-piano/examples/arpeggios.mid",
+                     "lib/lv2/ddsp-piano.lv2/manifest.ttl", "lib/lv2/ddsp-piano.lv2/ddsp-piano.ttl", "lib/lv2/ddsp-piano.lv2/ddsp-piano.so"] {
             XCTAssertTrue(fm.fileExists(atPath: root.appendingPathComponent(path).path), "missing \(path)")
         }
+        // The installed plugin: no Swift library; it finds the installation's weights
+        // (PREFIX/share beside PREFIX/lib/lv2) with nothing set, and plays.
+        let plugin = root.appendingPathComponent("lib/lv2/ddsp-piano.lv2")
+        let pluginLibs = try run("/usr/bin/ldd", [plugin.appendingPathComponent("ddsp-piano.so").path]).output
+        XCTAssertFalse(pluginLibs.contains("libswift") || pluginLibs.contains("Foundation"), pluginLibs)
+        let events = stage.appendingPathComponent("events.txt")
+        try "4800 144 60 100\n30000 128 60 0\n".write(to: events, atomically: true, encoding: .utf8)
+        let played = try run(TestKit.executable("lv2-test-host").path,
+                             [plugin.path, "48000", "512", "48000", events.path, stage.appendingPathComponent("lv2.f32").path, "9"],
+                             environment: ["PATH": "/usr/bin:/bin", "HOME": stage.appendingPathComponent("home").path])
+        let lv2Take = (try? Data(contentsOf: stage.appendingPathComponent("lv2.f32"))) ?? Data()
+        let lv2Peak = lv2Take.withUnsafeBytes { $0.bindMemory(to: Float.self).map(abs).max() ?? 0 }
+        print("installed plugin: \(played.output.trimmingCharacters(in: .newlines)); peak \(lv2Peak)")
+        XCTAssertEqual(played.status, 0, played.output)
+        XCTAssertGreaterThan(lv2Peak, 0.01, "the installed plugin plays a note with the installed weights")
         let unit = try String(contentsOf: root.appendingPathComponent("lib/systemd/user/ddsp-pianod.service"), encoding: .utf8)
         XCTAssertTrue(unit.contains("\nExecStart=/usr/bin/ddsp-pianod\n"), "the unit starts the installed daemon")
 
@@ -137,7 +153,8 @@ final class InstallTests: XCTestCase {
         for path in ["./usr/bin/ddsp-piano", "./usr/bin/ddsp-pianod", "./usr/bin/ddsp-piano-train",
                      "./usr/lib/systemd/user/ddsp-pianod.service", "./usr/share/ddsp-piano/weights/dafx22.safetensors",
                      "./usr/share/ddsp-piano/presets/2018.toml", "./usr/share/man/man1/ddsp-pianod.1.gz",
-                     "./usr/share/doc/ddsp-piano/copyright", "./usr/share/bash-completion/completions/ddsp-piano"] {
+                     "./usr/share/doc/ddsp-piano/copyright", "./usr/share/bash-completion/completions/ddsp-piano",
+                     "./usr/lib/lv2/ddsp-piano.lv2/ddsp-piano.so", "./usr/lib/lv2/ddsp-piano.lv2/manifest.ttl"] {
             XCTAssertTrue(contents.output.contains(" \(path)\n") || contents.output.hasSuffix(" \(path)"), "the package holds \(path)")
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: deb)[.size] as? Int) ?? 0

@@ -290,4 +290,24 @@ final class LV2PluginTests: XCTestCase {
         print("third load in one process: \(String(format: "%.1f", db)) dB against the offline render")
         XCTAssertGreaterThanOrEqual(db, 100)
     }
+
+    /// A weight file that cannot be used: instantiation fails with one line naming the file
+    /// and the problem (the host reports the failed plugin; nothing crashes).
+    func testBadWeightsFailInstantiationInOneLine() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let b = try Self.bundle(in: dir)
+        let bad = dir.appendingPathComponent("broken.safetensors")
+        try Data("not a weight file".utf8).write(to: bad)
+        let host = try TestKit.executable("lv2-test-host")
+        var env = ProcessInfo.processInfo.environment
+        env["DDSP_PIANO_WEIGHTS"] = bad.path
+        let r = try DaemonSupport.run(host, [b.path, "48000", "256", "4800", try Self.eventsFile(in: dir).path,
+                                             dir.appendingPathComponent("o.f32").path, "0"], environment: env)
+        let lines = r.output.split(separator: "\n").filter { $0.hasPrefix("ddsp-piano.lv2: ") }
+        print("bad weights: status \(r.status); \(r.output.trimmingCharacters(in: .newlines))")
+        XCTAssertEqual(r.status, 3, "the host could not instantiate the plugin")
+        XCTAssertEqual(lines.count, 1, r.output)
+        XCTAssertTrue(lines.first?.contains(bad.path) ?? false, "the line names the file")
+    }
 }
