@@ -68,6 +68,9 @@ struct RenderCommand: ParsableCommand {
     @Flag(help: "dafx22: reproduce upstream's whole-piece normalisation exactly (two passes over the piece, 16 kHz); without it the streaming engine renders, the same code that plays live. v2 is causal: its streaming render is already upstream's computation, and --exact gives the same output.")
     var exact = false
 
+    @Flag(help: "Render as the live instrument plays the file (ddsp-pianod, the LV2 plugin): its MIDI messages at their samples, pedals held live, program changes switching pianos, and the engine's output from its first sample, without the warm-up crop and latency compensation that align the default render with upstream's. Equal to a recording of the instrument playing the file.")
+    var live = false
+
     @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Output sample rate (default: the model's own, 24000 Hz for v2, 16000 Hz for dafx22). Higher rates go through the engine's streaming resampler, as when playing live; rates below the model's are refused.", valueName: "HZ"))
     var sampleRate: Double?
 
@@ -91,6 +94,10 @@ struct RenderCommand: ParsableCommand {
             job.settings.seed = seed
             job.settings.noise = !noNoise
             job.settings.exact = exact
+            if live {
+                guard !exact else { throw RenderError("--live", "plays the file as the live instrument does; --exact reproduces upstream's offline computation: choose one") }
+                job.settings.conditioning = .live
+            }
             job.settings.sampleRate = sampleRate
             job.settings.blockSize = blockSize
 

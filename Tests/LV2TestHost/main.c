@@ -15,6 +15,7 @@
 //                                         of the first after it played (lilv_state_new_from_instance,
 //                                         lilv_state_restore), then plays the same events
 //                                         (without the patch:Set) into OUT2
+//   LV2_TEST_HOST_GAIN=DB, LV2_TEST_HOST_CURVE=N  the gain and velocity_curve controls (default 0)
 //   LV2_TEST_HOST_ROUNDS=N                the whole run N times in one process (world made and
 //                                         freed each time: the library opened and closed)
 // Exit status: 0 played; 2 usage; 3 the bundle or plugin could not be loaded or instantiated.
@@ -173,8 +174,8 @@ static int setup(Slot *sl, const LilvPlugin *plugin, double rate, const LV2_Feat
     sl->right = calloc((size_t)block, sizeof(float));
     sl->seq = aligned_alloc(8, 1 << 16);
     sl->piano = piano;
-    sl->gain = 0;
-    sl->curve = 0;
+    sl->gain = getenv("LV2_TEST_HOST_GAIN") ? (float)atof(getenv("LV2_TEST_HOST_GAIN")) : 0;
+    sl->curve = getenv("LV2_TEST_HOST_CURVE") ? (float)atof(getenv("LV2_TEST_HOST_CURVE")) : 0;
     sl->latency = -1;
     sl->allocations = sl->frees = 0;
     lilv_instance_connect_port(sl->instance, 0, sl->seq);

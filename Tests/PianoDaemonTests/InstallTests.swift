@@ -76,6 +76,22 @@ final class InstallTests: XCTestCase {
         print("installed plugin: \(played.output.trimmingCharacters(in: .newlines)); peak \(lv2Peak)")
         XCTAssertEqual(played.status, 0, played.output)
         XCTAssertGreaterThan(lv2Peak, 0.01, "the installed plugin plays a note with the installed weights")
+        // For one user: ~/.lv2 (here a folder of the stage), the weights inside the bundle.
+        let userDir = stage.appendingPathComponent("user-lv2")
+        let u = try run(make.path, ["install-lv2-user", "LV2_USER_DIR=\(userDir.path)"], directory: TestKit.packageRoot)
+        XCTAssertEqual(u.status, 0, String(u.output.suffix(2000)))
+        let userBundle = userDir.appendingPathComponent("ddsp-piano.lv2")
+        XCTAssertEqual(u.output.split(separator: "\n").last.map(String.init), userBundle.path, "its last line is the bundle")
+        for name in ["manifest.ttl", "ddsp-piano.ttl", "ddsp-piano.so", "weights/dafx22.safetensors"] {
+            XCTAssertTrue(fm.fileExists(atPath: userBundle.appendingPathComponent(name).path), "install-lv2-user: missing \(name)")
+        }
+        let userPlayed = try run(TestKit.executable("lv2-test-host").path,
+                                 [userBundle.path, "48000", "512", "48000", events.path, stage.appendingPathComponent("user.f32").path, "9"],
+                                 environment: ["PATH": "/usr/bin:/bin", "HOME": stage.appendingPathComponent("home").path])
+        let userTake = (try? Data(contentsOf: stage.appendingPathComponent("user.f32"))) ?? Data()
+        print("user plugin: \(userPlayed.output.trimmingCharacters(in: .newlines)); identical to the system one: \(userTake == lv2Take)")
+        XCTAssertEqual(userPlayed.status, 0, userPlayed.output)
+        XCTAssertEqual(userTake, lv2Take, "the user's bundle plays its own weights (the same dafx22 file) as the installed one")
         let unit = try String(contentsOf: root.appendingPathComponent("lib/systemd/user/ddsp-pianod.service"), encoding: .utf8)
         XCTAssertTrue(unit.contains("\nExecStart=/usr/bin/ddsp-pianod\n"), "the unit starts the installed daemon")
 

@@ -53,14 +53,16 @@ final class LV2PluginTests: XCTestCase {
 
     /// The same events through the engine offline (what the plugin's core does: router, then
     /// the engine), blocks of 256, piano `piano`.
-    static func render(_ model: PianoModel, piano: Int, events: [(Int, [UInt8])] = events, count: Int = frames) throws -> [Float] {
+    static func render(_ model: PianoModel, piano: Int, events: [(Int, [UInt8])] = events, count: Int = frames,
+                       gainDB: Float = 0, velocityGamma: Double = 1) throws -> [Float] {
         let frames = count
         var options = PianoEngine.Options()
         options.instrument = piano
         options.noise = true
         let engine = PianoEngine(model: model, options: options)
         try engine.prepare(sampleRate: Double(rate), maxBlockSize: 256)
-        let router = MIDIRouter(instruments: model.instruments.count)
+        engine.gain = powf(10, gainDB / 20)
+        let router = MIDIRouter(velocityGamma: velocityGamma, instruments: model.instruments.count)
         var out = [Float](repeating: 0, count: frames), block = [Float](repeating: 0, count: 256)
         var position = 0, next = 0
         while position < frames {
@@ -309,5 +311,82 @@ final class LV2PluginTests: XCTestCase {
         XCTAssertEqual(r.status, 3, "the host could not instantiate the plugin")
         XCTAssertEqual(lines.count, 1, r.output)
         XCTAssertTrue(lines.first?.contains(bad.path) ?? false, "the line names the file")
+    }
+
+    /// The gain and velocity-curve controls: the output is the render with that gain and the
+    /// daemon's curve (MIDIRouter's table for "soft", "hard").
+    func testGainAndVelocityCurveControls() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let b = try Self.bundle(in: dir)
+        let (weights, _) = try DaemonSupport.bundledWeights()
+        let model = try WeightStore().loadModel(explicit: weights.path).model
+        let plain = try Self.render(model, piano: 0)
+        for (curve, name, gain) in [(1, "soft", Float(-6)), (2, "hard", Float(3.5))] {
+            let played = try Self.play(bundle: b, dir: dir, block: 256, pianos: [0], weights: weights,
+                                       environment: ["LV2_TEST_HOST_GAIN": String(gain), "LV2_TEST_HOST_CURVE": String(curve)])[0]
+            let gamma = try XCTUnwrap(MIDIRouter.gamma(forCurve: name))
+            let reference = try Self.render(model, piano: 0, gainDB: gain, velocityGamma: gamma)
+            let (db, _) = Self.snr(played.left, reference)
+            let (againstPlain, _) = Self.snr(played.left, plain)
+            func energy(_ x: [Float]) -> Double { x.reduce(0.0) { $0 + Double($1) * Double($1) } }
+            let level: Double = 10 * log10(energy(played.left) / energy(plain))
+            print("gain \(gain) dB, velocity curve \(name): \(String(format: "%.1f", db)) dB against that render, " +
+                  "\(String(format: "%.1f", againstPlain)) dB against the plain one, level \(String(format: "%+.2f", level)) dB")
+            XCTAssertGreaterThanOrEqual(db, 100, "gain \(gain), curve \(name)")
+            XCTAssertLessThan(againstPlain, 20, "the controls change the output")
+        }
+    }
+
+    /// The plugin playing a file's events equals `ddsp-piano render --live` of that file (the
+    /// same engine): events at tick times that fall on exact samples (division 128 at 120 bpm:
+    /// 1/256 s a tick, 375 samples every 2 ticks at 48 kHz).
+    func testEqualsTheLiveRenderOfTheSameFile() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let b = try Self.bundle(in: dir)
+        let (weights, _) = try DaemonSupport.bundledWeights()
+        let ticks: [(Int, [UInt8])] = [(26, [0x90, 60, 90]), (40, [0x90, 64, 70]), (64, [0xB0, 64, 127]),
+                                        (110, [0x80, 60, 0]), (128, [0x90, 67, 110]), (180, [0x80, 64, 0]),
+                                        (214, [0xB0, 64, 0]), (280, [0xC0, 1, 0]), (320, [0x90, 48, 100]),
+                                        (320, [0x90, 55, 100]), (512, [0x80, 48, 0]), (512, [0x90, 55, 0]), (540, [0x80, 67, 0])]
+        var track: [UInt8] = [], last = 0
+        for (t, bytes) in ticks {
+            var d = t - last, vlq = [UInt8(d & 0x7F)]
+            d >>= 7
+            while d > 0 { vlq.insert(UInt8(d & 0x7F) | 0x80, at: 0); d >>= 7 }
+            track += vlq + bytes.prefix(bytes[0] & 0xF0 == 0xC0 ? 2 : 3)
+            last = t
+        }
+        track += [0x00, 0xFF, 0x2F, 0x00]
+        let n = track.count
+        let midi = dir.appendingPathComponent("live.mid")
+        try Data(Array("MThd".utf8) + [0, 0, 0, 6, 0, 0, 0, 1, 0, 128] + Array("MTrk".utf8)
+                 + [0, 0, UInt8(n >> 8), UInt8(n & 0xFF)] + track).write(to: midi)
+        let events = ticks.map { ($0.0 * 375 / 2, $0.1) }
+        let eventsFile = dir.appendingPathComponent("live.txt")
+        try events.map { "\($0.0) \($0.1[0]) \($0.1[1]) \($0.1[2])" }.joined(separator: "\n").write(to: eventsFile, atomically: true, encoding: .utf8)
+
+        let wav = dir.appendingPathComponent("live.wav")
+        let r = try DaemonSupport.run(try TestKit.executable("ddsp-piano"),
+                                      ["render", "--live", "--weights", weights.path, "--piano", "2", "--sample-rate", String(Self.rate),
+                                       "--duration", "3", midi.path, wav.path])
+        print("render --live: \(r.output.trimmingCharacters(in: .newlines))")
+        XCTAssertEqual(r.status, 0, r.output)
+        let rendered = try AudioFile.read(wav)
+        XCTAssertEqual(rendered.sampleRate, Self.rate)
+        XCTAssertEqual(rendered.frames, Self.frames)
+
+        let host = try TestKit.executable("lv2-test-host")
+        var env = ProcessInfo.processInfo.environment
+        env["DDSP_PIANO_WEIGHTS"] = weights.path
+        let out = dir.appendingPathComponent("plugin.f32")
+        let h = try DaemonSupport.run(host, [b.path, String(Self.rate), "256", String(Self.frames), eventsFile.path, out.path, "2"], environment: env)
+        XCTAssertEqual(h.status, 0, h.output)
+        let played = try Data(contentsOf: out).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let left = stride(from: 0, to: played.count, by: 2).map { played[$0] }
+        let (db, exact) = Self.snr(left, rendered.samples)
+        print("LV2 plugin vs ddsp-piano render --live of the same file: SNR \(String(format: "%.1f", db)) dB, \(exact) of \(left.count) samples bit-exact")
+        XCTAssertGreaterThanOrEqual(db, 100, "the plugin plays what render --live renders")
     }
 }

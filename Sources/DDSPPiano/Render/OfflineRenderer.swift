@@ -40,6 +40,11 @@ public enum ConditioningSource: Sendable, Equatable {
     case upstream
     /// Note and pedal events through the engine's live note state (what the daemon plays).
     case events
+    /// The file's channel messages as a sequencer plays them into ddsp-pianod or the LV2
+    /// plugin: at their samples, pedals held live, program changes switching pianos, and the
+    /// engine's output from its first sample (no warm-up crop, no latency compensation, as the
+    /// instrument records it). Upstream's alignment is not applied.
+    case live
 }
 
 public struct RenderOutput: Sendable {
@@ -111,6 +116,7 @@ public enum OfflineRenderer {
         case .automatic: scripted = model.architecture == .v2
         case .upstream: scripted = true
         case .events: scripted = false
+        case .live: return try renderLive(midi: midi, model: model, settings: settings, into: &sink, progress: progress)
         }
         if scripted {
             // Made row by row as the engine plays: memory follows the notes, not the length.
@@ -131,6 +137,24 @@ public enum OfflineRenderer {
     public static func render(midi: MIDIFile, weights: PianoWeights, settings: RenderSettings,
                               progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
         try render(midi: midi, model: PianoModel(weights: weights), settings: settings, progress: progress)
+    }
+
+    /// `ConditioningSource.live`: the engine as the live drivers run it (their options: the
+    /// default warm-up, the pedal held by the engine), fed the file's messages at their samples,
+    /// from its first sample, as long as a non-live render of the file lasts (its warm-up aside).
+    public static func renderLive<Sink: RenderSink>(midi: MIDIFile, model: PianoModel, settings: RenderSettings,
+                                                    into sink: inout Sink, progress: ((Double) -> Void)? = nil) throws {
+        try checkInstrument(settings, model)
+        let h = model.hyper
+        let options = engineOptions(settings, dry: sink.wantsDry)
+        let engine = PianoEngine(model: model, options: options)
+        let rate = settings.sampleRate ?? Double(h.sampleRate)
+        let block = max(1, settings.blockSize)
+        try engine.prepare(sampleRate: rate, maxBlockSize: block)
+        let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: 0, duration: settings.duration, frameRate: h.frameRate)
+        let length = Int((Double(frames * h.samplesPerFrame) * rate / Double(h.sampleRate)).rounded())
+        try drive(engine, events: EventSchedule.events(from: midi), rate: rate, block: block, skip: 0, length: length,
+                  into: &sink, progress: progress)
     }
 
     static func engineOptions(_ settings: RenderSettings, dry: Bool) -> PianoEngine.Options {
