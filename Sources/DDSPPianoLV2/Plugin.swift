@@ -371,7 +371,9 @@ struct URIs {
     }
 }
 
-struct PluginError: Error, CustomStringConvertible {
+/// What the host does not offer that the plugin needs (weight-file problems are WeightStoreErrors).
+struct PluginError: CodedError {
     var description: String
+    var code: ErrorCode { .system }
     init(_ description: String) { self.description = description }
 }
