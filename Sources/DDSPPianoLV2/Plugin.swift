@@ -136,9 +136,6 @@ final class PianoPlugin {
         core.install(engine: engine)
     }
 
-    /// Control side: releases engines the audio thread has let go of.
-    func collectGarbage() { core.collectGarbage() }
-
     /// Before the first run (and after a deactivate): the piano the control asks for, without
     /// a glide, then the whole real-time path once (AudioCore.warmUp: every piano, all voices,
     /// pedal, panic), ending in silence at the engine's sample 0.

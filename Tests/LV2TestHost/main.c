@@ -189,7 +189,8 @@ static int setup(Slot *sl, const LilvPlugin *plugin, double rate, const LV2_Feat
     return sl->out ? 0 : 2;
 }
 
-static void play(Slot *sl, const Event *events, size_t nevents, long frames, int block,
+// Plays `count` instances block by block (interleaved: all live at once in one process).
+static void play(Slot *slots, int count, const Event *events, size_t nevents, long frames, int block,
                  long set_frame, const char *set_path, LV2_URID sequence, LV2_URID midi_event) {
     float *interleaved = malloc(2 * (size_t)block * sizeof(float));
     size_t next = 0;
@@ -198,21 +199,26 @@ static void play(Slot *sl, const Event *events, size_t nevents, long frames, int
         size_t first = next;
         while (next < nevents && events[next].frame < pos + n) next++;
         const char *path = set_path && set_frame >= pos && set_frame < pos + n ? set_path : NULL;
-        write_sequence(sl->seq, events, first, next, pos, sequence, midi_event, path);
-        malloc_counter_start();
-        lilv_instance_run(sl->instance, (uint32_t)n);
-        malloc_counter_stop();
-        sl->allocations += malloc_counter_allocations();
-        sl->frees += malloc_counter_frees();
-        run_worker(sl->instance);   // between blocks, as a host's worker thread would
-        for (int i = 0; i < n; i++) { interleaved[2 * i] = sl->left[i]; interleaved[2 * i + 1] = sl->right[i]; }
-        fwrite(interleaved, sizeof(float), 2 * (size_t)n, sl->out);
+        for (int k = 0; k < count; k++) {
+            Slot *sl = &slots[k];
+            write_sequence(sl->seq, events, first, next, pos, sequence, midi_event, path);
+            malloc_counter_start();
+            lilv_instance_run(sl->instance, (uint32_t)n);
+            malloc_counter_stop();
+            sl->allocations += malloc_counter_allocations();
+            sl->frees += malloc_counter_frees();
+            run_worker(sl->instance);   // between blocks, as a host's worker thread would
+            for (int i = 0; i < n; i++) { interleaved[2 * i] = sl->left[i]; interleaved[2 * i + 1] = sl->right[i]; }
+            fwrite(interleaved, sizeof(float), 2 * (size_t)n, sl->out);
+        }
     }
     free(interleaved);
-    printf("run allocations %lld frees %lld blocks %ld latency %.0f\n",
-           (long long)sl->allocations, (long long)sl->frees, (frames + block - 1) / block, sl->latency);
+    for (int k = 0; k < count; k++) {
+        printf("run allocations %lld frees %lld blocks %ld latency %.0f\n", (long long)slots[k].allocations,
+               (long long)slots[k].frees, (frames + block - 1) / block, slots[k].latency);
+        fclose(slots[k].out);
+    }
     fflush(stdout);
-    fclose(sl->out);
 }
 
 static void release(Slot *sl) {
@@ -290,7 +296,7 @@ int main(int argc, char **argv) {
             int rc = setup(&slots[0], plugin, rate, features, block, argv[6], (float)atof(argv[7]));
             if (rc) { fprintf(stderr, "%s: the plugin could not be instantiated\n", bundle); return rc; }
             lilv_instance_activate(slots[0].instance);
-            play(&slots[0], events, nevents, frames, block, set_frame, set_path, atom_sequence, midi_event);
+            play(&slots[0], 1, events, nevents, frames, block, set_frame, set_path, atom_sequence, midi_event);
             LilvState *state = lilv_state_new_from_instance(plugin, slots[0].instance, &map, NULL, NULL, NULL, NULL,
                                                             get_port_value, &slots[0], LV2_STATE_IS_POD | LV2_STATE_IS_PORTABLE, features);
             LV2_URID_Unmap unmap = { NULL, unmap_uri };
@@ -303,7 +309,7 @@ int main(int argc, char **argv) {
             lilv_state_restore(state, slots[1].instance, set_port_value, &slots[1], 0, features);
             lilv_state_free(state);
             lilv_instance_activate(slots[1].instance);
-            play(&slots[1], events, nevents, frames, block, -1, NULL, atom_sequence, midi_event);
+            play(&slots[1], 1, events, nevents, frames, block, -1, NULL, atom_sequence, midi_event);
             release(&slots[1]);
         } else {
             int ninstances = argc == 10 ? 2 : 1;
@@ -314,36 +320,8 @@ int main(int argc, char **argv) {
                 if (rc) { fprintf(stderr, "%s: the plugin could not be instantiated\n", bundle); return rc; }
                 lilv_instance_activate(slots[k].instance);
             }
-            // Interleaved block by block: both instances live at once in one process.
-            if (ninstances == 1) {
-                play(&slots[0], events, nevents, frames, block, set_frame, set_path, atom_sequence, midi_event);
-            } else {
-                float *interleaved = malloc(2 * (size_t)block * sizeof(float));
-                size_t next = 0;
-                for (long pos = 0; pos < frames; pos += block) {
-                    int n = (int)(frames - pos < block ? frames - pos : block);
-                    size_t first = next;
-                    while (next < nevents && events[next].frame < pos + n) next++;
-                    for (int k = 0; k < 2; k++) {
-                        Slot *sl = &slots[k];
-                        write_sequence(sl->seq, events, first, next, pos, atom_sequence, midi_event, NULL);
-                        malloc_counter_start();
-                        lilv_instance_run(sl->instance, (uint32_t)n);
-                        malloc_counter_stop();
-                        sl->allocations += malloc_counter_allocations();
-                        sl->frees += malloc_counter_frees();
-                        run_worker(sl->instance);
-                        for (int i = 0; i < n; i++) { interleaved[2 * i] = sl->left[i]; interleaved[2 * i + 1] = sl->right[i]; }
-                        fwrite(interleaved, sizeof(float), 2 * (size_t)n, sl->out);
-                    }
-                }
-                free(interleaved);
-                for (int k = 0; k < 2; k++) {
-                    printf("run allocations %lld frees %lld blocks %ld latency %.0f\n", (long long)slots[k].allocations,
-                           (long long)slots[k].frees, (frames + block - 1) / block, slots[k].latency);
-                    fclose(slots[k].out);
-                }
-            }
+            // Both instances live at once in one process (the patch:Set, when asked, to each).
+            play(slots, ninstances, events, nevents, frames, block, set_frame, set_path, atom_sequence, midi_event);
             for (int k = 0; k < ninstances; k++) release(&slots[k]);
         }
         lilv_node_free(plugin_uri);
