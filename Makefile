@@ -29,7 +29,7 @@ LV2_USER_DIR ?= $(HOME)/.lv2
 
 .PHONY: all binaries lv2 man completions install install-files install-lv2-user uninstall deb clean-install
 
-all: man binaries completions lv2
+all: binaries man completions lv2
 
 binaries:
 	@for p in $(PRODUCTS); do \
@@ -52,12 +52,15 @@ install-lv2-user: lv2
 	install -m 0644 weights/*.safetensors weights/README.md $(LV2_USER_DIR)/ddsp-piano.lv2/weights/
 	@echo $(LV2_USER_DIR)/ddsp-piano.lv2
 
-# Man pages from the commands' own help (swift-argument-parser's generate-manual plugin). The
-# plugin builds the products its own way (shared Swift runtime), so in a build folder of its own.
-man:
+# Man pages from the commands' own help: swift-argument-parser's generate-manual tool (what its
+# plugin runs), built here and run on the programs just built (the plugin would build the whole
+# package a second time, its own way, in a folder of its own).
+man: binaries
 	@mkdir -p $(GEN)/man
-	$(SWIFT) package --scratch-path $(SCRATCH)/manual --allow-writing-to-directory $(GEN)/man \
-	  generate-manual --output-directory $(GEN)/man
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(SCRATCH) --product generate-manual
+	@for p in $(PRODUCTS); do \
+	  $(BIN)/generate-manual $(BIN)/$$p --output-directory $(GEN)/man || exit 1; \
+	done
 
 completions: binaries
 	@mkdir -p $(GEN)/bash $(GEN)/zsh $(GEN)/fish

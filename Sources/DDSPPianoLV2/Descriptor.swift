@@ -29,6 +29,9 @@ private let connectPort: @convention(c) (LV2_Handle?, UInt32, UnsafeMutableRawPo
     case .outR: p.outR = data?.assumingMemoryBound(to: Float.self)
     case .piano: p.pianoPort = data.map { UnsafePointer($0.assumingMemoryBound(to: Float.self)) }
     case .gain: p.gainPort = data.map { UnsafePointer($0.assumingMemoryBound(to: Float.self)) }
+    case .width: p.widthPort = data.map { UnsafePointer($0.assumingMemoryBound(to: Float.self)) }
+    case .a4: p.a4Port = data.map { UnsafePointer($0.assumingMemoryBound(to: Float.self)) }
+    case .transpose: p.transposePort = data.map { UnsafePointer($0.assumingMemoryBound(to: Float.self)) }
     case .velocityCurve: p.curvePort = data.map { UnsafePointer($0.assumingMemoryBound(to: Float.self)) }
     case .latency: p.latencyPort = data?.assumingMemoryBound(to: Float.self)
     case nil: break

@@ -23,7 +23,7 @@ final class PianoPlugin {
 
     /// Port indices, as `ddsp-piano.ttl` numbers them.
     enum Port: UInt32 {
-        case midiIn = 0, outL, outR, piano, gain, velocityCurve, latency
+        case midiIn = 0, outL, outR, piano, gain, velocityCurve, latency, width, a4, transpose
     }
 
     /// The velocity curves of the `velocity_curve` control, in its order: the daemon's names
@@ -61,6 +61,9 @@ final class PianoPlugin {
     var gainPort: UnsafePointer<Float>?
     var curvePort: UnsafePointer<Float>?
     var latencyPort: UnsafeMutablePointer<Float>?
+    var widthPort: UnsafePointer<Float>?
+    var a4Port: UnsafePointer<Float>?
+    var transposePort: UnsafePointer<Float>?
 
     private var appliedPiano: Int
     private var appliedGain: Float = 0
@@ -114,6 +117,7 @@ final class PianoPlugin {
         var options = PianoEngine.Options()
         options.instrument = min(max(piano, 0), model.instruments.count - 1)
         options.noise = true
+        options.stereo = true
         let engine = PianoEngine(model: model, options: options)
         try engine.prepare(sampleRate: sampleRate, maxBlockSize: maxBlock)
         return engine
@@ -179,6 +183,19 @@ final class PianoPlugin {
                 appliedGain = db
                 core.gainBits.store(powf(10, db / 20).bitPattern, ordering: .relaxed)
             }
+        }
+        // Width, tuning, transposition: the engine reads them at every frame (width and the
+        // controller gain glide; a transposition applies to notes as they start).
+        if let w = widthPort, w.pointee.isFinite {
+            core.widthBits.store(min(max(w.pointee, StereoImage.widthRange.lowerBound), StereoImage.widthRange.upperBound).bitPattern,
+                                 ordering: .relaxed)
+        }
+        if let a = a4Port, a.pointee.isFinite {
+            core.a4Bits.store(min(max(a.pointee, Tuning.a4Range.lowerBound), Tuning.a4Range.upperBound).bitPattern, ordering: .relaxed)
+        }
+        if let t = transposePort, t.pointee.isFinite {
+            core.transpose.store(min(max(Int(t.pointee.rounded()), Tuning.transposeRange.lowerBound), Tuning.transposeRange.upperBound),
+                                 ordering: .relaxed)
         }
         cycle(frames: frames, left: outL, right: outR, midi: midiIn)
         latencyPort?.pointee = Float(core.latencySamples)

@@ -11,7 +11,7 @@ import Glibc
 /// The device is opened and negotiated on the control thread (FLOAT_LE, else S32_LE, else
 /// S16_LE; two channels, else one; the rate nearest the setting; a period and period count
 /// nearest the settings); a dedicated thread (SCHED_FIFO when permitted) then loops: one period
-/// from `AudioCore.process` (the mono model on every channel, converted in a preallocated
+/// from `AudioCore.process` (left and right of the stereo image, converted in a preallocated
 /// buffer), written with `snd_pcm_writei`, xruns recovered with `snd_pcm_recover` and counted.
 /// The loop allocates, locks and logs nothing (ALSAOutputTests count its allocator calls).
 ///
@@ -122,9 +122,9 @@ public final class ALSAOutput: @unchecked Sendable {
         bufferFrames = Int(buffer)
         periodNs = UInt64(period) * 1_000_000_000 / UInt64(max(1, sampleRate))
         bufferNs = UInt64(bufferFrames) * 1_000_000_000 / UInt64(max(1, sampleRate))
-        let m = UnsafeMutablePointer<Float>.allocate(capacity: period)
-        m.initialize(repeating: 0, count: period)
-        mono = m
+        let m = UnsafeMutablePointer<Float>.allocate(capacity: 2 * period)
+        m.initialize(repeating: 0, count: 2 * period)
+        mono = m   // the left channel, then the right (a stereo image on two or more channels)
         let bytes = period * channels * format.bytes
         raw = .allocate(byteCount: bytes, alignment: 16)
         raw!.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
@@ -170,7 +170,7 @@ public final class ALSAOutput: @unchecked Sendable {
         guard pcm != nil else { return }
         core.warmUp(engine: engine, frames: period) { render(at: cycleStart()) }
         position = 0
-        mono?.update(repeating: 0, count: period)
+        mono?.update(repeating: 0, count: 2 * period)
     }
 
     // MARK: - Real-time
@@ -207,25 +207,25 @@ public final class ALSAOutput: @unchecked Sendable {
     @inline(__always)
     private func render(at start: UInt64) {
         guard let mono, let raw else { return }
-        core.process(frames: period, cycleStart: start, period: periodNs, position: position,
-                     left: mono, right: nil, addDriverEvents: { _ in })
         let n = period, c = channels
+        let right = mono + n
+        core.process(frames: period, cycleStart: start, period: periodNs, position: position,
+                     left: mono, right: c >= 2 ? right : nil, addDriverEvents: { _ in })
+        // Channel 1 is the right one; every other channel (mono devices, and 3 and up) the left.
+        @inline(__always) func source(_ k: Int) -> UnsafeMutablePointer<Float> { k == 1 ? right : mono }
         switch format {
         case .float:
             let out = raw.assumingMemoryBound(to: Float.self)
-            for i in 0..<n { let x = mono[i]; for k in 0..<c { out[i * c + k] = x } }
+            for i in 0..<n { for k in 0..<c { out[i * c + k] = source(k)[i] } }
         case .s32:
             let out = raw.assumingMemoryBound(to: Int32.self)
             for i in 0..<n {
-                let x = (Double(min(max(mono[i], -1), 1)) * 2_147_483_647).rounded()
-                let v = Int32(x)
-                for k in 0..<c { out[i * c + k] = v }
+                for k in 0..<c { out[i * c + k] = Int32((Double(min(max(source(k)[i], -1), 1)) * 2_147_483_647).rounded()) }
             }
         case .s16:
             let out = raw.assumingMemoryBound(to: Int16.self)
             for i in 0..<n {
-                let v = Int16((min(max(mono[i], -1), 1) * 32767).rounded())
-                for k in 0..<c { out[i * c + k] = v }
+                for k in 0..<c { out[i * c + k] = Int16((min(max(source(k)[i], -1), 1) * 32767).rounded()) }
             }
         }
     }

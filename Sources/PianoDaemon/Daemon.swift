@@ -59,11 +59,22 @@ public final class Daemon {
     }
 
     /// The engine options the daemon plays with (tests render offline with the same).
+    /// The live engine: stereo prepared (its width, tuning and transposition come from
+    /// `AudioCore` at every cycle).
     public static func engineOptions(instrument: Int, noise: Bool) -> PianoEngine.Options {
         var o = PianoEngine.Options()
         o.instrument = instrument
         o.noise = noise
+        o.stereo = true
         return o
+    }
+
+    /// The settings the audio thread reads at every cycle.
+    private func publishLiveSettings(_ s: DaemonSettings) {
+        core.gainBits.store(Float(pow(10, s.gainDB / 20)).bitPattern, ordering: .relaxed)
+        core.widthBits.store(Float(s.width).bitPattern, ordering: .relaxed)
+        core.a4Bits.store(Float(s.a4Hz).bitPattern, ordering: .relaxed)
+        core.transpose.store(s.transpose, ordering: .relaxed)
     }
 
     /// The configuration in force: defaults, then the config file (given, or the default one if
@@ -171,7 +182,7 @@ public final class Daemon {
         }
         let instrument = try resolvePiano(settings.piano, in: weights!)
         _ = core.install(router: router(for: settings, instruments: weights!.instruments.count))
-        core.gainBits.store(Float(pow(10, settings.gainDB / 20)).bitPattern, ordering: .relaxed)
+        publishLiveSettings(settings)
         core.stats.instrument.store(instrument, ordering: .relaxed)
 
         let socketPath = settings.controlSocket ?? DaemonSettings.defaultSocketPath()
@@ -378,7 +389,7 @@ public final class Daemon {
             _ = core.commands.push(.instrument(instrument))
         }
         _ = core.install(router: router(for: s, instruments: newWeights.instruments.count))
-        core.gainBits.store(Float(pow(10, s.gainDB / 20)).bitPattern, ordering: .relaxed)
+        publishLiveSettings(s)
         if let jack {
             jack.connectAudio = s.connectAudio
             jack.connectMIDI = s.connectMIDI
@@ -451,6 +462,9 @@ public final class Daemon {
                 "latency samples: \(core.latencySamples)",
                 "engine origin: \(st.engineOrigin.load(ordering: .relaxed))",
                 "gain db: \(String(format: "%.1f", 20 * log10(Double(Float(bitPattern: core.gainBits.load(ordering: .relaxed))))))",
+                "a4 hz: \(DaemonRules.shown(Double(Float(bitPattern: core.a4Bits.load(ordering: .relaxed)))))",
+                "transpose: \(core.transpose.load(ordering: .relaxed))",
+                "width: \(DaemonRules.shown(Double(Float(bitPattern: core.widthBits.load(ordering: .relaxed)))))",
                 "cycles: \(st.cycles.load(ordering: .relaxed))",
                 "memory locked: \(memoryLocked ? "yes" : "no")",
             ]
@@ -467,6 +481,15 @@ public final class Daemon {
         case .gain(let db):
             core.gainBits.store(Float(pow(10, db / 20)).bitPattern, ordering: .relaxed)
             return (true, [String(format: "gain %.1f dB", db)], "")
+        case .tune(let hz):
+            core.a4Bits.store(Float(hz).bitPattern, ordering: .relaxed)
+            return (true, ["a4 \(DaemonRules.shown(hz)) Hz"], "")
+        case .transpose(let n):
+            core.transpose.store(n, ordering: .relaxed)
+            return (true, ["transpose \(n)"], "")
+        case .width(let w):
+            core.widthBits.store(Float(w).bitPattern, ordering: .relaxed)
+            return (true, ["width \(DaemonRules.shown(w))"], "")
         case .panic:
             guard core.commands.push(.panic) else { return (false, [], "audio thread busy, try again") }
             return (true, ["all notes off"], "")

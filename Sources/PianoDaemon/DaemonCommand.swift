@@ -87,6 +87,18 @@ public struct DaemonCommand: ParsableCommand {
             help: ArgumentHelp("ALSA audio's periods in the buffer, \(DaemonRules.shown(DaemonRules.alsaPeriodCount)) (default \(DaemonCommand.defaults.periods)); output latency is period x periods.", valueName: "N"))
     var periods: String?
 
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("A4 in hertz, \(DaemonRules.shown(DaemonRules.a4Hz)) (default \(DaemonRules.shown(DaemonCommand.defaults.a4Hz)): the model's own tuning); 'ddsp-piano ctl tune' changes it live.", valueName: "HZ"))
+    var a4: String?
+
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("Transpose by N semitones, \(DaemonRules.shown(DaemonRules.transposeSemitones)) (default 0).", valueName: "N"))
+    var transpose: String?
+
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("Stereo width \(DaemonRules.shown(DaemonRules.stereoWidth)): keys panned bass-left, the reverb decorrelated; 0 is mono (default \(DaemonRules.shown(DaemonCommand.defaults.width))).", valueName: "W"))
+    var width: String?
+
     // Anything else: refused by `validate` in the daemon's own words (one line).
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var unrecognized: [String] = []
@@ -137,6 +149,18 @@ public struct DaemonCommand: ParsableCommand {
         if let v = audio {
             guard DaemonRules.isAudioBackend(v) else { throw refuse("audio", DaemonRules.audioRule, v) }
             edits.append { $0.audio = v }
+        }
+        if let v = a4 {
+            guard let hz = DaemonRules.a4(v) else { throw refuse("a4", DaemonRules.a4Rule, v) }
+            edits.append { $0.a4Hz = hz }
+        }
+        if let v = transpose {
+            guard let n = DaemonRules.transpose(v) else { throw refuse("transpose", DaemonRules.transposeRule, v) }
+            edits.append { $0.transpose = n }
+        }
+        if let v = width {
+            guard let w = DaemonRules.width(v) else { throw refuse("width", DaemonRules.widthRule, v) }
+            edits.append { $0.width = w }
         }
         if let v = connectAudio { edits.append { $0.connectAudio = v } }
         if let v = connectMIDI { edits.append { $0.connectMIDI = v } }

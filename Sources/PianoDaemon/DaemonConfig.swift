@@ -150,11 +150,15 @@ public struct DaemonSettings: Equatable, Sendable {
     public var alsaDevice: String = "default"     // ALSA audio: the PCM played into
     public var period: Int = 256                  // ALSA audio: frames per period
     public var periods: Int = 3                   // ALSA audio: periods in the buffer
+    public var a4Hz: Double = Double(Tuning.defaultA4)
+    public var transpose: Int = 0
+    public var width: Double = DaemonRules.defaultWidth   // stereo image (0: mono)
     public init() {}
 
     public static let keys: Set<String> = ["weights", "piano", "gain_db", "velocity_curve", "channels", "program_map",
                                            "audio", "connect_audio", "connect_midi", "control_socket", "no_wait",
-                                           "noise", "sample_rate", "block_size", "alsa_device", "period", "periods"]
+                                           "noise", "sample_rate", "block_size", "alsa_device", "period", "periods",
+                                           "a4_hz", "transpose", "width"]
 
     /// Applies a parsed file over `self`. Unknown keys and wrong types are errors.
     public func applying(_ table: [String: TOMLValue], file: String) throws -> DaemonSettings {
@@ -231,6 +235,23 @@ public struct DaemonSettings: Equatable, Sendable {
             case "periods":
                 guard case .integer(let i) = value, DaemonRules.isALSAPeriodCount(i) else { throw fail("'periods' must be \(DaemonRules.periodsRule)") }
                 s.periods = i
+            case "a4_hz", "width":
+                let x: Double
+                switch value {
+                case .integer(let i): x = Double(i)
+                case .float(let d): x = d
+                default: throw fail("'\(key)' must be a number")
+                }
+                if key == "a4_hz" {
+                    guard DaemonRules.isA4(x) else { throw fail("'a4_hz' must be \(DaemonRules.a4Rule)") }
+                    s.a4Hz = x
+                } else {
+                    guard DaemonRules.isWidth(x) else { throw fail("'width' must be \(DaemonRules.widthRule)") }
+                    s.width = x
+                }
+            case "transpose":
+                guard case .integer(let i) = value, DaemonRules.isTranspose(i) else { throw fail("'transpose' must be \(DaemonRules.transposeRule)") }
+                s.transpose = i
             default:
                 throw fail("unknown setting '\(key)' (known: \(DaemonSettings.keys.sorted().joined(separator: ", ")))")
             }

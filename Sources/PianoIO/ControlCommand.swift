@@ -16,6 +16,12 @@ public enum ControlCommand: Equatable, Sendable {
     /// A channel message played as if from a keyboard: status (0x80–0xEF) and its data bytes
     /// (two, or one for program change and channel pressure; a missing second byte is 0).
     case midi(status: UInt8, data1: UInt8, data2: UInt8)
+    /// A4 in hertz (`DaemonRules.a4Hz`).
+    case tune(Double)
+    /// Semitones (`DaemonRules.transposeSemitones`); held notes keep their pitch.
+    case transpose(Int)
+    /// Stereo width (`DaemonRules.stereoWidth`, 0 = mono).
+    case width(Double)
 
     /// A command's name, its argument (nil: none) and what it does, for help texts.
     public struct Description: Sendable {
@@ -37,6 +43,9 @@ public enum ControlCommand: Equatable, Sendable {
         Description(name: "status", argument: nil, summary: "instrument, connections, notes, voices, xruns, CPU load"),
         Description(name: "piano", argument: "N|YEAR", summary: "switch piano while playing (index or name, e.g. 3 or 2009)"),
         Description(name: "gain", argument: "DB", summary: "output gain in decibels (\(DaemonRules.shown(DaemonRules.gainDB)))"),
+        Description(name: "tune", argument: "HZ", summary: "A4 in hertz (\(DaemonRules.shown(DaemonRules.a4Hz)), 440: the model's own tuning)"),
+        Description(name: "transpose", argument: "N", summary: "transpose by N semitones (\(DaemonRules.shown(DaemonRules.transposeSemitones))); held notes keep their pitch"),
+        Description(name: "width", argument: "W", summary: "stereo width (\(DaemonRules.shown(DaemonRules.stereoWidth)), 0: mono)"),
         Description(name: "panic", argument: nil, summary: "all notes and pedals off"),
         Description(name: "reload", argument: nil, summary: "re-read the configuration file (as SIGHUP)"),
         Description(name: "list", argument: nil, summary: "the pianos of the loaded weights (* marks the one playing)"),
@@ -83,6 +92,15 @@ public enum ControlCommand: Equatable, Sendable {
             return .success(.gain(db))
         case "panic": return .success(.panic)
         case "midi": return midi(Array(words.dropFirst()))
+        case "tune":
+            guard let hz = DaemonRules.a4(words[1]) else { return .failure(.init("tune takes \(DaemonRules.a4Rule), not '\(words[1].prefix(40))'")) }
+            return .success(.tune(hz))
+        case "transpose":
+            guard let n = DaemonRules.transpose(words[1]) else { return .failure(.init("transpose takes \(DaemonRules.transposeRule), not '\(words[1].prefix(40))'")) }
+            return .success(.transpose(n))
+        case "width":
+            guard let w = DaemonRules.width(words[1]) else { return .failure(.init("width takes \(DaemonRules.widthRule), not '\(words[1].prefix(40))'")) }
+            return .success(.width(w))
         default: return .success(.reload)
         }
     }

@@ -1,3 +1,4 @@
+import DDSPPiano
 import Foundation
 
 /// The rules of ddsp-pianod's settings that more than one place checks or shows, each written
@@ -23,6 +24,12 @@ public enum DaemonRules {
     public static let alsaPeriodFrames: ClosedRange<Int> = 16...8192
     public static let alsaPeriodCount: ClosedRange<Int> = 2...16
 
+    /// A4 in Hz, transposition in semitones, stereo width (the engine's `Tuning`, `StereoImage`).
+    public static let a4Hz: ClosedRange<Double> = Double(Tuning.a4Range.lowerBound)...Double(Tuning.a4Range.upperBound)
+    public static let transposeSemitones: ClosedRange<Int> = Tuning.transposeRange
+    public static let stereoWidth: ClosedRange<Double> = Double(StereoImage.widthRange.lowerBound)...Double(StereoImage.widthRange.upperBound)
+    public static let defaultWidth = Double(StereoImage.defaultWidth)
+
     /// "-60…24", "0.2…5": a range as help texts show it.
     public static func shown(_ range: ClosedRange<Double>) -> String { "\(shown(range.lowerBound))…\(shown(range.upperBound))" }
     public static func shown(_ range: ClosedRange<Int>) -> String { "\(range.lowerBound)…\(range.upperBound)" }
@@ -31,6 +38,10 @@ public enum DaemonRules {
 
     /// What a gain must be: "decibels between -60 and 24".
     public static let gainRule = "decibels between \(shown(gainDB.lowerBound)) and \(shown(gainDB.upperBound))"
+    /// "hertz between 415 and 466", "semitones between -24 and 24", "a number between 0 and 1".
+    public static let a4Rule = "hertz between \(shown(a4Hz.lowerBound)) and \(shown(a4Hz.upperBound))"
+    public static let transposeRule = "semitones between \(transposeSemitones.lowerBound) and \(transposeSemitones.upperBound)"
+    public static let widthRule = "a number between \(shown(stereoWidth.lowerBound)) and \(shown(stereoWidth.upperBound)) (0: mono)"
     /// "linear, soft, hard or a gamma 0.2…5".
     public static let velocityCurveRule = velocityCurveNames.joined(separator: ", ") + " or a gamma \(shown(velocityGamma))"
     /// "channels 1…16".
@@ -52,6 +63,12 @@ public enum DaemonRules {
     }
 
     public static func isGain(_ db: Double) -> Bool { db.isFinite && gainDB.contains(db) }
+    public static func a4(_ text: String) -> Double? { Double(text).flatMap { isA4($0) ? $0 : nil } }
+    public static func transpose(_ text: String) -> Int? { Int(text.hasPrefix("+") ? String(text.dropFirst()) : text).flatMap { isTranspose($0) ? $0 : nil } }
+    public static func width(_ text: String) -> Double? { Double(text).flatMap { isWidth($0) ? $0 : nil } }
+    public static func isA4(_ hz: Double) -> Bool { hz.isFinite && a4Hz.contains(hz) }
+    public static func isTranspose(_ n: Int) -> Bool { transposeSemitones.contains(n) }
+    public static func isWidth(_ w: Double) -> Bool { w.isFinite && stereoWidth.contains(w) }
     public static func isChannel(_ c: Int) -> Bool { midiChannels.contains(c) }
     public static func isAudioBackend(_ name: String) -> Bool { audioBackends.contains(name) }
     public static func isNullAudioCount(_ n: Int) -> Bool { nullAudioCounts.contains(n) }

@@ -63,6 +63,8 @@ public struct RenderJob: Sendable {
         public var modelSummary: String = ""
         /// The engine's kernels ("avx2 kernels"): which code this CPU ran.
         public var kernels: String = ""
+        /// The stereo image's width (nil: mono).
+        public var stereoWidth: Float? = nil
         /// One line each, for stderr: clipping, non-finite samples (the input's warnings are
         /// in `Prepared.warnings`).
         public var warnings: [String]
@@ -71,7 +73,7 @@ public struct RenderJob: Sendable {
         public var line: String {
             let speed = renderSeconds > 0 ? String(format: "%.1fx", audioSeconds / renderSeconds) : "-"
             return "wrote \(output.relativePath): " + String(format: "%.2f s of audio", audioSeconds)
-                + " (\(format.rawValue), \(sampleRate) Hz, \(modelSummary.isEmpty ? "" : modelSummary + " model, ")piano \(instrumentName)\(kernels.isEmpty ? "" : ", " + kernels)), peak \(RenderJob.dBFSText(peak)),"
+                + " (\(format.rawValue), \(sampleRate) Hz, \(stereoWidth.map { "stereo width \(DaemonRules.shown(Double($0))), " } ?? "")\(modelSummary.isEmpty ? "" : modelSummary + " model, ")piano \(instrumentName)\(kernels.isEmpty ? "" : ", " + kernels)), peak \(RenderJob.dBFSText(peak)),"
                 + String(format: " rendered in %.1f s", renderSeconds) + " (\(speed) real time)"
         }
     }
@@ -128,7 +130,8 @@ public struct RenderJob: Sendable {
     /// dry mix is computed only when `dryOutput` is set. With `normalize`, the render goes to
     /// float scratch files first and is then rescaled into the final files, block by block.
     public func render(_ prepared: Prepared, started: Date = Date(), progress: ((Double) -> Void)? = nil) throws -> Summary {
-        var sink = RenderFileSink(output: output, dryOutput: dryOutput, format: format, normalize: normalize)
+        var sink = RenderFileSink(output: output, dryOutput: dryOutput, format: format, normalize: normalize,
+                                  channels: prepared.settings.channels)
         defer { sink.cancel() }
         do {
             try OfflineRenderer.render(midi: prepared.midiFile, model: prepared.model,
@@ -146,7 +149,7 @@ public struct RenderJob: Sendable {
                        audioSeconds: Double(wetReport.frames) / Double(max(1, sink.sampleRate)), peak: wetReport.peak,
                        renderSeconds: Date().timeIntervalSince(started), wet: wetReport, dry: dryReport,
                        instrumentName: prepared.instrumentName, modelSummary: prepared.model.architecture.rawValue, kernels: PianoKernels.description,
-                       warnings: warnings)
+                       stereoWidth: prepared.settings.stereoWidth, warnings: warnings)
     }
 
     // MARK: Helpers
@@ -173,6 +176,18 @@ public struct RenderJob: Sendable {
         }
         guard settings.blockSize >= 1, settings.blockSize <= 65_536 else {
             throw RenderError("--block-size \(settings.blockSize)", "must be between 1 and 65536 samples")
+        }
+        guard Tuning.a4Range.contains(settings.a4) else {
+            throw RenderError("--a4 \(DaemonRules.shown(Double(settings.a4)))", "must be \(DaemonRules.a4Rule)")
+        }
+        guard Tuning.transposeRange.contains(settings.transpose) else {
+            throw RenderError("--transpose \(settings.transpose)", "must be \(DaemonRules.transposeRule)")
+        }
+        if let w = settings.stereoWidth {
+            guard DaemonRules.isWidth(Double(w)) else { throw RenderError("--width \(DaemonRules.shown(Double(w)))", "must be \(DaemonRules.widthRule)") }
+            if settings.exact {
+                throw RenderError("--stereo", "--exact renders upstream's mono computation; leave out --stereo/--width or --exact")
+            }
         }
     }
 
@@ -231,6 +246,7 @@ final class RenderFileSink: RenderSink {
     let dryOutput: URL?
     let format: AudioFormat
     let normalize: Double?
+    let channels: Int
     var wantsDry: Bool { dryOutput != nil }
     private(set) var sampleRate = 0
     private var wetWriter: AudioFileWriter?
@@ -240,7 +256,8 @@ final class RenderFileSink: RenderSink {
     private var wetPeak: Float = 0
     private var dryPeak: Float = 0
 
-    init(output: URL, dryOutput: URL?, format: AudioFormat, normalize: Double?) {
+    init(output: URL, dryOutput: URL?, format: AudioFormat, normalize: Double?, channels: Int = 1) {
+        self.channels = channels
         self.output = output
         self.dryOutput = dryOutput
         self.format = format
@@ -254,7 +271,7 @@ final class RenderFileSink: RenderSink {
             if let dryOutput { dryScratch = try SampleScratchFile(near: dryOutput) }
         } else {
             if let dryOutput { dryWriter = try AudioFileWriter(url: dryOutput, sampleRate: sampleRate, format: format) }
-            wetWriter = try AudioFileWriter(url: output, sampleRate: sampleRate, format: format)
+            wetWriter = try AudioFileWriter(url: output, channels: channels, sampleRate: sampleRate, format: format)
         }
     }
 
@@ -280,7 +297,7 @@ final class RenderFileSink: RenderSink {
             if let dryOutput, let dryScratch {
                 dryReport = try rescale(dryScratch, peak: dryPeak, to: dryOutput, dBFS: normalize)
             }
-            return (try rescale(wetScratch, peak: wetPeak, to: output, dBFS: normalize), dryReport)
+            return (try rescale(wetScratch, peak: wetPeak, to: output, dBFS: normalize, channels: channels), dryReport)
         }
         guard let wetWriter else { throw AudioFileError(output.relativePath, "nothing was rendered", code: .internal) }
         let dryReport = try dryWriter?.finish()
@@ -295,8 +312,9 @@ final class RenderFileSink: RenderSink {
         dryScratch = nil
     }
 
-    private func rescale(_ scratch: SampleScratchFile, peak: Float, to url: URL, dBFS: Double) throws -> AudioWriteReport {
-        let writer = try AudioFileWriter(url: url, sampleRate: sampleRate, format: format)
+    private func rescale(_ scratch: SampleScratchFile, peak: Float, to url: URL, dBFS: Double, channels: Int = 1) throws -> AudioWriteReport {
+        // Chunks of 65,536 samples: whole frames for one or two channels.
+        let writer = try AudioFileWriter(url: url, channels: channels, sampleRate: sampleRate, format: format)
         do {
             let gain = RenderJob.normalizationGain(peak: peak, to: dBFS)
             let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: 65_536)

@@ -63,6 +63,10 @@ public struct AdditiveFrame {
     public var partialSums: UnsafeMutablePointer<SIMD8<Float>>, pending: UnsafeMutablePointer<Int>
     /// The frame is added here, [frameSize].
     public var out: UnsafeMutablePointer<Float>
+    /// Stereo (optional): each voice's frame is also added to `side` [frameSize], weighted by its
+    /// pan position, interpolated across the frame from `pan` to `panNext` [voices] (StereoImage).
+    public var side: UnsafeMutablePointer<Float>? = nil
+    public var pan: UnsafePointer<Float>? = nil, panNext: UnsafePointer<Float>? = nil
 
     public init(voices: Int, substrings: Int, harmonics: Int, frameSize: Int, sampleRate: Int, chunk: Int, folds: Bool,
                 silentCurrent: UnsafePointer<Bool>, silentNext: UnsafePointer<Bool>,

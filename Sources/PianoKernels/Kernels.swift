@@ -174,7 +174,19 @@ func additiveFrame(_ f: AdditiveFrame) {
                     silentCount += 1
                 }
             }
-            if audible { for r in 0..<N { out[r] += acc[r].sum() } }
+            if audible {
+                if let side = f.side, let pan = f.pan, let panNext = f.panNext {
+                    // The voice's share of the side signal, its pan glided across the frame.
+                    let p0 = pan[v], dp = (panNext[v] - pan[v]) / Float(N)
+                    for r in 0..<N {
+                        let x = acc[r].sum()
+                        out[r] += x
+                        side[r] += (p0 + dp * Float(r)) * x
+                    }
+                } else {
+                    for r in 0..<N { out[r] += acc[r].sum() }
+                }
+            }
         }
     }
     // Silent blocks only advance their phases: a running sum whose add latency, not the

@@ -65,6 +65,11 @@ public final class AudioCore: @unchecked Sendable {
     let outbox = SPSCQueue<Handover>(capacity: 64)
     /// Output gain (linear), as Float bits.
     public let gainBits = ManagedAtomic<UInt32>(Float(1).bitPattern)
+    /// The engine's live settings, read at every cycle: stereo width (0 = mono, both channels
+    /// the same), A4 in Hz, transposition in semitones.
+    public let widthBits = ManagedAtomic<UInt32>(Float(0).bitPattern)
+    public let a4Bits = ManagedAtomic<UInt32>(Tuning.defaultA4.bitPattern)
+    public let transpose = ManagedAtomic<Int>(0)
     public let freewheeling = ManagedAtomic<Bool>(false)
 
     // Audio-thread state.
@@ -282,6 +287,9 @@ public final class AudioCore: @unchecked Sendable {
         addDriverEvents(self)
         sortEvents()
         engine.gain = Float(bitPattern: gainBits.load(ordering: .relaxed))
+        engine.width = Float(bitPattern: widthBits.load(ordering: .relaxed))
+        engine.a4 = Float(bitPattern: a4Bits.load(ordering: .relaxed))
+        engine.transpose = transpose.load(ordering: .relaxed)
         // The driver's clock at engine sample 0; it moves when the server skipped cycles, by
         // the frames skipped (their MIDI and audio are lost: the machine's doing, not ours).
         let origin = position - rendered, previous = stats.engineOrigin.load(ordering: .relaxed)
@@ -294,6 +302,7 @@ public final class AudioCore: @unchecked Sendable {
         // period grew past it) goes in pieces, each piece with its own events, so a change of
         // period never needs a new engine.
         let piece = max(1, engine.maxBlockSize)
+        let stereo = right != nil && right != left
         var done = 0, next = 0
         while done < frames {
             let n = min(piece, frames - done), first = next
@@ -301,12 +310,16 @@ public final class AudioCore: @unchecked Sendable {
                 events[next].offset -= done
                 next += 1
             }
-            engine.render(events: UnsafeBufferPointer(start: events + first, count: next - first),
-                          into: UnsafeMutableBufferPointer(start: left + done, count: n))
+            let blockEvents = UnsafeBufferPointer(start: events + first, count: next - first)
+            if stereo {
+                engine.render(events: blockEvents, left: UnsafeMutableBufferPointer(start: left + done, count: n),
+                              right: UnsafeMutableBufferPointer(start: right! + done, count: n))
+            } else {
+                engine.render(events: blockEvents, into: UnsafeMutableBufferPointer(start: left + done, count: n))
+            }
             done += n
         }
         rendered += frames
-        if let right, right != left { right.update(from: left, count: frames) }
         stats.voices.store(engine.soundingNotes, ordering: .relaxed)
         stats.instrument.store(engine.instrument, ordering: .relaxed)
         stats.cycles.wrappingIncrement(ordering: .relaxed)

@@ -50,7 +50,10 @@ public final class MIDIRouter: @unchecked Sendable {
             return .play(.noteOn(channel: channel, pitch: data1, velocity: velocityTable[Int(data2)]))
         case 0xB0:
             switch data1 {
-            case 64, 65, 66, 67, 120, 121, 123: return .play(.controlChange(channel: channel, controller: data1, value: data2))
+            // Pedals, volume, expression, high-resolution velocity, RPN/NRPN selection and data
+            // entry, sound/notes off, reset (`Controllers`, `LiveConditioning`).
+            case 6, 7, 11, 38, 64, 65, 66, 67, 88, 98, 99, 100, 101, 120, 121, 123:
+                return .play(.controlChange(channel: channel, controller: data1, value: data2))
             default: return .ignore   // what a piano does not use
             }
         case 0xC0:

@@ -9,7 +9,7 @@ struct RenderCommand: ParsableCommand {
         abstract: "Render a MIDI file to WAV with the DDSP-Piano model.",
         discussion: """
         Plays every note, velocity and pedal (CC64-67) of IN.mid on one of the model's pianos \
-        and writes mono audio at the model's rate (v2: 24 kHz, dafx22: 16 kHz) unless \
+        and writes mono audio (--stereo: two channels) at the model's rate (v2: 24 kHz, dafx22: 16 kHz) unless \
         --sample-rate is given. Like the upstream model, 0.5 s of silence is rendered \
         first (--warm-up) and cut from the output, and the file lasts until the end of the last \
         note (after the sustain pedal), rounded up to a whole second, unless --duration is given.
@@ -77,6 +77,18 @@ struct RenderCommand: ParsableCommand {
     @Option(name: .customLong("block-size"), help: ArgumentHelp("Block size the streaming engine is driven with, like a JACK period; the output does not depend on it.", valueName: "N"))
     var blockSize: Int = 256
 
+    @Flag(help: ArgumentHelp("Write stereo: each key panned by its place on the keyboard (bass left), the reverb decorrelated (width \(DaemonRules.shown(Double(StereoImage.renderWidth))) unless --width). Default: mono, as upstream."))
+    var stereo = false
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Stereo width \(DaemonRules.shown(DaemonRules.stereoWidth)) (implies --stereo; 0: mono in two channels).", valueName: "W"))
+    var width: Double?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("A4 in hertz, \(DaemonRules.shown(DaemonRules.a4Hz)) (default 440: the model's own tuning).", valueName: "HZ"))
+    var a4: Double = Double(Tuning.defaultA4)
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Transpose by N semitones, \(DaemonRules.shown(DaemonRules.transposeSemitones)) (the same as rendering the transposed MIDI file).", valueName: "N"))
+    var transpose: Int = 0
+
     func run() throws {
         AudioFile.removeTemporaryFilesOnSignals()
         do {
@@ -100,6 +112,9 @@ struct RenderCommand: ParsableCommand {
             }
             job.settings.sampleRate = sampleRate
             job.settings.blockSize = blockSize
+            if stereo || width != nil { job.settings.stereoWidth = Float(width ?? Double(StereoImage.renderWidth)) }
+            job.settings.a4 = Float(a4)
+            job.settings.transpose = transpose
 
             let started = Date()
             let prepared = try job.prepare()

@@ -19,7 +19,7 @@ final class ControlCommandTests: XCTestCase {
         XCTAssertEqual(try ControlCommand.parse("midi C1 5").get(), .midi(status: 0xC1, data1: 5, data2: 0))
         for (line, expected) in [("", "empty command (known: status, piano, gain, panic, reload, list, midi)"),
                                  ("sing", "unknown command 'sing' (known: status, piano, gain, panic, reload, list, midi)"),
-                                 ("piano", "wrong arguments for 'piano' (usage: status | piano N|YEAR | gain DB | panic | reload | list | midi HEX HEX [HEX])"),
+                                 ("piano", "wrong arguments for 'piano' (usage: status | piano N|YEAR | gain DB | tune HZ | transpose N | width W | panic | reload | list | midi HEX HEX [HEX])"),
                                  ("midi 90", "wrong arguments for 'midi'"), ("midi 90 3C 64 00", "wrong arguments for 'midi'"),
                                  ("midi 90 3C", "midi status 90 takes 2 data bytes"), ("midi C0 01 02", "midi status C0 takes 1 data byte"),
                                  ("midi F0 01 02", "status 80–EF"), ("midi 90 80 10", "data bytes are 00–7F"), ("midi 90 3G 10", "not '3G'"),

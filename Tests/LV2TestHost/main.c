@@ -16,6 +16,8 @@
 //                                         lilv_state_restore), then plays the same events
 //                                         (without the patch:Set) into OUT2
 //   LV2_TEST_HOST_GAIN=DB, LV2_TEST_HOST_CURVE=N  the gain and velocity_curve controls (default 0)
+//   LV2_TEST_HOST_WIDTH=W, LV2_TEST_HOST_A4=HZ, LV2_TEST_HOST_TRANSPOSE=N  the width (default 0:
+//   mono, unlike the plugin's own default), a4 (440) and transpose (0) controls
 //   LV2_TEST_HOST_ROUNDS=N                the whole run N times in one process (world made and
 //                                         freed each time: the library opened and closed)
 // Exit status: 0 played; 2 usage; 3 the bundle or plugin could not be loaded or instantiated.
@@ -94,7 +96,7 @@ static void set_port_value(const char *symbol, void *user, const void *value, ui
 
 struct Slot {
     LilvInstance *instance;
-    float *left, *right, piano, gain, curve, latency;
+    float *left, *right, piano, gain, curve, latency, width, a4, transpose;
     uint8_t *seq;   // the atom sequence buffer
     FILE *out;
     int64_t allocations, frees;
@@ -176,6 +178,9 @@ static int setup(Slot *sl, const LilvPlugin *plugin, double rate, const LV2_Feat
     sl->piano = piano;
     sl->gain = getenv("LV2_TEST_HOST_GAIN") ? (float)atof(getenv("LV2_TEST_HOST_GAIN")) : 0;
     sl->curve = getenv("LV2_TEST_HOST_CURVE") ? (float)atof(getenv("LV2_TEST_HOST_CURVE")) : 0;
+    sl->width = getenv("LV2_TEST_HOST_WIDTH") ? (float)atof(getenv("LV2_TEST_HOST_WIDTH")) : 0;
+    sl->a4 = getenv("LV2_TEST_HOST_A4") ? (float)atof(getenv("LV2_TEST_HOST_A4")) : 440;
+    sl->transpose = getenv("LV2_TEST_HOST_TRANSPOSE") ? (float)atof(getenv("LV2_TEST_HOST_TRANSPOSE")) : 0;
     sl->latency = -1;
     sl->allocations = sl->frees = 0;
     lilv_instance_connect_port(sl->instance, 0, sl->seq);
@@ -185,6 +190,9 @@ static int setup(Slot *sl, const LilvPlugin *plugin, double rate, const LV2_Feat
     lilv_instance_connect_port(sl->instance, 4, &sl->gain);
     lilv_instance_connect_port(sl->instance, 5, &sl->curve);
     lilv_instance_connect_port(sl->instance, 6, &sl->latency);
+    lilv_instance_connect_port(sl->instance, 7, &sl->width);
+    lilv_instance_connect_port(sl->instance, 8, &sl->a4);
+    lilv_instance_connect_port(sl->instance, 9, &sl->transpose);
     sl->out = fopen(out, "wb");
     return sl->out ? 0 : 2;
 }

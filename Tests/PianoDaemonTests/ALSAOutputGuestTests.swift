@@ -239,7 +239,7 @@ final class ALSAOutputGuestTests: XCTestCase {
         O=/mnt/out; SOCK=/tmp/dpd-guest.sock
         ctl() { \(cli.path) ctl --socket $SOCK "$@"; }
         cat /proc/asound/cards > $O/cards.txt
-        \(daemon.path) --audio alsa --alsa-device hw:Loopback,0,0 --sample-rate \(Self.rate) --period \(Self.period) --periods \(Self.periods) \\
+        \(daemon.path) --audio alsa --width 0 --alsa-device hw:Loopback,0,0 --sample-rate \(Self.rate) --period \(Self.period) --periods \(Self.periods) \\
             --weights \(weights.path) --connect-midi none --control-socket $SOCK > $O/daemon.log 2>&1 &
         PID=$!
         i=0; until ctl status >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 3000 ] && { echo "daemon not ready"; cat $O/daemon.log; exit 1; }; sleep 0.1; done

@@ -73,7 +73,7 @@ final class ALSAOutputJackPluginTests: XCTestCase {
         }
 
         let (weights, _) = try DaemonSupport.bundledWeights()
-        let daemon = try DaemonProcess(arguments: ["--audio", "alsa", "--alsa-device", "ddsptest", "--sample-rate", String(Self.rate),
+        let daemon = try DaemonProcess(arguments: ["--audio", "alsa", "--width", "0", "--alsa-device", "ddsptest", "--sample-rate", String(Self.rate),
                                                    "--period", String(Self.period), "--periods", String(Self.periods),
                                                    "--weights", weights.path, "--connect-midi", "none"], dir: dir, environment: env)
         XCTAssertTrue(daemon.waitReady(), daemon.output)

@@ -85,6 +85,7 @@ final class DaemonCommandTests: XCTestCase {
         for flag in ["--config <FILE|PRESET>", "--weights <FILE>", "--piano <N|YEAR>", "--gain <DB>", "--velocity-curve <C>",
                      "--channels <LIST>", "--audio <jack|null|alsa>", "--connect-audio <SPEC>", "--connect-midi <SPEC>",
                      "--control-socket <PATH>", "--no-wait", "--no-noise", "--sample-rate <HZ>", "--block-size <N>", "-h, --help",
+                     "--a4 <HZ>", "--transpose <N>", "--width <W>",
                      "-60…24", "0.2…5", "Exit status: 0 after SIGINT/SIGTERM"] {
             XCTAssertTrue(help.contains(flag), "help lacks \(flag):\n\(help)")
         }
@@ -98,6 +99,9 @@ final class DaemonCommandTests: XCTestCase {
             ("--gain", "gain_db", "24.5", "24.5", DaemonRules.gainRule),
             ("--velocity-curve", "velocity_curve", "0.1", "0.1", DaemonRules.velocityCurveRule),
             ("--channels", "channels", "17", "[17]", DaemonRules.channelsRule),
+            ("--a4", "a4_hz", "470", "470", DaemonRules.a4Rule),
+            ("--transpose", "transpose", "-25", "-25", DaemonRules.transposeRule),
+            ("--width", "width", "1.5", "1.5", DaemonRules.widthRule),
             ("--audio", "audio", "pulse", "\"pulse\"", DaemonRules.audioRule),
             ("--sample-rate", "sample_rate", "384001", "384001", DaemonRules.countRule),
         ] {

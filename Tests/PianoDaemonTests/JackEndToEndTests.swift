@@ -1,6 +1,7 @@
 import DDSPPiano
 import Foundation
 import PianoDaemon
+import PianoIO
 import PianoTestKit
 import XCTest
 
@@ -78,6 +79,83 @@ final class JackEndToEndTests: XCTestCase {
         return out
     }
 
+    /// The daemon's own stereo image (its default width): out_L and out_R, each recorded in its
+    /// own take through JACK, equal the offline stereo render of the same events; their mean is
+    /// the mono render.
+    func testDefaultStereoImageThroughJack() throws {
+        let dir = try DaemonSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (weightsURL, weights) = try DaemonSupport.realWeights(in: dir)
+        let jack = try JackServer(dir: dir)
+        try jack.start()
+        defer { jack.stop() }
+        let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", "9", "--connect-audio", "none",
+                                                   "--connect-midi", "none"], dir: dir, environment: jack.environment)
+        defer { _ = daemon.stop() }
+        XCTAssertTrue(daemon.waitReady(60), daemon.output)
+        XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["engine origin"]).flatMap { Int($0) } ?? -1 >= 0 }, daemon.output)
+        XCTAssertEqual(try daemon.status()["width"], DaemonRules.shown(DaemonRules.defaultWidth))
+        var takes: [String: Take] = [:]
+        var origins: [String: Int] = [:]
+        for port in ["out_L", "out_R"] {
+            var env = jack.environment
+            env["JTC_AUDIO_PORT"] = port
+            // A low note (left) and a high one (right), 0.4 s each.
+            takes[port] = try Self.play(environment: env, dir: dir, seconds: 2, notes: ["36:200:400", "96:900:400"])
+            let status = try daemon.status()
+            origins[port] = Int(status["engine origin"] ?? "") ?? -1
+            if (takes[port]!.report["late_events"] ?? 0) > 0 || Int(status["skipped frames"] ?? "0") ?? 0 > 0 {
+                print("skipped: the machine was too busy for an exact take (\(status["skipped frames"] ?? "-") skipped frames)")
+                throw XCTSkip("machine busy")
+            }
+        }
+        // Both takes, offline: the engine with the daemon's options and width, from its origin.
+        var results: [String] = []
+        for port in ["out_L", "out_R"] {
+            let take = takes[port]!, origin = origins[port]!
+            var events: [(Int, MIDIMessage)] = []
+            for n in take.notes {
+                events.append((n.on - origin, .noteOn(channel: 0, pitch: UInt8(n.pitch), velocity: 100)))
+                events.append((n.off - origin, .noteOff(channel: 0, pitch: UInt8(n.pitch), velocity: 0)))
+            }
+            events.sort { $0.0 < $1.0 }
+            let count = take.startFrame - origin + take.samples.count
+            let engine = PianoEngine(weights: weights, options: Daemon.engineOptions(instrument: 9, noise: true))
+            try engine.prepare(sampleRate: 48000, maxBlockSize: 256)
+            engine.width = Float(DaemonRules.defaultWidth)
+            var left = [Float](repeating: 0, count: count), right = left
+            var position = 0, next = 0
+            while position < count {
+                let n = min(256, count - position)
+                var blockEvents: [EngineEvent] = []
+                while next < events.count && events[next].0 < position + n {
+                    blockEvents.append(EngineEvent(offset: events[next].0 - position, message: events[next].1)); next += 1
+                }
+                left.withUnsafeMutableBufferPointer { l in right.withUnsafeMutableBufferPointer { r in
+                    blockEvents.withUnsafeBufferPointer { e in
+                        engine.render(events: e, left: UnsafeMutableBufferPointer(rebasing: l[position..<(position + n)]),
+                                      right: UnsafeMutableBufferPointer(rebasing: r[position..<(position + n)]))
+                    }
+                }}
+                position += n
+            }
+            let reference = (port == "out_L" ? left : right)[(take.startFrame - origin)...]
+            let other = (port == "out_L" ? right : left)[(take.startFrame - origin)...]
+            var signal = 0.0, noise = 0.0, otherNoise = 0.0
+            for (a, (b, c)) in zip(take.samples, zip(reference, other)) {
+                signal += Double(b) * Double(b); noise += Double(a - b) * Double(a - b); otherNoise += Double(a - c) * Double(a - c)
+            }
+            let snr = 10 * log10(signal / max(noise, 1e-30)), otherSNR = 10 * log10(signal / max(otherNoise, 1e-30))
+            // The low note's level in this channel, relative to the high note's.
+            let low = take.notes[0].on - take.startFrame, high = take.notes[1].on - take.startFrame
+            let balance = 20 * log10(Self.rms(take.samples[(low + 480)..<(low + 9600)]) / Self.rms(take.samples[(high + 480)..<(high + 9600)]))
+            results.append(String(format: "%@: %.1f dB SNR against the offline %@ (%.1f dB against the other channel); C2 vs C7 %+.1f dB", port, snr, port, otherSNR, balance))
+            XCTAssertGreaterThan(snr, 60, "\(port) is the engine's \(port)")
+            XCTAssertLessThan(otherSNR, snr - 10, "\(port) is not the other channel")
+        }
+        print("daemon's default stereo image through JACK (width \(DaemonRules.shown(DaemonRules.defaultWidth))): " + results.joined(separator: "; "))
+    }
+
     /// Sound at the expected times, matching an offline render of the same events, latency
     /// printed; then jackd is restarted under the daemon, which reconnects and plays again.
     func testPlaysThroughJackMatchesOfflineRenderAndSurvivesRestart() throws {
@@ -96,7 +174,7 @@ final class JackEndToEndTests: XCTestCase {
         var status: [String: String] = [:]
         var report = MachineReport()
         for attempt in 1...4 {
-            daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", "9", "--connect-audio", "none",
+            daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--width", "0", "--piano", "9", "--connect-audio", "none",
                                                    "--connect-midi", "none"], dir: dir, environment: jack.environment)
             XCTAssertTrue(daemon.waitReady(60), daemon.output)
             XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["engine origin"]).flatMap { Int($0) } ?? -1 >= 0 }, daemon.output)
@@ -264,7 +342,7 @@ final class JackEndToEndTests: XCTestCase {
         let jack = try JackServer(dir: dir, rate: 48000)
         try jack.start()
         defer { jack.stop() }
-        let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", "9", "--connect-audio", "none",
+        let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--width", "0", "--piano", "9", "--connect-audio", "none",
                                                    "--connect-midi", "none"], dir: dir, environment: jack.environment)
         defer { _ = daemon.stop() }
         XCTAssertTrue(daemon.waitReady(60), daemon.output)

@@ -28,7 +28,7 @@ final class LV2JalvTests: XCTestCase {
 
         let p = Process()
         p.executableURL = jalv
-        p.arguments = ["-x", "-n", "ddsp-piano", "-c", "piano=1", "urn:ddsp-piano:piano"]
+        p.arguments = ["-x", "-n", "ddsp-piano", "-c", "piano=1", "-c", "width=0", "urn:ddsp-piano:piano"]   // mono: compared with a mono render
         p.environment = env
         let input = Pipe()                 // the console reads commands; an open stdin keeps it running
         p.standardInput = input

@@ -367,26 +367,43 @@ final class LV2PluginTests: XCTestCase {
         let eventsFile = dir.appendingPathComponent("live.txt")
         try events.map { "\($0.0) \($0.1[0]) \($0.1[1]) \($0.1[2])" }.joined(separator: "\n").write(to: eventsFile, atomically: true, encoding: .utf8)
 
-        let wav = dir.appendingPathComponent("live.wav")
-        let r = try DaemonSupport.run(try TestKit.executable("ddsp-piano"),
-                                      ["render", "--live", "--weights", weights.path, "--piano", "2", "--sample-rate", String(Self.rate),
-                                       "--duration", "3", midi.path, wav.path])
-        print("render --live: \(r.output.trimmingCharacters(in: .newlines))")
-        XCTAssertEqual(r.status, 0, r.output)
-        let rendered = try AudioFile.read(wav)
-        XCTAssertEqual(rendered.sampleRate, Self.rate)
-        XCTAssertEqual(rendered.frames, Self.frames)
+        // Mono (the host's width 0), then the stereo image (the plugin's default width) with
+        // its tuning and transposition controls, each against render --live with those flags.
+        for (flags, controls) in [([String](), [String: String]()),
+                                  (["--width", "0.5", "--a4", "442", "--transpose", "2"],
+                                   ["LV2_TEST_HOST_WIDTH": "0.5", "LV2_TEST_HOST_A4": "442", "LV2_TEST_HOST_TRANSPOSE": "2"])] {
+            let wav = dir.appendingPathComponent("live.wav")
+            try? FileManager.default.removeItem(at: wav)
+            let r = try DaemonSupport.run(try TestKit.executable("ddsp-piano"),
+                                          ["render", "--live", "--weights", weights.path, "--piano", "2", "--sample-rate", String(Self.rate),
+                                           "--duration", "3"] + flags + [midi.path, wav.path])
+            print("render --live \(flags.joined(separator: " ")): \(r.output.trimmingCharacters(in: .newlines))")
+            XCTAssertEqual(r.status, 0, r.output)
+            let rendered = try AudioFile.read(wav)
+            let stereo = !flags.isEmpty
+            XCTAssertEqual(rendered.sampleRate, Self.rate)
+            XCTAssertEqual(rendered.channels, stereo ? 2 : 1)
+            XCTAssertEqual(rendered.frames, Self.frames)
+            let c = rendered.channels
+            let renderedLeft = stride(from: 0, to: rendered.samples.count, by: c).map { rendered.samples[$0] }
+            let renderedRight = stride(from: c - 1, to: rendered.samples.count, by: c).map { rendered.samples[$0] }
 
-        let host = try TestKit.executable("lv2-test-host")
-        var env = ProcessInfo.processInfo.environment
-        env["DDSP_PIANO_WEIGHTS"] = weights.path
-        let out = dir.appendingPathComponent("plugin.f32")
-        let h = try DaemonSupport.run(host, [b.path, String(Self.rate), "256", String(Self.frames), eventsFile.path, out.path, "2"], environment: env)
-        XCTAssertEqual(h.status, 0, h.output)
-        let played = try Data(contentsOf: out).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let left = stride(from: 0, to: played.count, by: 2).map { played[$0] }
-        let (db, exact) = Self.snr(left, rendered.samples)
-        print("LV2 plugin vs ddsp-piano render --live of the same file: SNR \(String(format: "%.1f", db)) dB, \(exact) of \(left.count) samples bit-exact")
-        XCTAssertGreaterThanOrEqual(db, 100, "the plugin plays what render --live renders")
+            let host = try TestKit.executable("lv2-test-host")
+            var env = ProcessInfo.processInfo.environment
+            env["DDSP_PIANO_WEIGHTS"] = weights.path
+            env.merge(controls) { $1 }
+            let out = dir.appendingPathComponent("plugin.f32")
+            let h = try DaemonSupport.run(host, [b.path, String(Self.rate), "256", String(Self.frames), eventsFile.path, out.path, "2"], environment: env)
+            XCTAssertEqual(h.status, 0, h.output)
+            let played = try Data(contentsOf: out).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            let left = stride(from: 0, to: played.count, by: 2).map { played[$0] }
+            let right = stride(from: 1, to: played.count, by: 2).map { played[$0] }
+            let (db, exact) = Self.snr(left, renderedLeft)
+            let (dbR, exactR) = Self.snr(right, renderedRight)
+            print("LV2 plugin \(stereo ? "(width 0.5, a4 442, transpose 2)" : "(mono)") vs ddsp-piano render --live of the same file: left SNR \(String(format: "%.1f", db)) dB, \(exact) of \(left.count) samples bit-exact; right SNR \(String(format: "%.1f", dbR)) dB, \(exactR) bit-exact; left == right: \(left == right)")
+            XCTAssertGreaterThanOrEqual(db, 100, "the plugin plays what render --live renders")
+            XCTAssertGreaterThanOrEqual(dbR, 100, "the plugin plays what render --live renders (right)")
+            XCTAssertEqual(left == right, !stereo, "a stereo image only with a width")
+        }
     }
 }

@@ -25,7 +25,7 @@ final class PipeWireTests: XCTestCase {
         var dropIn = pw.environment
         dropIn["LD_LIBRARY_PATH"] = PipeWireServer.libjackDirectory + (dropIn["LD_LIBRARY_PATH"].map { ":" + $0 } ?? "")
         func startDaemon() throws -> (DaemonProcess, TwoNoteTests.OfflineFollower) {
-            let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", String(piano), "--connect-audio", "none",
+            let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--width", "0", "--piano", String(piano), "--connect-audio", "none",
                                                        "--connect-midi", "none"], dir: dir, environment: dropIn)
             XCTAssertTrue(daemon.waitReady(60), daemon.output)
             XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["audio"])?.hasPrefix("jack ddsp-piano 48000 Hz") ?? false },
@@ -103,7 +103,7 @@ final class PipeWireTests: XCTestCase {
             // the daemon starts.
             try pw.setQuantum(256)
             Thread.sleep(forTimeInterval: 0.5)
-            let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", String(piano), "--connect-audio", "none",
+            let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--width", "0", "--piano", String(piano), "--connect-audio", "none",
                                                        "--connect-midi", "none"], dir: dir, environment: pw.environment, launcher: PipeWireServer.pwJack)
             defer { _ = daemon.stop() }
             XCTAssertTrue(daemon.waitReady(60), daemon.output)

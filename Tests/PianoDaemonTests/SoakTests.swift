@@ -65,7 +65,7 @@ final class SoakTests: XCTestCase {
         let jack = try JackServer(dir: dir)
         try jack.start()
         defer { jack.stop() }
-        let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--connect-audio", "system", "--connect-midi", "none"],
+        let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--width", "0", "--connect-audio", "system", "--connect-midi", "none"],
                                        dir: dir, environment: jack.environment)
         defer { _ = daemon.stop() }
         XCTAssertTrue(daemon.waitReady(60), daemon.output)

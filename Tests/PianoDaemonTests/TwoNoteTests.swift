@@ -80,7 +80,7 @@ final class TwoNoteTests: XCTestCase {
             defer { for b in burners { b.terminate(); b.waitUntilExit() } }
             var done = 0
             while done < runs {
-                let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", String(piano), "--connect-audio", "none",
+                let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--width", "0", "--piano", String(piano), "--connect-audio", "none",
                                                            "--connect-midi", "none"], dir: dir, environment: jack.environment)
                 defer { _ = daemon.stop() }
                 XCTAssertTrue(daemon.waitReady(60), daemon.output)

@@ -527,3 +527,28 @@ private enum TrackParser {
         return String([digits[Int(b >> 4)], digits[Int(b & 0xF)]])
     }
 }
+
+extension MIDIFile {
+    /// The file with every note moved by `semitones` (what `--transpose` plays: the same as a
+    /// transposed file); notes moved outside 0…127 are left out, note-on and note-off alike.
+    public func transposed(by semitones: Int) -> MIDIFile {
+        guard semitones != 0 else { return self }
+        var t = self
+        t.events = events.compactMap { e in
+            var e = e
+            switch e.message {
+            case let .noteOn(c, p, v):
+                let q = Int(p) + semitones
+                guard (0...127).contains(q) else { return nil }
+                e.message = .noteOn(channel: c, pitch: UInt8(q), velocity: v)
+            case let .noteOff(c, p, v):
+                let q = Int(p) + semitones
+                guard (0...127).contains(q) else { return nil }
+                e.message = .noteOff(channel: c, pitch: UInt8(q), velocity: v)
+            default: break
+            }
+            return e
+        }
+        return t
+    }
+}

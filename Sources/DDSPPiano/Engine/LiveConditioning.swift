@@ -48,12 +48,13 @@ public struct LiveConditioning: Sendable {
 
     /// A note starts (velocity 1…127; a velocity-0 note-on is a release, `ReleasePolicy.endsNote`,
     /// which the engine turns into `noteOff` before calling this).
-    public mutating func noteOn(pitch: Int, velocity v: Int) {
+    /// `fraction` (0 ≤ f < 1, from CC88 high-resolution velocity) is added to the velocity.
+    public mutating func noteOn(pitch: Int, velocity v: Int, fraction: Float = 0) {
         guard !ReleasePolicy.endsNote(status: 0x90, velocity: UInt8(clamping: v)) else { noteOff(pitch: pitch); return }
         guard pitch >= Self.lowestPitch && pitch <= Self.highestPitch else { return }
         keyDown[pitch] = true
         sounding[pitch] = true
-        velocity[pitch] = Float(Double(min(v, 127)) / 127)
+        velocity[pitch] = fraction == 0 ? Float(Double(min(v, 127)) / 127) : min(1, (Float(min(v, 127)) + fraction) / 127)
         onsetFrames[pitch] = 2
         releaseAfterFrame[pitch] = false
     }

@@ -53,6 +53,15 @@ public final class PianoEngine: @unchecked Sendable {
         /// CC64 holds released notes (live playing). The offline renderer turns it off and sends
         /// notes already lengthened by upstream's sustain rules.
         public var sustainPedalHolds = true
+        /// Prepare the stereo image (`StereoImage`): `render(events:into:right:)` then writes a
+        /// left and a right channel; otherwise right is a copy of the mono output.
+        public var stereo = false
+        /// The stereo width at the start (0…1; 0 = mono in both channels); `PianoEngine.width` changes it.
+        public var width: Float = 0
+        /// A4 in Hz at the start (`Tuning.a4Range`); the model's own tuning is 440.
+        public var a4: Float = Tuning.defaultA4
+        /// Semitones added to live notes at the start (`Tuning.transposeRange`).
+        public var transpose: Int = 0
         public init() {}
     }
 
@@ -109,6 +118,29 @@ public final class PianoEngine: @unchecked Sendable {
     private var switchFrom = 0, switchStep = 0
     public var gain: Float = 1
 
+    // Settings a driver may change between blocks (read at each frame).
+    /// Stereo width, 0…1 (with `options.stereo`); glided over one frame.
+    public var width: Float
+    /// A4 in Hz: every f0 is scaled by a4/440 (and the RPN fine tuning).
+    public var a4: Float
+    /// Semitones added to notes as they start (a held note keeps the pitch it started with).
+    public var transpose: Int
+    private var widthPlaying: Float = 0
+
+    // Stereo: the side signal (model rate, one frame) and its host-rate stream; a block of scratch.
+    private var side: [Float]
+    private var sideStream: HostStream?
+    private var sideBlock: [Float] = []
+    /// Each voice's key position (held while a voice is idle, so a release tail stays put).
+    private var voicePan: [Float]
+
+    // Controllers (`Controllers`): volume and expression as a smoothed gain, high-resolution
+    // velocity, registered parameters (tuning), and the key → played pitch of sounding notes.
+    private var controllers = Controllers()
+    private var controllerGain: Float = 1
+    private let gainSmoothing: Float
+    private var keyMap: [Int16]            // [16·128] the pitch a key started, −1 none
+
     public convenience init(weights: PianoWeights, options: Options = Options()) {
         self.init(model: PianoModel(weights: weights), options: options)
     }
@@ -147,7 +179,16 @@ public final class PianoEngine: @unchecked Sendable {
         pedalRow = [Float](repeating: 0, count: 4)
         dry = [Float](repeating: 0, count: frameSize)
         wet = [Float](repeating: 0, count: frameSize)
+        side = [Float](repeating: 0, count: frameSize)
+        voicePan = [Float](repeating: 0, count: h.voices)
+        keyMap = [Int16](repeating: -1, count: 16 * 128)
         switchFrom = options.instrument
+        width = options.width
+        a4 = options.a4
+        transpose = options.transpose
+        // One-pole smoothing of the controller gain, 10 ms: no zipper noise from 7-bit steps.
+        gainSmoothing = 1 - Float(exp(-1 / (Controllers.smoothingSeconds * Double(h.sampleRate))))
+        if options.stereo { synth.prepareStereo(sampleRate: h.sampleRate) }
     }
 
     /// Allocates for the host rate and largest block, then runs the warm-up.
@@ -158,6 +199,8 @@ public final class PianoEngine: @unchecked Sendable {
         let wetStream = try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize)
         self.wetStream = wetStream
         dryStream = options.produceDry ? try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize) : nil
+        sideStream = options.stereo ? try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize) : nil
+        sideBlock = [Float](repeating: 0, count: options.stereo ? maxBlockSize : 0)
         // The resampler emits each output sample as soon as its newest input sample arrives, so
         // one frame of pad keeps every frame's events ahead of its synthesis (the block-size
         // tests check this at 16 and 48 kHz).
@@ -195,6 +238,14 @@ public final class PianoEngine: @unchecked Sendable {
         precondition(script.map { $0.voices == model.hyper.voices } ?? true, "a script needs one pair of columns per voice")
         wetStream?.reset()
         dryStream?.reset()
+        sideStream?.reset()
+        controllers = Controllers()
+        controllerGain = 1
+        for i in keyMap.indices { keyMap[i] = -1 }
+        for v in voicePan.indices { voicePan[v] = 0 }
+        // The image opens from mono over the first frame, whatever the width: the same after
+        // any reset (a driver's warm-up ends in one), so live and offline renders agree.
+        widthPlaying = 0
         pendingHead = 0; pendingCount = 0
         hostSamples = 0
         paddingLeft = padding
@@ -260,6 +311,28 @@ public final class PianoEngine: @unchecked Sendable {
         hostSamples += n
     }
 
+    /// Stereo: `left` and `right` (same length) get L = M − S and R = M + S (`StereoImage`); without
+    /// `options.stereo`, both get the mono output.
+    public func render(events: UnsafeBufferPointer<EngineEvent>, left: UnsafeMutableBufferPointer<Float>,
+                       right: UnsafeMutableBufferPointer<Float>, dry dryOut: UnsafeMutableBufferPointer<Float>? = nil) {
+        render(events: events, into: left, dry: dryOut)
+        let n = min(left.count, right.count)
+        guard let sideStream else {
+            right.baseAddress!.update(from: left.baseAddress!, count: n)
+            return
+        }
+        sideBlock.withUnsafeMutableBufferPointer { s in
+            sideStream.pop(into: s.baseAddress!, count: left.count, gain: gain)
+            for i in 0..<n {
+                let m = left[i], d = s[i]
+                left[i] = m - d
+                right[i] = m + d
+            }
+        }
+    }
+
+    static func clampWidth(_ w: Float) -> Float { w.isNaN ? 0 : min(StereoImage.widthRange.upperBound, max(0, w)) }
+
     /// Convenience for arrays (allocation-free when the caller's arrays are reused).
     public func render(events: [EngineEvent], into output: inout [Float]) {
         events.withUnsafeBufferPointer { e in
@@ -292,24 +365,47 @@ public final class PianoEngine: @unchecked Sendable {
             dry.withUnsafeBufferPointer { d in
                 wetStream!.push(d.baseAddress!, count: chunk)
                 dryStream?.push(d.baseAddress!, count: chunk)
+                sideStream?.push(d.baseAddress!, count: chunk)
             }
             return
         }
         computeControls(into: &next)
+        let w1 = options.stereo ? Self.clampWidth(width) : 0
+        let stereoFrame = w1 > 0 || widthPlaying > 0
         dry.withUnsafeMutableBufferPointer { d in
-            wet.withUnsafeMutableBufferPointer { o in
-                synth.render(current: current, next: next, dry: d.baseAddress!, wet: o.baseAddress!)
-                if silenceFrame {
-                    silenceFrame = false
-                    synth.silence()
-                    for i in 0..<frameSize { d[i] = 0; o[i] = 0 }
-                }
-                wetStream!.push(o.baseAddress!, count: frameSize)
-                dryStream?.push(d.baseAddress!, count: frameSize)
+        wet.withUnsafeMutableBufferPointer { o in
+        side.withUnsafeMutableBufferPointer { sd in
+            synth.render(current: current, next: next, dry: d.baseAddress!, wet: o.baseAddress!,
+                         side: stereoFrame ? sd.baseAddress! : nil, width: (widthPlaying, w1))
+            if !stereoFrame { for i in 0..<frameSize { sd[i] = 0 } }
+            if silenceFrame {
+                silenceFrame = false
+                synth.silence()
+                for i in 0..<frameSize { d[i] = 0; o[i] = 0; sd[i] = 0 }
             }
-        }
+            applyControllerGain(o, d, sd)
+            wetStream!.push(o.baseAddress!, count: frameSize)
+            dryStream?.push(d.baseAddress!, count: frameSize)
+            sideStream?.push(sd.baseAddress!, count: frameSize)
+        }}}
+        widthPlaying = w1
         swap(&current, &next)
         audioFrame += 1
+    }
+
+    /// CC7 · CC11 as a gain, one-pole smoothed per sample (exactly 1, untouched, until moved).
+    private func applyControllerGain(_ o: UnsafeMutableBufferPointer<Float>, _ d: UnsafeMutableBufferPointer<Float>,
+                                     _ sd: UnsafeMutableBufferPointer<Float>) {
+        let target = controllers.gain
+        if controllerGain == target && target == 1 { return }
+        var g = controllerGain
+        let a = gainSmoothing
+        for i in 0..<frameSize {
+            g += a * (target - g)
+            o[i] *= g; d[i] *= g; sd[i] *= g
+        }
+        // Close enough to stop moving: snap (so that 1 is exact again, and no denormal tail).
+        controllerGain = abs(target - g) < 1e-6 ? target : g
     }
 
     /// Applies the events of the frame `audioFrame + 1` and computes its controls.
@@ -353,12 +449,22 @@ public final class PianoEngine: @unchecked Sendable {
                 }
             }
         }
+        let tuning = Tuning.ratio(a4: a4, fineCents: controllers.fineTuningCents)
+        if options.stereo {
+            // Each voice's key position, held while it is idle (its release tail stays put).
+            for v in 0..<voicePan.count {
+                let pitch = conditioningRow[2 * v]
+                if pitch > 0 { voicePan[v] = StereoImage.position(pitch: pitch) }
+                controls.pan[v] = voicePan[v]
+            }
+        }
         if let v2 = v2Network {
             // `v2` shares the network's buffers (copy-on-write, nothing is written): no copy.
             v2.raw.withUnsafeBufferPointer { raw in
                 v2.f0.withUnsafeBufferPointer { f0 in
                     v2.inharmCoefficient.withUnsafeBufferPointer { b in
-                        controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: modelRate)
+                        controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: modelRate,
+                                        tuning: tuning)
                     }
                 }
             }
@@ -368,7 +474,8 @@ public final class PianoEngine: @unchecked Sendable {
         network!.mono.raw.withUnsafeBufferPointer { raw in
             network!.f0.withUnsafeBufferPointer { f0 in
                 network!.inharmCoefficient.withUnsafeBufferPointer { b in
-                    controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: modelRate)
+                    controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: modelRate,
+                                    tuning: tuning)
                 }
             }
         }
@@ -400,12 +507,24 @@ public final class PianoEngine: @unchecked Sendable {
 
     private func apply(_ message: MIDIMessage, onGrid: Bool) {
         switch message {
-        case let .noteOn(_, pitch, _) where message.endsNote, let .noteOff(_, pitch, _):
-            live.noteOff(pitch: Int(pitch), atFrameStart: onGrid)
-        case let .noteOn(_, pitch, velocity):
-            live.noteOn(pitch: Int(pitch), velocity: Int(velocity))
-        case let .controlChange(_, controller, value):
+        case let .noteOn(channel, pitch, _) where message.endsNote, let .noteOff(channel, pitch, _):
+            let key = Int(channel & 0x0F) * 128 + Int(pitch & 0x7F)
+            // The pitch the key started (transposition may have changed since), else today's.
+            let played = keyMap[key] >= 0 ? Int(keyMap[key]) : Int(pitch) + transpose + controllers.coarseTuning
+            keyMap[key] = -1
+            if (0...127).contains(played) { live.noteOff(pitch: played, atFrameStart: onGrid) }
+        case let .noteOn(channel, pitch, velocity):
+            let played = Int(pitch) + transpose + controllers.coarseTuning
+            let fraction = controllers.takeVelocityFraction(channel: Int(channel & 0x0F))
+            guard (0...127).contains(played) else { return }   // transposed off the keyboard
+            keyMap[Int(channel & 0x0F) * 128 + Int(pitch & 0x7F)] = Int16(played)
+            live.noteOn(pitch: played, velocity: Int(velocity), fraction: fraction)
+        case let .controlChange(channel, controller, value):
+            if controllers.take(channel: Int(channel & 0x0F), controller: Int(controller), value: Int(value)) { return }
             live.controlChange(Int(controller), value: Int(value), atFrameStart: onGrid)
+            if controller == 120 || controller == 123 {
+                for i in keyMap.indices { keyMap[i] = -1 }
+            }
             if controller == 120 {
                 network?.silenceVoices()
                 v2Network?.silenceVoices()

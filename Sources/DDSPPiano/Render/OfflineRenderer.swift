@@ -19,7 +19,20 @@ public struct RenderSettings: Sendable {
     public var sampleRate: Double? = nil
     /// Block size the streaming engine is driven with (the output does not depend on it).
     public var blockSize: Int = 256
+    /// Semitones every note of the file is moved by (the render equals that of a transposed
+    /// file; notes moved off 0…127 are left out).
+    public var transpose: Int = 0
     public init() {}
+
+    /// The stereo image's width (`StereoImage`), nil: mono (the default, as upstream).
+    public var stereoWidth: Float? {
+        get { engine.stereo ? engine.width : nil }
+        set { engine.stereo = newValue != nil; engine.width = newValue ?? 0 }
+    }
+    /// A4 in Hz (440: the model's own tuning).
+    public var a4: Float { get { engine.a4 } set { engine.a4 = newValue } }
+    /// Channels of the output: 2 with a stereo image.
+    public var channels: Int { engine.stereo ? 2 : 1 }
 
     // The engine's options by their render names.
     public var instrument: Int { get { engine.instrument } set { engine.instrument = newValue } }
@@ -61,6 +74,8 @@ public protocol RenderSink {
     /// Whether the unreverbed mix is wanted. The engine computes it only then, and `write` gets
     /// nil otherwise.
     var wantsDry: Bool { get }
+    /// 1, or 2 for a stereo render (`RenderSettings.channels`): `wet` is then interleaved L, R.
+    var channels: Int { get }
     /// Called once, before the first block: the output rate and the number of samples that follow.
     mutating func begin(sampleRate: Int, length: Int) throws
     /// The next samples in order, warm-up and latency already cut. `dry` (nil unless `wantsDry`)
@@ -69,12 +84,18 @@ public protocol RenderSink {
     mutating func write(wet: UnsafeBufferPointer<Float>, dry: UnsafeBufferPointer<Float>?) throws
 }
 
+extension RenderSink {
+    public var channels: Int { 1 }
+}
+
 /// Keeps a whole render in memory, as `RenderOutput` (tests, analysis).
 public struct RenderCollector: RenderSink {
     public let wantsDry: Bool
+    public let channels: Int
+    /// `wet` is interleaved when `channels` is 2.
     public private(set) var output = RenderOutput(sampleRate: 0, wet: [], dry: [])
 
-    public init(dry: Bool = true) { wantsDry = dry }
+    public init(dry: Bool = true, channels: Int = 1) { wantsDry = dry; self.channels = channels }
 
     public mutating func begin(sampleRate: Int, length: Int) {
         output.sampleRate = sampleRate
@@ -95,7 +116,7 @@ public enum OfflineRenderer {
     /// hands it out block by block instead.
     public static func render(midi: MIDIFile, model: PianoModel, settings: RenderSettings,
                               progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
-        var collector = RenderCollector(dry: true)
+        var collector = RenderCollector(dry: true, channels: settings.channels)
         try render(midi: midi, model: model, settings: settings, into: &collector, progress: progress)
         return collector.output
     }
@@ -106,7 +127,14 @@ public enum OfflineRenderer {
     public static func render<Sink: RenderSink>(midi: MIDIFile, model: PianoModel, settings: RenderSettings,
                                                 into sink: inout Sink, progress: ((Double) -> Void)? = nil) throws {
         let h = model.hyper
+        let midi = midi.transposed(by: settings.transpose)
+        guard sink.channels == settings.channels else {
+            throw WeightsError("the output has \(sink.channels) channel(s), the render \(settings.channels)")
+        }
         if settings.exact, let weights = model.dafx22 {
+            if settings.channels != 1 {
+                throw WeightsError("--exact renders upstream's mono computation; leave out --stereo/--width or --exact")
+            }
             let conditioning = UpstreamConditioning.make(midi: midi, warmUp: settings.warmUp, duration: settings.duration,
                                                          voices: h.voices, frameRate: h.frameRate)
             return try render(conditioning: conditioning, weights: weights, settings: settings, into: &sink, progress: progress)
@@ -160,6 +188,7 @@ public enum OfflineRenderer {
     static func engineOptions(_ settings: RenderSettings, dry: Bool) -> PianoEngine.Options {
         var options = settings.engine
         options.produceDry = dry
+        options.transpose = 0   // the file itself is transposed (`RenderSettings.transpose`)
         return options
     }
 
@@ -173,7 +202,7 @@ public enum OfflineRenderer {
     /// cropped like upstream: the warm-up and the engine's constant latency are removed.
     public static func renderStreaming(conditioning: UpstreamConditioning.Rows, model: PianoModel, settings: RenderSettings,
                                        progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
-        var collector = RenderCollector(dry: true)
+        var collector = RenderCollector(dry: true, channels: settings.channels)
         try renderStreaming(conditioning: conditioning, model: model, settings: settings, into: &collector, progress: progress)
         return collector.output
     }
@@ -205,7 +234,7 @@ public enum OfflineRenderer {
     public static func renderStreaming(events: [TimedMessage], modelSamples: Int, warmUpFrames: Int, sustainApplied: Bool,
                                        model: PianoModel, settings: RenderSettings,
                                        progress: ((Double) -> Void)? = nil) throws -> RenderOutput {
-        var collector = RenderCollector(dry: true)
+        var collector = RenderCollector(dry: true, channels: settings.channels)
         try renderStreaming(events: events, modelSamples: modelSamples, warmUpFrames: warmUpFrames, sustainApplied: sustainApplied,
                             model: model, settings: settings, into: &collector, progress: progress)
         return collector.output
@@ -251,11 +280,16 @@ public enum OfflineRenderer {
         let total = skip + length
         try sink.begin(sampleRate: Int(rate.rounded()), length: length)
         let wantsDry = sink.wantsDry
+        let stereo = sink.channels == 2
         let wet = UnsafeMutableBufferPointer<Float>.allocate(capacity: block)
         let dry = UnsafeMutableBufferPointer<Float>.allocate(capacity: block)
+        let right = UnsafeMutableBufferPointer<Float>.allocate(capacity: stereo ? block : 0)
+        let interleaved = UnsafeMutableBufferPointer<Float>.allocate(capacity: stereo ? 2 * block : 0)
         wet.initialize(repeating: 0)
         dry.initialize(repeating: 0)
-        defer { wet.deallocate(); dry.deallocate() }
+        right.initialize(repeating: 0)
+        interleaved.initialize(repeating: 0)
+        defer { wet.deallocate(); dry.deallocate(); right.deallocate(); interleaved.deallocate() }
         var feed = BlockEventFeed(events: events, sampleRate: rate)
         var blockEvents: [EngineEvent] = []
         blockEvents.reserveCapacity(256)
@@ -264,14 +298,25 @@ public enum OfflineRenderer {
             let n = min(block, total - position)
             feed.take(position: position, count: n, into: &blockEvents)
             blockEvents.withUnsafeBufferPointer { ev in
-                engine.render(events: ev, into: UnsafeMutableBufferPointer(rebasing: wet[0..<n]),
-                              dry: wantsDry ? UnsafeMutableBufferPointer(rebasing: dry[0..<n]) : nil)
+                let d = wantsDry ? UnsafeMutableBufferPointer(rebasing: dry[0..<n]) : nil
+                if stereo {
+                    engine.render(events: ev, left: UnsafeMutableBufferPointer(rebasing: wet[0..<n]),
+                                  right: UnsafeMutableBufferPointer(rebasing: right[0..<n]), dry: d)
+                } else {
+                    engine.render(events: ev, into: UnsafeMutableBufferPointer(rebasing: wet[0..<n]), dry: d)
+                }
             }
             // The constant latency (and warm-up) is cut: the first `skip` samples go nowhere.
             let start = min(n, max(0, skip - position))
             if start < n {
-                try sink.write(wet: UnsafeBufferPointer(rebasing: wet[start..<n]),
-                               dry: wantsDry ? UnsafeBufferPointer(rebasing: dry[start..<n]) : nil)
+                let out: UnsafeBufferPointer<Float>
+                if stereo {
+                    for i in start..<n { interleaved[2 * (i - start)] = wet[i]; interleaved[2 * (i - start) + 1] = right[i] }
+                    out = UnsafeBufferPointer(rebasing: interleaved[0..<(2 * (n - start))])
+                } else {
+                    out = UnsafeBufferPointer(rebasing: wet[start..<n])
+                }
+                try sink.write(wet: out, dry: wantsDry ? UnsafeBufferPointer(rebasing: dry[start..<n]) : nil)
             }
             position += n
             if (position / block) % 200 == 0 { progress?(Double(position) / Double(max(1, total))) }
@@ -310,6 +355,7 @@ public enum OfflineRenderer {
         let wantsDry = sink.wantsDry
         var position = 0
         try renderFrames(conditioning: conditioning, network: &network, statistics: stats, synth: synth,
+                         tuning: Tuning.ratio(a4: settings.a4, fineCents: 0),
                          progress: { progress?(0.4 + 0.6 * $0) }) { dry, wet in
             let start = min(wet.count, max(0, crop - position))
             position += wet.count
@@ -388,7 +434,7 @@ public enum OfflineRenderer {
     /// receives the whole sequence's additive part.
     public static func renderFrames(conditioning c: FrameConditioning, network: inout PianoNetwork,
                                     statistics: NormalizationStatistics, synth: PianoSynth,
-                                    additive: UnsafeMutablePointer<Float>? = nil,
+                                    additive: UnsafeMutablePointer<Float>? = nil, tuning: Float = 1,
                                     observe: ((Int, PianoNetwork, SynthControls) -> Void)? = nil,
                                     progress: ((Double) -> Void)? = nil,
                                     emit: (_ dry: UnsafeBufferPointer<Float>, _ wet: UnsafeBufferPointer<Float>) throws -> Void) rethrows {
@@ -409,7 +455,8 @@ public enum OfflineRenderer {
                 network.mono.raw.withUnsafeBufferPointer { raw in
                 network.f0.withUnsafeBufferPointer { f0 in
                 network.inharmCoefficient.withUnsafeBufferPointer { b in
-                    controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: h.sampleRate)
+                    controls.update(raw: raw.baseAddress!, f0: f0.baseAddress!, inharm: b.baseAddress!, sampleRate: h.sampleRate,
+                                    tuning: tuning)
                 }}}
                 observe?(t, network, controls)
             }

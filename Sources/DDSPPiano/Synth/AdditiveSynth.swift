@@ -64,7 +64,10 @@ public struct AdditiveSynth: Sendable {
 
     /// Adds frame F of every voice to `out` [frameSize], given the controls of frame F (`current`)
     /// and F+1 (`next`; pass `current` again at the very end, which holds the last frame).
-    public mutating func render(current: SynthControls, next: SynthControls, into out: UnsafeMutablePointer<Float>) {
+    /// `side` (stereo, optional): each voice is also added there weighted by its key position
+    /// (`SynthControls.pan`, glided from `current` to `next`).
+    public mutating func render(current: SynthControls, next: SynthControls, into out: UnsafeMutablePointer<Float>,
+                                side: UnsafeMutablePointer<Float>? = nil) {
         let H = harmonics, S = substrings, N = frameSize
         precondition(H % 8 == 0, "partials are processed 8 at a time")
         let start = sampleIndex
@@ -90,15 +93,19 @@ public struct AdditiveSynth: Sendable {
         window.withUnsafeBufferPointer { w in
         lerp.withUnsafeBufferPointer { lp in
         silentBlocks.withUnsafeMutableBufferPointer { pending in
-            PianoKernels.active.additiveFrame(AdditiveFrame(
+        current.pan.withUnsafeBufferPointer { pc in
+        next.pan.withUnsafeBufferPointer { pn in
+            var frame = AdditiveFrame(
                 voices: voices, substrings: S, harmonics: H, frameSize: N, sampleRate: sampleRate, chunk: chunk, folds: folds,
                 silentCurrent: sc.baseAddress!, silentNext: sn.baseAddress!,
                 chunkPhase: cp.baseAddress!, offsetSum: os.baseAddress!, offset: off.baseAddress!,
                 frequencyCurrent: fc.baseAddress!, frequencyNext: fn.baseAddress!,
                 amplitudeCurrent: ac.baseAddress!, amplitudeNext: an.baseAddress!,
                 window: w.baseAddress!, lerp: lp.baseAddress!, partialSums: acc.baseAddress!, pending: pending.baseAddress!,
-                out: out))
-        }}}}}}}}}}}}}
+                out: out)
+            if let side { frame.side = side; frame.pan = pc.baseAddress!; frame.panNext = pn.baseAddress! }
+            PianoKernels.active.additiveFrame(frame)
+        }}}}}}}}}}}}}}}
         sampleIndex += N
     }
 }

@@ -24,6 +24,10 @@ public struct FilteredNoise: Sendable {
     /// Overlap-add accumulator of filtered noise (all voices summed), in stream samples
     /// starting at `accStart`; holds the current and upcoming frames.
     private var acc: [Float]
+    /// Stereo: the same for the side signal (each voice weighted by its pan), and one voice's
+    /// filtered frame before it is split between the two (allocated on first use, in `prepareSide`).
+    private var sideAcc: [Float] = []
+    private var voiceFrame: [Float] = []
     public var generator: NoiseGenerator
 
     public init(hyper h: PianoWeights.Hyper, seed: UInt64) {
@@ -64,8 +68,15 @@ public struct FilteredNoise: Sendable {
                     1, magnitudes, Int32(bands), design, Int32(n), 0, ir, Int32(n))
     }
 
+    /// Allocates the stereo buffers (not for the audio thread).
+    public mutating func prepareSide() {
+        if sideAcc.isEmpty { sideAcc = [Float](repeating: 0, count: acc.count) }
+        if voiceFrame.isEmpty { voiceFrame = [Float](repeating: 0, count: frameSize + irSize) }
+    }
+
     public mutating func reset(seed: UInt64) {
         for i in acc.indices { acc[i] = 0 }
+        for i in sideAcc.indices { sideAcc[i] = 0 }
         generator = NoiseGenerator(seed: seed)
         primed = false
     }
@@ -74,31 +85,45 @@ public struct FilteredNoise: Sendable {
 
     /// Filters frame F+1's noise with `next`'s magnitudes and adds output frame F to `out`.
     /// On the first call it also takes in frame 0 (`current`).
-    public mutating func render(current: SynthControls, next: SynthControls, into out: UnsafeMutablePointer<Float>) {
+    /// `side` (stereo, after `prepareSide`): the voices' noise weighted by their pan is added there.
+    public mutating func render(current: SynthControls, next: SynthControls, into out: UnsafeMutablePointer<Float>,
+                                side: UnsafeMutablePointer<Float>? = nil) {
+        let stereo = side != nil && !sideAcc.isEmpty
         if !primed {
-            addFrame(current, at: 0)
+            addFrame(current, at: 0, stereo: stereo)
             primed = true
         }
         // acc[0..<frameSize] is frame F; the frame F+1 filter output starts at acc[frameSize].
-        addFrame(next, at: frameSize)
+        addFrame(next, at: frameSize, stereo: stereo)
         let N = frameSize, D = delay
         acc.withUnsafeMutableBufferPointer { a in
             for r in 0..<N { out[r] += a[D + r] }
-            // Slide by one frame.
-            let keep = a.count - N
-            for i in 0..<keep { a[i] = a[i + N] }
-            for i in keep..<a.count { a[i] = 0 }
+            FilteredNoise.slide(a, by: N)
+        }
+        if !sideAcc.isEmpty {
+            sideAcc.withUnsafeMutableBufferPointer { a in
+                if let side { for r in 0..<N { side[r] += a[D + r] } }
+                FilteredNoise.slide(a, by: N)
+            }
         }
     }
 
+    @inline(__always)
+    private static func slide(_ a: UnsafeMutableBufferPointer<Float>, by n: Int) {
+        let keep = a.count - n
+        for i in 0..<keep { a[i] = a[i + n] }
+        for i in keep..<a.count { a[i] = 0 }
+    }
+
     /// Designs the frame's filters and adds the filtered noise of every voice at `position`.
-    private mutating func addFrame(_ c: SynthControls, at position: Int) {
+    private mutating func addFrame(_ c: SynthControls, at position: Int, stereo: Bool) {
         let n = irSize, N = frameSize
         c.magnitudes.withUnsafeBufferPointer { m in
         design.withUnsafeBufferPointer { d in
         impulse.withUnsafeMutableBufferPointer { h in
             FilteredNoise.impulseResponses(m.baseAddress!, rows: voices, bands: bands, design: d.baseAddress!, into: h.baseAddress!)
         }}}
+        if stereo { return addFrameStereo(c, at: position) }
         noise.withUnsafeMutableBufferPointer { x in
         impulse.withUnsafeBufferPointer { h in
         acc.withUnsafeMutableBufferPointer { a in
@@ -109,6 +134,30 @@ public struct FilteredNoise: Sendable {
                 convolveAdd(x.baseAddress!, N, h.baseAddress! + v * n, n, a.baseAddress! + position)
             }
         }}}
+    }
+
+    /// Stereo: each voice is filtered on its own, then added to the mix and, weighted by its
+    /// pan, to the side (one convolution per voice, as in mono; the same noise sequence).
+    private mutating func addFrameStereo(_ c: SynthControls, at position: Int) {
+        let n = irSize, N = frameSize, L = N + n - 1
+        noise.withUnsafeMutableBufferPointer { x in
+        impulse.withUnsafeBufferPointer { h in
+        voiceFrame.withUnsafeMutableBufferPointer { y in
+        acc.withUnsafeMutableBufferPointer { a in
+        sideAcc.withUnsafeMutableBufferPointer { sa in
+        c.pan.withUnsafeBufferPointer { pan in
+            let convolveAdd = PianoKernels.active.convolveAdd
+            for v in 0..<voices {
+                generator.fill(x.baseAddress!, count: N)
+                for i in 0..<L { y[i] = 0 }
+                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * n, n, y.baseAddress!)
+                let p = pan[v]
+                for i in 0..<L {
+                    a[position + i] += y[i]
+                    sa[position + i] += p * y[i]
+                }
+            }
+        }}}}}}
     }
 }
 

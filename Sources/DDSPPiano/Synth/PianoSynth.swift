@@ -7,6 +7,9 @@ public final class PianoSynth: @unchecked Sendable {
     public var noise: FilteredNoise
     public let reverb: Reverb
     public var noiseEnabled: Bool
+    /// Stereo (after `prepareStereo`): the reverb's decorrelator and a frame of scratch.
+    private var decorrelator: Decorrelator?
+    private var room: [Float] = []
 
     public convenience init(weights w: PianoWeights, instrument: Int, seed: UInt64, noise enabled: Bool = true) {
         self.init(hyper: w.hyper, impulseResponses: w.reverbImpulseResponses.values, instruments: w.instruments.count,
@@ -50,17 +53,49 @@ public final class PianoSynth: @unchecked Sendable {
         additive.reset()
         noise.reset(seed: seed)
         reverb.reset()
+        decorrelator?.reset()
+    }
+
+    /// Allocates what the side signal needs (`StereoImage`); not for the audio thread.
+    public func prepareStereo(sampleRate: Int) {
+        noise.prepareSide()
+        if decorrelator == nil { decorrelator = Decorrelator(sampleRate: sampleRate) }
+        if room.isEmpty { room = [Float](repeating: 0, count: frameSize) }
     }
 
     /// Renders frame F from the controls of F and F+1: `dry` gets the voice mix, `wet` dry + reverb.
     /// `additiveOnly` (optional) receives the additive part alone.
+    /// `side` (stereo, after `prepareStereo`) receives the side signal S of `StereoImage` for
+    /// a width gliding from `width.start` to `width.end` across the frame.
     public func render(current: SynthControls, next: SynthControls,
                        dry: UnsafeMutablePointer<Float>, wet: UnsafeMutablePointer<Float>,
-                       additiveOnly: UnsafeMutablePointer<Float>? = nil) {
-        for i in 0..<frameSize { dry[i] = 0 }
-        additive.render(current: current, next: next, into: dry)
-        if let a = additiveOnly { a.update(from: dry, count: frameSize) }
-        if noiseEnabled { noise.render(current: current, next: next, into: dry) }
+                       additiveOnly: UnsafeMutablePointer<Float>? = nil,
+                       side: UnsafeMutablePointer<Float>? = nil, width: (start: Float, end: Float) = (0, 0)) {
+        let N = frameSize
+        for i in 0..<N { dry[i] = 0 }
+        let side = decorrelator == nil ? nil : side
+        if let side { for i in 0..<N { side[i] = 0 } }
+        additive.render(current: current, next: next, into: dry, side: side)
+        if let a = additiveOnly { a.update(from: dry, count: N) }
+        if noiseEnabled { noise.render(current: current, next: next, into: dry, side: side) }
         reverb.process(dry, into: wet)
+        guard let side else { return }
+        // S = width · (the voices by key position) + √width · D(reverb), the width glided per sample.
+        let w0 = width.start, dw = (width.end - width.start) / Float(N)
+        room.withUnsafeMutableBufferPointer { r in
+            for i in 0..<N {
+                let w = w0 + dw * Float(i)
+                side[i] *= w
+                r[i] = wet[i] - dry[i]
+            }
+            if width.start == width.end {
+                decorrelator!.process(r.baseAddress!, count: N, amount: StereoImage.roomAmount(width: w0), addInto: side)
+            } else {
+                // A glide: the decorrelated room into scratch first, then weighted per sample.
+                let start = StereoImage.roomAmount(width: width.start), end = StereoImage.roomAmount(width: width.end)
+                decorrelator!.processInPlace(r.baseAddress!, count: N)
+                for i in 0..<N { side[i] += (start + (end - start) * Float(i) / Float(N)) * r[i] }
+            }
+        }
     }
 }

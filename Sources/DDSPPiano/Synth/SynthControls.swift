@@ -22,6 +22,9 @@ public struct SynthControls: Sendable {
     public var magnitudes: [Float]            // [voices, bands]
     /// Whether a voice's additive part is silent this frame (amplitude exactly 0).
     public var silent: [Bool]
+    /// Each voice's key position for the stereo image, −1 … 1 before the width (`StereoImage`);
+    /// set by the engine, unused in mono.
+    public var pan: [Float]
 
     public static let minFrequency: Float = 20
     static let ln10: Float = logf(10)
@@ -36,6 +39,7 @@ public struct SynthControls: Sendable {
         harmonicFrequency = [Float](repeating: 0, count: voices * substrings * harmonics)
         magnitudes = [Float](repeating: 0, count: voices * bands)
         silent = [Bool](repeating: true, count: voices)
+        pan = [Float](repeating: 0, count: voices)
     }
 
     /// ddsp's exp_sigmoid: 2·σ(x)^ln 10 + 1e-7.
@@ -52,8 +56,9 @@ public struct SynthControls: Sendable {
     }
 
     /// `raw` is [voices, 1 + harmonics + bands]; `f0` [voices, substrings]; `inharm` [voices].
+    /// `tuning` scales every f0 (A4 and fine tuning, 1 = the model's own tuning, exactly).
     public mutating func update(raw: UnsafePointer<Float>, f0 f0In: UnsafePointer<Float>, inharm: UnsafePointer<Float>,
-                                sampleRate: Int) {
+                                sampleRate: Int, tuning: Float = 1) {
         typealias V = SIMD8<Float>
         let H = harmonics, B = bands, S = substrings
         precondition(H % 8 == 0 && B % 8 == 0, "controls are computed 8 at a time")
@@ -74,7 +79,7 @@ public struct SynthControls: Sendable {
             let haR = UnsafeMutableRawPointer(haP.baseAddress!), hfR = UnsafeMutableRawPointer(hfP.baseAddress!)
             for v in 0..<voices {
                 let r = UnsafeRawPointer(raw + v * outputs)
-                let f00 = f0In[v * S]
+                let f00 = f0In[v * S] * tuning
                 let b = max(inharm[v], 0)
                 var amp = SynthControls.expSigmoid(r.load(as: Float.self))
                 amp *= f00 > SynthControls.minFrequency ? 1 : 0
@@ -103,7 +108,7 @@ public struct SynthControls: Sendable {
                     haR.storeBytes(of: amp * d, toByteOffset: hb + 4 * k, as: V.self)
                 }
                 for s in 0..<S {
-                    let fs = f0In[v * S + s]
+                    let fs = f0In[v * S + s] * tuning
                     f0P[v * S + s] = fs
                     let fb = 4 * (v * S + s) * H
                     for k in stride(from: 0, to: H, by: 8) {
