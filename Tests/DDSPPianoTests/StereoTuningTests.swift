@@ -94,56 +94,64 @@ final class StereoTuningTests: XCTestCase {
         }
     }
 
-    /// Each key is panned by its place: bass left. The side signal's projection on the dry note
-    /// gives the voice's pan p (L = (1 − p)·voice, R = (1 + p)·voice), which must be
-    /// width·(key − 64.5)/43.5; the level balance of the direct sound is then
-    /// 20·log10((1 + p)/(1 − p)), and the total level of L and R against the mono render is printed.
+    /// Each key is panned by its place: bass left. S = w·K + √w·D(reverb) (`StereoImage`), so two
+    /// renders, at widths 1 and 1/4, give the keys' part exactly: K = 2·(S₁ − 2·S₁/₄). For one
+    /// note, K = p·dry: its projection on the dry note is the key's position p, which must be
+    /// (key − 64.5)/43.5 (clamped to ±1); the direct sound's level difference at width 0.5 is
+    /// then 20·log10((1 + p/2)/(1 − p/2)). The total level of L and R at width 0.5 against the
+    /// mono render (the room included) is printed.
     func testKeysArePannedAcrossTheKeyboard() throws {
         for (name, model) in try Self.models() {
-            let width: Float = 0.5
             var rows: [String] = []
             for pitch: UInt8 in [21, 24, 36, 48, 60, 72, 84, 96, 108] {
                 let events = [TimedMessage(time: 0.05, message: E.note(true, pitch, 90)), TimedMessage(time: 0.4, message: E.note(false, pitch))]
-                var o = Self.options(model, stereo: true, width: width)
-                o.noise = false
-                o.produceDry = true
                 let rate = Double(model.sampleRate)
-                let engine = PianoEngine(model: model, options: o)
-                let total = Int(0.3 * rate), block = 256
-                try engine.prepare(sampleRate: rate, maxBlockSize: block)
-                var l = [Float](repeating: 0, count: total), r = l, dry = l
-                var feed = BlockEventFeed(events: events, sampleRate: rate)
-                var blockEvents: [EngineEvent] = []
-                var pos = 0
-                while pos < total {
-                    let n = min(block, total - pos)
-                    feed.take(position: pos, count: n, into: &blockEvents)
-                    blockEvents.withUnsafeBufferPointer { ev in l.withUnsafeMutableBufferPointer { lp in r.withUnsafeMutableBufferPointer { rp in
-                        dry.withUnsafeMutableBufferPointer { dp in
-                            engine.render(events: ev, left: UnsafeMutableBufferPointer(rebasing: lp[pos..<(pos + n)]),
-                                          right: UnsafeMutableBufferPointer(rebasing: rp[pos..<(pos + n)]),
-                                          dry: UnsafeMutableBufferPointer(rebasing: dp[pos..<(pos + n)]))
-                        }
-                    }}}
-                    pos += n
+                let total = Int(0.3 * rate)
+                func side(_ width: Float) throws -> (side: [Float], dry: [Float], left: [Float], right: [Float]) {
+                    var o = Self.options(model, stereo: true, width: width)
+                    o.noise = false
+                    o.produceDry = true
+                    let engine = PianoEngine(model: model, options: o)
+                    let block = 256
+                    try engine.prepare(sampleRate: rate, maxBlockSize: block)
+                    var l = [Float](repeating: 0, count: total), r = l, dry = l
+                    var feed = BlockEventFeed(events: events, sampleRate: rate)
+                    var blockEvents: [EngineEvent] = []
+                    var pos = 0
+                    while pos < total {
+                        let n = min(block, total - pos)
+                        feed.take(position: pos, count: n, into: &blockEvents)
+                        blockEvents.withUnsafeBufferPointer { ev in l.withUnsafeMutableBufferPointer { lp in r.withUnsafeMutableBufferPointer { rp in
+                            dry.withUnsafeMutableBufferPointer { dp in
+                                engine.render(events: ev, left: UnsafeMutableBufferPointer(rebasing: lp[pos..<(pos + n)]),
+                                              right: UnsafeMutableBufferPointer(rebasing: rp[pos..<(pos + n)]),
+                                              dry: UnsafeMutableBufferPointer(rebasing: dp[pos..<(pos + n)]))
+                            }
+                        }}}
+                        pos += n
+                    }
+                    return (zip(l, r).map { ($1 - $0) / 2 }, dry, l, r)
                 }
+                let one = try side(1), quarter = try side(0.25), half = try side(0.5)
                 let range = Int(0.06 * rate)..<Int(0.21 * rate)
-                var sd = 0.0, dd = 0.0
-                for i in range { sd += Double(r[i] - l[i]) / 2 * Double(dry[i]); dd += Double(dry[i]) * Double(dry[i]) }
-                let measured = sd / dd
-                let p = Double(width) * Double(StereoImage.position(pitch: Float(pitch)))
-                let el = Self.energy(l[range]), er = Self.energy(r[range])
-                var mono = o
-                mono.stereo = false
-                mono.produceDry = false
+                var kd = 0.0, dd = 0.0
+                for i in range {
+                    let k = 2 * (Double(one.side[i]) - 2 * Double(quarter.side[i]))
+                    kd += k * Double(one.dry[i]); dd += Double(one.dry[i]) * Double(one.dry[i])
+                }
+                let measured = kd / dd
+                let p = Double(StereoImage.position(pitch: Float(pitch)))
+                let el = Self.energy(half.left[range]), er = Self.energy(half.right[range])
+                var mono = Self.options(model)
+                mono.noise = false
                 let m = try renderEngine(model, options: mono, events: events, seconds: 0.3, rate: rate, block: 256)
                 let totalLevel = 10 * log10((el + er) / (2 * Self.energy(m[range])))
-                rows.append(String(format: "%3d: pan %+.3f (law %+.3f), direct sound R−L %+.2f dB; L %.1f dB, R %.1f dB with the room, L+R power vs mono %+.2f dB (pan law alone %+.2f)",
-                                   Int(pitch), measured, p, 20 * log10((1 + measured) / (1 - measured)), 10 * log10(el), 10 * log10(er),
-                                   totalLevel, 10 * log10(1 + p * p)))
-                XCTAssertEqual(measured, p, accuracy: 0.02, "\(name) key \(pitch)")
+                let p2 = measured / 2
+                rows.append(String(format: "%3d: position %+.4f (law %+.4f); at width 0.5 the direct sound R−L %+.2f dB, its power %+.2f dB; L+R with the room %+.2f dB vs mono",
+                                   Int(pitch), measured, p, 20 * log10((1 + p2) / (1 - p2)), 10 * log10(1 + p2 * p2), totalLevel))
+                XCTAssertEqual(measured, p, accuracy: 0.01, "\(name) key \(pitch)")
             }
-            print("\(name), width 0.5, across the keyboard (first 150 ms of each note):\n  " + rows.joined(separator: "\n  "))
+            print("\(name), across the keyboard (first 150 ms of each note):\n  " + rows.joined(separator: "\n  "))
         }
     }
 

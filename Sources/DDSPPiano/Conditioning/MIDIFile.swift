@@ -533,21 +533,33 @@ extension MIDIFile {
     /// transposed file); notes moved outside 0…127 are left out, note-on and note-off alike.
     public func transposed(by semitones: Int) -> MIDIFile {
         guard semitones != 0 else { return self }
-        var t = self
-        t.events = events.compactMap { e in
-            var e = e
-            switch e.message {
+        func moved(_ m: MIDIMessage) -> MIDIMessage?? {
+            switch m {
             case let .noteOn(c, p, v):
                 let q = Int(p) + semitones
-                guard (0...127).contains(q) else { return nil }
-                e.message = .noteOn(channel: c, pitch: UInt8(q), velocity: v)
+                return (0...127).contains(q) ? .noteOn(channel: c, pitch: UInt8(q), velocity: v) : .some(nil)
             case let .noteOff(c, p, v):
                 let q = Int(p) + semitones
-                guard (0...127).contains(q) else { return nil }
-                e.message = .noteOff(channel: c, pitch: UInt8(q), velocity: v)
-            default: break
+                return (0...127).contains(q) ? .noteOff(channel: c, pitch: UInt8(q), velocity: v) : .some(nil)
+            default: return m
             }
+        }
+        var t = self
+        // Both views of the file: the merged events and the per-track ones (NoteSequence's).
+        t.events = events.compactMap { e in
+            guard let m = moved(e.message) ?? nil else { return nil }
+            var e = e
+            e.message = m
             return e
+        }
+        t.trackEvents = trackEvents.map { track in
+            track.compactMap { e in
+                guard case .message(let message) = e.kind else { return e }
+                guard let m = moved(message) ?? nil else { return nil }
+                var e = e
+                e.kind = .message(m)
+                return e
+            }
         }
         return t
     }
