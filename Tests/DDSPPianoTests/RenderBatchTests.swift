@@ -290,6 +290,31 @@ final class RenderBatchTests: XCTestCase {
         print("resume: \(second.stdoutText.trimmingCharacters(in: .newlines)); f0/f2 inodes and mtimes unchanged")
     }
 
+    /// SIGTERM (Slurm's scancel, Ctrl-C's SIGINT alike) mid-batch leaves neither a partial output
+    /// nor a temporary file; the next run renders everything.
+    func testInterruptedBatchLeavesNoPartialFile() throws {
+        for (i, p) in [60, 64].enumerated() { try file("in/h\(i).mid", Self.midi(pitch: UInt8(p))) }
+        let p = Process()
+        p.executableURL = try RenderCommandTests.executable()
+        p.arguments = ["render-batch", "--weights", weights, "--jobs", "2", "--duration", "30", "in", "out"]
+        p.currentDirectoryURL = dir
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        while tree("out").filter({ $0.hasPrefix(".") }).count < 2, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        let writing = tree("out")
+        p.terminate()
+        p.waitUntilExit()
+        print("interrupted while writing \(writing.sorted()); after SIGTERM: \(tree("out").sorted())")
+        XCTAssertEqual(writing.filter { $0.hasPrefix(".") }.count, 2, "both jobs should have been writing")
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(tree("out"), [], "partial or temporary files left")
+        let r = try ddspPiano(["render-batch", "--weights", weights] + Self.fast + ["in", "out"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(tree("out"), ["h0.wav", "h1.wav"])
+    }
+
     /// Shards 1/3 ... 3/3 of a sorted list partition it exactly; bad shard values are one line.
     func testShardsPartitionTheList() throws {
         let names = (0..<10).map { String(format: "p%02d.mid", $0) }
