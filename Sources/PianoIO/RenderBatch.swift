@@ -75,7 +75,9 @@ public struct RenderBatch: Sendable {
             }
             let midi = path.hasPrefix("/") ? URL(fileURLWithPath: path) : URL(fileURLWithPath: rootPath + "/" + path)
             // Absolute paths mirror their place under the root when inside it, else their name.
-            let name = path.hasPrefix("/") ? (Self.relative(path, to: URL(fileURLWithPath: rootPath).standardizedFileURL.path) ?? midi.lastPathComponent) : path
+            var name = path.hasPrefix("/") ? (Self.relative(path, to: URL(fileURLWithPath: rootPath).standardizedFileURL.path) ?? midi.lastPathComponent) : path
+            // "../x.mid" must not write outside OUTDIR.
+            name = name.split(separator: "/").filter { $0 != ".." && $0 != "." }.joined(separator: "/")
             listed.append((name, midi, pianoColumn.flatMap(field)))
         }
         var outputs: [String: Int] = [:]
@@ -226,6 +228,17 @@ public struct RenderBatch: Sendable {
         } catch {
             return .failed(item, String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " "))
         }
+    }
+
+    /// The CPUs this process may run on: its affinity mask (what Slurm, cgroup cpusets and
+    /// taskset set), which `activeProcessorCount` ignores; else the online CPUs.
+    public static func usableCPUs() -> Int {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") }) {
+            let bits = line.dropFirst("Cpus_allowed:".count).reduce(0) { $0 + (Int(String($1), radix: 16)?.nonzeroBitCount ?? 0) }
+            if bits > 0 { return bits }
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 
     // MARK: Helpers

@@ -44,8 +44,8 @@ struct RenderBatchCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Folder of the outputs (created if missing).", valueName: "OUTDIR"))
     var outputDirectory: String
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Files rendered at once. (default: the CPUs this process may use)", valueName: "N"))
-    var jobs: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @Option(name: .shortAndLong, help: ArgumentHelp("Files rendered at once, one engine each. The default is the number of CPUs this process may use (its affinity, as Slurm or taskset set it).", valueName: "N"))
+    var jobs: Int = RenderBatch.usableCPUs()
 
     @Option(help: ArgumentHelp("Render only shard I of N of the sorted list (1 <= I <= N).", valueName: "I/N"))
     var shard: String?
@@ -120,7 +120,7 @@ struct RenderBatchCommand: ParsableCommand {
             Self.printError("ddsp-piano: \(todo.count) to render"
                 + (shard.map { " (shard \($0.index)/\($0.count): \(mine.count) of \(all.count) files)" } ?? " of \(all.count) files")
                 + (skipped > 0 ? ", \(skipped) already there" : "")
-                + "; \(min(jobs, max(1, todo.count))) jobs, \(model.model.architecture.rawValue) model, \(PianoKernels.description)")
+                + "; \(min(jobs, max(1, todo.count))) job\(min(jobs, todo.count) > 1 ? "s" : ""), \(model.model.architecture.rawValue) model, \(PianoKernels.description)")
             let total = todo.count
             var outcome = batch.run(todo, model: model) { event, finished in
                 switch event {
