@@ -16,7 +16,8 @@
 //  - a fatal signal: every registered temporary file is unlinked, then the signal's default
 //    action is restored and the signal raised again, so the process dies of it as before.
 #define CLINUX_SIGNALS 65
-#define CLINUX_TEMP_SLOTS 8
+// render-batch writes one file per job, and a job per core on large machines (1 MiB of paths).
+#define CLINUX_TEMP_SLOTS 256
 #define CLINUX_TEMP_PATH_BYTES 4096
 
 // The state, behind accessors (a 4096-byte C array would be imported into Swift as a tuple).

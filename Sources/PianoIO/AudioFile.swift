@@ -5,18 +5,39 @@ import CSndFile
 import Glibc
 #endif
 
-/// Sample formats `ddsp-piano` writes (all WAV).
+/// Sample formats `ddsp-piano` writes: WAV (s16, s24, f32) or FLAC (lossless; `flac` holds the
+/// samples of s24, `flac16` those of s16).
 public enum AudioFormat: String, CaseIterable, Sendable {
-    case s16, s24, f32
+    case s16, s24, f32, flac, flac16
 
     /// Integer formats hold [-1, 1) only; anything beyond is clipped (and counted).
     public var clips: Bool { self != .f32 }
 
-    var sndfileSubtype: Int32 {
+    public var isFLAC: Bool { self == .flac || self == .flac16 }
+
+    /// The usual file name extension: "wav" or "flac".
+    public var fileExtension: String { isFLAC ? "flac" : "wav" }
+
+    /// The format a file name asks for when none is given: `flac` for ".flac", else nil.
+    public static func implied(by url: URL) -> AudioFormat? {
+        url.pathExtension.lowercased() == "flac" ? .flac : nil
+    }
+
+    /// Bits per integer sample (nil: float).
+    var integerBits: Int? {
         switch self {
-        case .s16: return Int32(SF_FORMAT_PCM_16)
-        case .s24: return Int32(SF_FORMAT_PCM_24)
-        case .f32: return Int32(SF_FORMAT_FLOAT)
+        case .s16, .flac16: return 16
+        case .s24, .flac: return 24
+        case .f32: return nil
+        }
+    }
+
+    var sndfileFormat: Int32 {
+        let container = Int32(isFLAC ? SF_FORMAT_FLAC : SF_FORMAT_WAV)
+        switch integerBits {
+        case 16: return container | Int32(SF_FORMAT_PCM_16)
+        case 24: return container | Int32(SF_FORMAT_PCM_24)
+        default: return container | Int32(SF_FORMAT_FLOAT)
         }
     }
 }
@@ -73,7 +94,7 @@ public struct AudioData: Sendable, Equatable {
 public enum AudioFile {
     // MARK: Writing
 
-    /// Writes interleaved samples as WAV, atomically: the data goes to a temporary file in the
+    /// Writes interleaved samples as WAV or FLAC (`format`), atomically: the data goes to a temporary file in the
     /// target directory which is renamed over `url` only when complete, so a failure never
     /// leaves a partial file and never destroys an existing one.
     ///
@@ -116,6 +137,11 @@ public enum AudioFile {
     /// Fails early (before a long render) when `url` could not be written: missing or
     /// unwritable directory, or a directory in the way. Leaves nothing behind.
     public static func checkWritable(_ url: URL) throws {
+        if isStandardOutput(url) {
+            // Binary audio on a terminal is never what was meant.
+            guard isatty(1) == 0 else { throw AudioFileError(name(of: url), "is a terminal; redirect it to a file or pipe it to a program", code: .unwritable) }
+            return
+        }
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
             throw AudioFileError(url.relativePath, "is a directory", code: .unwritable)
@@ -147,6 +173,50 @@ public enum AudioFile {
     }
 
     private static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    // MARK: Standard output
+
+    /// The output path that means standard output (`ddsp-piano render IN.mid -`).
+    public static let standardOutput = URL(fileURLWithPath: "/dev/stdout")
+
+    public static func isStandardOutput(_ url: URL) -> Bool { url.path == standardOutput.path }
+
+    /// How messages name `url`: as the caller spelled it, or "standard output".
+    public static func name(of url: URL) -> String { isStandardOutput(url) ? "standard output" : url.relativePath }
+
+    /// The RIFF/WAVE header of a `frames`-long file, written before the samples where the file
+    /// cannot be rewound to complete it (a pipe): what libsndfile would write, less its optional
+    /// PEAK chunk. Float data gets the `fact` chunk WAVE requires of non-PCM formats.
+    static func wavHeader(format: AudioFormat, channels: Int, sampleRate: Int, frames: Int) -> [UInt8]? {
+        let bytesPerSample = (format.integerBits ?? 32) / 8
+        let dataBytes = frames * channels * bytesPerSample
+        let isFloat = format.integerBits == nil
+        let fmtBytes = isFloat ? 18 : 16
+        let riffBytes = 4 + (8 + fmtBytes) + (isFloat ? 12 : 0) + 8 + dataBytes + (dataBytes & 1)
+        guard riffBytes <= Int(UInt32.max) else { return nil }
+        var h: [UInt8] = []
+        func tag(_ t: String) { h += Array(t.utf8) }
+        func u32(_ v: Int) { h += withUnsafeBytes(of: UInt32(v).littleEndian, Array.init) }
+        func u16(_ v: Int) { h += withUnsafeBytes(of: UInt16(v).littleEndian, Array.init) }
+        tag("RIFF"); u32(riffBytes); tag("WAVE")
+        tag("fmt "); u32(fmtBytes)
+        u16(isFloat ? 3 : 1); u16(channels); u32(sampleRate)
+        u32(sampleRate * channels * bytesPerSample); u16(channels * bytesPerSample); u16(bytesPerSample * 8)
+        if isFloat { u16(0); tag("fact"); u32(4); u32(frames) }
+        tag("data"); u32(dataBytes)
+        return h
+    }
+
+    /// write(2) until done (a pipe takes what it has room for).
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], name: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let put = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
+            if put < 0, errno == EINTR { continue }
+            guard put > 0 else { throw AudioFileError(name, "write failed: \(errnoText())", code: .unwritable) }
+            done += put
+        }
+    }
 
     // MARK: Reading
 
@@ -185,7 +255,7 @@ public enum AudioFile {
     }
 }
 
-/// A WAV file written as the samples come, in constant memory, with `AudioFile.write`'s
+/// A WAV or FLAC file written as the samples come, in constant memory, with `AudioFile.write`'s
 /// guarantees: the samples go to a temporary file beside `url` (deleted on SIGINT/SIGTERM/SIGHUP
 /// once `AudioFile.removeTemporaryFilesOnSignals()` is installed), which `finish()` renames over
 /// `url` only when complete. `cancel()`, or dropping an unfinished writer, deletes it: an
@@ -193,6 +263,11 @@ public enum AudioFile {
 ///
 /// Samples are buffered and converted in fixed chunks (allocated once, at `init`); integer
 /// formats clip beyond ±1 and count it (`report`).
+///
+/// `AudioFile.standardOutput` streams instead (no temporary file, no rename; an unfinished
+/// stream is cut short): FLAC as libFLAC writes to a pipe (its STREAMINFO leaves the length
+/// unknown, which the format allows); WAV with the header first, made from `frames`, which must
+/// then be given, and the samples after it as libsndfile writes them (raw).
 public final class AudioFileWriter {
     public let url: URL
     public let channels: Int
@@ -209,36 +284,60 @@ public final class AudioFileWriter {
     private var pendingCount = 0
     private let ints: UnsafeMutableBufferPointer<Int32>
     private let shorts: UnsafeMutableBufferPointer<Int16>
+    /// Standard output: the WAV length its header announced (nil for FLAC), checked at `finish()`.
+    private let streaming: Bool
+    private let announcedFrames: Int?
 
-    public init(url: URL, channels: Int = 1, sampleRate: Int, format: AudioFormat) throws {
-        let path = url.relativePath // as the caller spelled it, for messages
+    public init(url: URL, channels: Int = 1, sampleRate: Int, format: AudioFormat, frames: Int? = nil) throws {
+        let path = AudioFile.name(of: url) // as the caller spelled it, for messages
         guard channels > 0 else { throw AudioFileError(path, "invalid channel count \(channels)", code: .usage) }
         guard sampleRate > 0 else { throw AudioFileError(path, "invalid sample rate \(sampleRate)", code: .usage) }
-        let (fd, tempPath) = try AudioFile.makeTemporaryFile(for: url)
-        Signals.registerTemporaryFile(tempPath)
         var info = SF_INFO()
         info.samplerate = Int32(sampleRate)
         info.channels = Int32(channels)
-        info.format = Int32(SF_FORMAT_WAV) | format.sndfileSubtype
-        guard let sf = sf_open_fd(fd, Int32(SFM_WRITE), &info, 1) else {
-            let reason = String(cString: sf_strerror(nil))
-            close(fd)
-            unlink(tempPath)
-            Signals.unregisterTemporaryFile(tempPath)
-            throw AudioFileError(path, "cannot write WAV: \(reason)", code: .unwritable)
+        info.format = format.sndfileFormat
+        let kind = format.isFLAC ? "FLAC" : "WAV"
+        if AudioFile.isStandardOutput(url) {
+            tempPath = ""
+            streaming = true
+            announcedFrames = format.isFLAC ? nil : frames
+            if !format.isFLAC {
+                guard let frames else { throw AudioFileError(path, "a WAV stream needs its length in advance", code: .internal) }
+                guard let header = AudioFile.wavHeader(format: format, channels: channels, sampleRate: sampleRate, frames: frames) else {
+                    throw AudioFileError(path, "over 4 GiB, too long for WAV; use --format flac", code: .usage)
+                }
+                try AudioFile.writeAll(1, header, name: path)
+                info.format = Int32(SF_FORMAT_RAW) | Int32(SF_ENDIAN_LITTLE) | (format.sndfileFormat & Int32(SF_FORMAT_SUBMASK))
+            }
+            guard let sf = sf_open_fd(1, Int32(SFM_WRITE), &info, 0) else {
+                throw AudioFileError(path, "cannot write \(kind): \(String(cString: sf_strerror(nil)))", code: .unwritable)
+            }
+            self.sf = sf
+        } else {
+            streaming = false
+            announcedFrames = nil
+            let (fd, tempPath) = try AudioFile.makeTemporaryFile(for: url)
+            Signals.registerTemporaryFile(tempPath)
+            guard let sf = sf_open_fd(fd, Int32(SFM_WRITE), &info, 1) else {
+                let reason = String(cString: sf_strerror(nil))
+                close(fd)
+                unlink(tempPath)
+                Signals.unregisterTemporaryFile(tempPath)
+                throw AudioFileError(path, "cannot write \(kind): \(reason)", code: .unwritable)
+            }
+            self.sf = sf
+            self.tempPath = tempPath
         }
         self.url = url
         self.channels = channels
         self.sampleRate = sampleRate
         self.format = format
-        self.sf = sf
-        self.tempPath = tempPath
         let capacity = Self.chunkFrames * channels
         pending = .allocate(capacity: capacity)
         pending.initialize(repeating: 0)
-        ints = .allocate(capacity: format == .s24 ? capacity : 0)
+        ints = .allocate(capacity: format.integerBits == 24 ? capacity : 0)
         ints.initialize(repeating: 0)
-        shorts = .allocate(capacity: format == .s16 ? capacity : 0)
+        shorts = .allocate(capacity: format.integerBits == 16 ? capacity : 0)
         shorts.initialize(repeating: 0)
     }
 
@@ -268,7 +367,7 @@ public final class AudioFileWriter {
     /// Writes what is buffered, closes, and renames the file into place. Returns the report.
     @discardableResult
     public func finish() throws -> AudioWriteReport {
-        let path = url.relativePath
+        let path = AudioFile.name(of: url)
         guard !done, let sf else { throw AudioFileError(path, "finish after the file was finished or cancelled", code: .internal) }
         do {
             try flush()
@@ -282,6 +381,18 @@ public final class AudioFileWriter {
         guard closeStatus == 0 else {
             cancel()
             throw AudioFileError(path, "write failed: \(String(cString: sf_error_number(closeStatus)))", code: .unwritable)
+        }
+        if streaming {
+            done = true
+            if let announcedFrames {
+                guard report.frames == announcedFrames else {
+                    throw AudioFileError(path, "\(report.frames) frames written after a WAV header announcing \(announcedFrames)", code: .internal)
+                }
+                // RIFF chunks are padded to an even size.
+                let dataBytes = report.frames * channels * ((format.integerBits ?? 32) / 8)
+                if dataBytes & 1 == 1 { try AudioFile.writeAll(1, [0], name: path) }
+            }
+            return report
         }
         guard rename(tempPath, url.path) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -303,6 +414,7 @@ public final class AudioFileWriter {
         done = true
         if let sf { sf_close(sf) }
         sf = nil
+        if streaming { return }
         unlink(tempPath)
         Signals.unregisterTemporaryFile(tempPath)
     }
@@ -314,23 +426,23 @@ public final class AudioFileWriter {
         pendingCount = 0
         report.frames += Int(frames)
         let written: sf_count_t
-        switch format {
-        case .f32:
+        switch format.integerBits {
+        case nil:
             for i in chunk.indices {
                 let x = chunk[i]
                 if x.isFinite { report.peak = max(report.peak, abs(x)) } else { chunk[i] = 0; report.nonFiniteSamples += 1 }
             }
             written = sf_writef_float(sf, chunk.baseAddress!, frames)
-        case .s16:
+        case 16:
             AudioFile.quantize(UnsafeBufferPointer(chunk), bits: 16, into: nil, shorts: shorts, report: &report)
             written = sf_writef_short(sf, shorts.baseAddress!, frames)
-        case .s24:
+        default:
             // libsndfile takes 24-bit PCM from the top 24 bits of an Int32.
             AudioFile.quantize(UnsafeBufferPointer(chunk), bits: 24, into: ints, shorts: nil, report: &report)
             written = sf_writef_int(sf, ints.baseAddress!, frames)
         }
         if written != frames {
-            throw AudioFileError(url.relativePath, "write failed: \(String(cString: sf_strerror(sf)))", code: .unwritable)
+            throw AudioFileError(AudioFile.name(of: url), "write failed: \(String(cString: sf_strerror(sf)))", code: .unwritable)
         }
     }
 }
@@ -349,7 +461,9 @@ public final class SampleScratchFile {
     private var buffered = 0
 
     public init(near url: URL) throws {
-        let (fd, tempPath) = try AudioFile.makeTemporaryFile(for: url)
+        // Nothing can be created beside standard output: the system's temporary directory then.
+        let near = AudioFile.isStandardOutput(url) ? FileManager.default.temporaryDirectory.appendingPathComponent("ddsp-piano") : url
+        let (fd, tempPath) = try AudioFile.makeTemporaryFile(for: near)
         unlink(tempPath)
         self.fd = fd
         path = url.relativePath

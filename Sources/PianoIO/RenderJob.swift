@@ -72,7 +72,7 @@ public struct RenderJob: Sendable {
         /// "wrote out.wav: 12.00 s of audio (f32, 24000 Hz, v2 model, piano 2018, avx2 kernels), peak -3.1 dBFS, rendered in 4.2 s (2.9x real time)"
         public var line: String {
             let speed = renderSeconds > 0 ? String(format: "%.1fx", audioSeconds / renderSeconds) : "-"
-            return "wrote \(output.relativePath): " + String(format: "%.2f s of audio", audioSeconds)
+            return "wrote \(AudioFile.name(of: output)): " + String(format: "%.2f s of audio", audioSeconds)
                 + " (\(format.rawValue), \(sampleRate) Hz, \(stereoWidth.map { "stereo width \(DaemonRules.shown(Double($0))), " } ?? "")\(modelSummary.isEmpty ? "" : modelSummary + " model, ")piano \(instrumentName)\(kernels.isEmpty ? "" : ", " + kernels)), peak \(RenderJob.dBFSText(peak)),"
                 + String(format: " rendered in %.1f s", renderSeconds) + " (\(speed) real time)"
         }
@@ -80,7 +80,9 @@ public struct RenderJob: Sendable {
 
     // MARK: Steps
 
-    public func prepare() throws -> Prepared {
+    /// `model`: weights already loaded (a batch loads them once for all its files); nil: `weights`,
+    /// else the default lookup.
+    public func prepare(model preloaded: (url: URL, model: PianoModel)? = nil) throws -> Prepared {
         try checkOptions()
         // 1. MIDI: exists, parses, gives frames.
         let midiBytes = try readInput(midi, what: "MIDI file")
@@ -93,11 +95,11 @@ public struct RenderJob: Sendable {
         }
         warnings = warnings.map { "warning: \(midi.relativePath): \($0)" }
         // 2. Weights: exist, parse, complete (explicit path, else WeightStore's default lookup).
-        let (weightsURL, file) = try WeightStore().loadFile(explicit: weights?.relativePath)
+        let (weightsURL, file) = try preloaded.map { (url: $0.url, file: $0.model.file) } ?? WeightStore().loadFile(explicit: weights?.relativePath)
         if settings.exact, case .dafx22 = file, let sampleRate = settings.sampleRate, sampleRate != Double(file.sampleRate) {
             throw RenderError("--sample-rate \(sampleRate)", "--exact renders dafx22 at the model's \(file.sampleRate) Hz; leave out --sample-rate or --exact")
         }
-        let loaded = try WeightStore.model(file, from: weightsURL)
+        let loaded = try preloaded?.model ?? WeightStore.model(file, from: weightsURL)
         // 3. Piano: an index or a name the weights know.
         let instrument: Int
         if let piano {
@@ -224,10 +226,10 @@ public struct RenderJob: Sendable {
     static func warnings(_ r: AudioWriteReport, file: URL, format: AudioFormat) -> [String] {
         var w: [String] = []
         if r.clippedSamples > 0 {
-            w.append("warning: \(file.relativePath): \(r.clippedSamples) samples beyond full scale were clipped in \(format.rawValue) (peak \(dBFSText(r.peak))); use --normalize or --format f32")
+            w.append("warning: \(AudioFile.name(of: file)): \(r.clippedSamples) samples beyond full scale were clipped in \(format.rawValue) (peak \(dBFSText(r.peak))); use --normalize or --format f32")
         }
         if r.nonFiniteSamples > 0 {
-            w.append("warning: \(file.relativePath): \(r.nonFiniteSamples) non-finite samples were written as 0")
+            w.append("warning: \(AudioFile.name(of: file)): \(r.nonFiniteSamples) non-finite samples were written as 0")
         }
         return w
     }
@@ -270,8 +272,8 @@ final class RenderFileSink: RenderSink {
             wetScratch = try SampleScratchFile(near: output)
             if let dryOutput { dryScratch = try SampleScratchFile(near: dryOutput) }
         } else {
-            if let dryOutput { dryWriter = try AudioFileWriter(url: dryOutput, sampleRate: sampleRate, format: format) }
-            wetWriter = try AudioFileWriter(url: output, channels: channels, sampleRate: sampleRate, format: format)
+            if let dryOutput { dryWriter = try AudioFileWriter(url: dryOutput, sampleRate: sampleRate, format: format, frames: length) }
+            wetWriter = try AudioFileWriter(url: output, channels: channels, sampleRate: sampleRate, format: format, frames: length)
         }
     }
 
@@ -314,7 +316,7 @@ final class RenderFileSink: RenderSink {
 
     private func rescale(_ scratch: SampleScratchFile, peak: Float, to url: URL, dBFS: Double, channels: Int = 1) throws -> AudioWriteReport {
         // Chunks of 65,536 samples: whole frames for one or two channels.
-        let writer = try AudioFileWriter(url: url, channels: channels, sampleRate: sampleRate, format: format)
+        let writer = try AudioFileWriter(url: url, channels: channels, sampleRate: sampleRate, format: format, frames: scratch.count / channels)
         do {
             let gain = RenderJob.normalizationGain(peak: peak, to: dBFS)
             let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: 65_536)

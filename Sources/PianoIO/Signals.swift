@@ -52,7 +52,7 @@ public enum Signals {
     /// change it).
     public static var received: Int32 { clinux_signal_received() }
 
-    /// A temporary file a fatal signal removes, until `unregisterTemporaryFile`. Up to 8 at once
+    /// A temporary file a fatal signal removes, until `unregisterTemporaryFile`. Up to 256 at once
     /// (paths under 4096 bytes); others are not removed on a signal.
     public static func registerTemporaryFile(_ path: String) {
         lock.lock(); defer { lock.unlock() }

@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoIO
 
 // The data side of training, the parts that need no audio decoding: which files pair up, the
 // MAESTRO v3 metadata, and cutting a performance into the model's segments (upstream:
@@ -122,30 +123,7 @@ public enum MaestroCSV {
         Array(Set(entries.map(\.year))).sorted()
     }
 
-    static func records(_ text: String) -> [[String]] {
-        var rows: [[String]] = [], row: [String] = [], field = ""
-        var quoted = false, justClosedQuote = false
-        var it = text.makeIterator()
-        while let c = it.next() {
-            if quoted {
-                if c == "\"" { quoted = false; justClosedQuote = true } else { field.append(c) }
-                continue
-            }
-            switch c {
-            case "\"":
-                if justClosedQuote { field.append("\"") }   // "" inside quotes
-                quoted = true
-            case ",": row.append(field); field = ""
-            case "\n", "\r\n":
-                row.append(field); field = ""; rows.append(row); row = []
-            case "\r": break
-            default: field.append(c)
-            }
-            justClosedQuote = false
-        }
-        if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
-        return rows
-    }
+    static func records(_ text: String) -> [[String]] { CSV.records(text) }
 }
 
 /// A model-sized piece of a performance.

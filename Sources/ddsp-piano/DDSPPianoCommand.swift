@@ -22,6 +22,6 @@ struct DDSPPianoCommand: ParsableCommand {
         'ddsp-piano ctl'. Train: ddsp-piano-train.
         """,
         version: PianoVersion.current,
-        subcommands: [RenderCommand.self, WeightsCommand.self, BenchCommand.self, CtlCommand.self]
+        subcommands: [RenderCommand.self, RenderBatchCommand.self, WeightsCommand.self, BenchCommand.self, CtlCommand.self]
     )
 }

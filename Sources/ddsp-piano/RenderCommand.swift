@@ -6,7 +6,7 @@ import PianoIO
 struct RenderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "render",
-        abstract: "Render a MIDI file to WAV with the DDSP-Piano model.",
+        abstract: "Render a MIDI file to WAV or FLAC with the DDSP-Piano model.",
         discussion: """
         Plays every note, velocity and pedal (CC64-67) of IN.mid on one of the model's pianos \
         and writes mono audio (--stereo: two channels) at the model's rate (v2: 24 kHz, dafx22: 16 kHz) unless \
@@ -23,19 +23,26 @@ struct RenderCommand: ParsableCommand {
 
         The output file appears only when it is complete; an existing file is replaced only by a \
         finished render. Integer formats clip beyond full scale: the command then warns with the \
-        number of clipped samples; --normalize or --format f32 avoid it.
+        number of clipped samples; --normalize or --format f32 avoid it. FLAC is lossless 24-bit \
+        (or 16-bit) PCM: the samples of s24 (s16) in about half the space.
+
+        OUT - streams the file to standard output (WAV with its length in the header; FLAC \
+        with the length left unknown, as on any pipe) for another program to read.
 
         Examples:
           ddsp-piano render song.mid song.wav
           ddsp-piano render --piano 2011 --format s16 --normalize -1 song.mid song.wav
           ddsp-piano render --weights my.safetensors --dry-output dry.wav in.mid out.wav
+          ddsp-piano render song.mid song.flac
+          ddsp-piano render --format s16 song.mid - | aplay
+        Many files on every core: 'ddsp-piano render-batch --help'.
         """
     )
 
     @Argument(help: ArgumentHelp("The Standard MIDI File to play.", valueName: "IN.mid"))
     var input: String
 
-    @Argument(help: ArgumentHelp("The WAV file to write.", valueName: "OUT.wav"))
+    @Argument(help: ArgumentHelp("The WAV or FLAC (.flac) file to write; - writes to standard output (the summary then goes to standard error).", valueName: "OUT.wav"))
     var output: String
 
     @Option(help: ArgumentHelp("Weight file (.safetensors). Default: the installed default weights.", valueName: "FILE"))
@@ -56,8 +63,8 @@ struct RenderCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Scale each written file so its peak is at this level (e.g. -1).", valueName: "DBFS"))
     var normalize: Double?
 
-    @Option(help: ArgumentHelp("Sample format: s16, s24 (PCM) or f32 (float).", valueName: "s16|s24|f32"))
-    var format: String = "f32"
+    @Option(help: ArgumentHelp("Sample format: s16, s24 (PCM WAV), f32 (float WAV), flac (FLAC, 24-bit) or flac16 (FLAC, 16-bit). (default: flac for a .flac output, else f32)", valueName: "s16|s24|f32|flac|flac16"))
+    var format: String?
 
     @Option(help: ArgumentHelp("Seed of the noise generator (same seed, same output).", valueName: "N"))
     var seed: UInt64 = 0
@@ -92,10 +99,9 @@ struct RenderCommand: ParsableCommand {
     func run() throws {
         AudioFile.removeTemporaryFilesOnSignals()
         do {
-            guard let format = AudioFormat(rawValue: format) else {
-                throw RenderError("--format \(self.format)", "unknown format; valid: " + AudioFormat.allCases.map(\.rawValue).joined(separator: ", "))
-            }
-            var job = RenderJob(midi: URL(fileURLWithPath: input), output: URL(fileURLWithPath: output))
+            let outputURL = output == "-" ? AudioFile.standardOutput : URL(fileURLWithPath: output)
+            let format = try Self.audioFormat(self.format, for: outputURL)
+            var job = RenderJob(midi: URL(fileURLWithPath: input), output: outputURL)
             job.weights = weights.map { URL(fileURLWithPath: $0) }
             job.dryOutput = dryOutput.map { URL(fileURLWithPath: $0) }
             job.piano = piano
@@ -126,13 +132,28 @@ struct RenderCommand: ParsableCommand {
                 summary = try job.render(prepared, started: started, progress: bar.update)
             }
             for w in summary.warnings { Self.printError("ddsp-piano: " + w) }
-            print(summary.line)
+            // Standard output may be the audio itself.
+            if AudioFile.isStandardOutput(outputURL) { Self.printError(summary.line) } else { print(summary.line) }
         } catch let error as ExitCode {
             throw error
         } catch {
             Self.printError("ddsp-piano: \(error)")
             throw ExitCode(1)
         }
+    }
+
+    /// --format, else what the output's name implies (.flac), else f32; a .flac name with a
+    /// WAV format is refused rather than written as a WAV named .flac.
+    static func audioFormat(_ name: String?, for output: URL) throws -> AudioFormat {
+        let implied = AudioFormat.implied(by: output)
+        guard let name else { return implied ?? .f32 }
+        guard let format = AudioFormat(rawValue: name) else {
+            throw RenderError("--format \(name)", "unknown format; valid: " + AudioFormat.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        if implied != nil, !format.isFLAC {
+            throw RenderError(output.relativePath, "--format \(name) writes WAV; for a .flac file use --format flac or flac16 (or leave --format out)")
+        }
+        return format
     }
 
     static func printError(_ line: String) {
