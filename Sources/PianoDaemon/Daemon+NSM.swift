@@ -102,6 +102,7 @@ extension Daemon {
             configPath = file
         }
         nsmName = clientID
+        sessionPath = path
         return nil
     }
 

@@ -56,6 +56,9 @@ public final class Daemon {
     /// id it gave: the daemon's name (over --name).
     var nsm: NSMClient?
     var nsmName: String?
+    /// The NSM session's directory once opened (its config file is there; what else the daemon
+    /// keeps per session, e.g. takes, belongs under it too).
+    public internal(set) var sessionPath: String?
     /// The name the JACK and ALSA clients and the default control socket take (nil: the defaults).
     var instanceName: String? { nsmName ?? settings.name }
 
