@@ -48,7 +48,9 @@ extension Daemon {
                     return false
                 }
             }
-            for message in client.receive() {
+            let messages = client.receive()
+            if let f = client.firstForeign { log("NSM: ignoring messages from other ports than the session manager's (first: \(f))"); client.firstForeign = nil }
+            for message in messages {
                 switch NSMEvent(message) {
                 case .announced(let text, let server, _):
                     announced = true
@@ -126,7 +128,9 @@ extension Daemon {
     /// The session manager's messages after the open: save, and an open the daemon cannot do.
     func serviceSession() {
         guard let nsm else { return }
-        for message in nsm.receive() {
+        let messages = nsm.receive()
+        if let f = nsm.firstForeign { log("NSM: ignoring messages from other ports than the session manager's (first: \(f))"); nsm.firstForeign = nil }
+        for message in messages {
             switch NSMEvent(message) {
             case .save:
                 guard let path = configPath else { continue }

@@ -75,6 +75,13 @@ public final class NSMClient {
     private let server: lo_server
     private let address: lo_address
     fileprivate var inbox: [OSCMessage] = []
+    /// The server's UDP port (NSM_URL's): messages from any other port are dropped (a session
+    /// manager sends from the port it listens on), so that not any process can open or save.
+    fileprivate let serverPort: String
+    /// Messages dropped for coming from another port.
+    public private(set) var foreign = 0
+    /// The first of them, for the log.
+    public internal(set) var firstForeign: String?
 
     public init(url: String) throws {
         guard let address = lo_address_new_from_url(url) else {
@@ -86,11 +93,18 @@ public final class NSMClient {
             throw Failure(description: "NSM: cannot open a UDP port for OSC")
         }
         self.url = url
+        self.serverPort = lo_address_get_port(address).map { String(cString: $0) } ?? ""
         self.address = address
         self.server = server
-        lo_server_add_method(server, nil, nil, { path, types, argv, argc, _, user in
+        lo_server_add_method(server, nil, nil, { path, types, argv, argc, message, user in
             guard let path, let user else { return 1 }
             let me = Unmanaged<NSMClient>.fromOpaque(user).takeUnretainedValue()
+            let source = lo_message_get_source(message).flatMap { lo_address_get_port($0) }.map { String(cString: $0) }
+            guard source == me.serverPort else {
+                me.foreign += 1
+                if me.foreign == 1 { me.firstForeign = "\(String(cString: path)) from port \(source ?? "?") (the server's is \(me.serverPort))" }
+                return 0
+            }
             var args: [OSCArgument] = []
             for i in 0..<Int(argc) {
                 guard let tag = types?[i], let arg = argv?[i] else { break }

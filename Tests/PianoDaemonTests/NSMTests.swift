@@ -103,12 +103,13 @@ final class OSCPeer {
         return Self.decode(Array(buffer[0..<n]))
     }
 
-    func send(_ path: String, _ args: [Arg]) {
+    /// To the last peer; `from`: through another socket (another port).
+    func send(_ path: String, _ args: [Arg], from other: OSCPeer? = nil) {
         precondition(peerKnown, "no peer yet")
         let bytes = Self.encode(path, args)
         var to = peer
         _ = withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            sendto(other?.fd ?? fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
         } }
     }
 }
@@ -216,9 +217,17 @@ final class NSMTests: XCTestCase {
         XCTAssertEqual(refused.args.prefix(2), [.s("/nsm/client/open"), .i(-1)])
         XCTAssertTrue(d.process.isRunning)
 
+        // An open from another port than the server's: dropped (no answer, nothing made).
+        let evil = dir.appendingPathComponent("evil").path
+        nsm.send("/nsm/client/open", [.s(evil), .s("Evil"), .s("nEVIL")], from: try OSCPeer())
+        let answer = nsm.receive(within: 1.5)
+        print("open from another port: answer \(answer.map { "\($0.path) \($0.args)" } ?? "none"), \(evil) made: \(FileManager.default.fileExists(atPath: evil))")
+        XCTAssertNil(answer)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: evil))
+
         let opened = Date()
         nsm.send("/nsm/client/open", [.s(session), .s("DDSP Piano"), .s("nPIAN")])
-        guard let reply = nsm.receive(within: 30) else { return XCTFail("no answer to open: \(d.output)") }
+        guard let reply = nsm.receive(within: 120) else { return XCTFail("no answer to open: \(d.output)") }
         print(String(format: "open answered in %.2f s: %@ %@", Date().timeIntervalSince(opened), reply.path, "\(reply.args)"))
         XCTAssertEqual(reply.path, "/reply")
         XCTAssertEqual(reply.args, [.s("/nsm/client/open"), .s("ok")])
@@ -276,7 +285,7 @@ final class NSMTests: XCTestCase {
         guard nsm2.receive(within: 20)?.path == "/nsm/server/announce" else { return XCTFail("no second announce: \(d2.output)") }
         nsm2.send("/reply", [.s("/nsm/server/announce"), .s("hello"), .s("test-nsm"), .s("")])
         nsm2.send("/nsm/client/open", [.s(session), .s("DDSP Piano"), .s("nPIAN")])
-        XCTAssertEqual(nsm2.receive(within: 30)?.args, [.s("/nsm/client/open"), .s("ok")], d2.output)
+        XCTAssertEqual(nsm2.receive(within: 120)?.args, [.s("/nsm/client/open"), .s("ok")], d2.output)
         XCTAssertTrue(d2.waitReady(name: "nPIAN"), d2.output)
         let again = try d2.status(name: "nPIAN")
         print("reopened: \(again["instrument"] ?? "-"), gain \(again["gain db"] ?? "-"), \(again["audio"] ?? "-")")
