@@ -54,6 +54,7 @@ let package = Package(
         .systemLibrary(name: "CFloatEnv", path: "Sources/CFloatEnv"),
         .systemLibrary(name: "CALSA", path: "Sources/CALSA"),
         .systemLibrary(name: "CJACK", path: "Sources/CJACK"),
+        .systemLibrary(name: "CLiblo", path: "Sources/CLiblo"),
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CLV2", path: "Sources/CLV2"),
@@ -108,7 +109,7 @@ let package = Package(
         // The instrument daemon: JACK/ALSA I/O, control socket, configuration.
         .target(
             name: "PianoDaemon",
-            dependencies: ["DDSPPiano", "PianoIO", "PianoLive", "CALSA", "CJACK", "CLinux",
+            dependencies: ["DDSPPiano", "PianoIO", "PianoLive", "CALSA", "CJACK", "CLiblo", "CLinux",
                            .product(name: "Atomics", package: "swift-atomics"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),

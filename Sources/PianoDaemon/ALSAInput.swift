@@ -25,7 +25,11 @@ public final class ALSAInput: @unchecked Sendable {
     private var subscribeRequested = false
     public private(set) var unavailableReason: String?
 
-    public init(queue: MIDIEventQueue, connect pattern: String) {
+    /// This client's name ("DDSP Piano", or the daemon's `--name`); its port is "NAME MIDI In".
+    public let name: String
+
+    public init(queue: MIDIEventQueue, connect pattern: String, name: String = ALSAInput.clientName) {
+        self.name = name
         self.queue = queue
         self.pattern = pattern
         regex = try? NSRegularExpression(pattern: pattern)
@@ -41,9 +45,9 @@ public final class ALSAInput: @unchecked Sendable {
             return false
         }
         seq = s
-        snd_seq_set_client_name(s, Self.clientName)
+        snd_seq_set_client_name(s, name)
         myClient = snd_seq_client_id(s)
-        port = calsa_create_input_port(s, "DDSP Piano MIDI In")
+        port = calsa_create_input_port(s, "\(name) MIDI In")
         _ = calsa_connect_announce(s, port)
         connectExisting()
         running = true

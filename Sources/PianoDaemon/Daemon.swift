@@ -20,21 +20,22 @@ public final class Daemon {
 
     /// Settings from the command line: applied over the config file's (a flag wins).
     public let overrides: (DaemonSettings) -> DaemonSettings
-    public let configPath: String?
-    private var settings = DaemonSettings()
+    /// The config file (an NSM session's, once the session manager opened one: `Daemon+NSM`).
+    public internal(set) var configPath: String?
+    var settings = DaemonSettings()
     private var weightsURL: URL?
     /// The immutable model playing (built here, off the audio thread; engines share it).
-    private var weights: PianoModel?
+    var weights: PianoModel?
     /// Identity of the weight file as loaded (device, inode, size, modification time).
     private var weightsStamp: String?
-    private let core = AudioCore()
+    let core = AudioCore()
     private var jack: JackDriver?
     private var null: NullDriver?
     private var alsaOut: ALSAOutput?
     private var alsa: ALSAInput?
     private var control: ControlSocket?
     private let notify = SystemdNotify()
-    private var log: (String) -> Void
+    var log: (String) -> Void
     private var stopping = false
     private var exitStatus: Int32 = 0
     // JACK reconnection back-off.
@@ -51,6 +52,15 @@ public final class Daemon {
     private var preparedRate = 0.0
     private var loggedXruns = 0
     private var memoryLocked = false
+    /// The session manager, when NSM_URL named one that answered (`Daemon+NSM`), and the client
+    /// id it gave: the daemon's name (over --name).
+    var nsm: NSMClient?
+    var nsmName: String?
+    /// The NSM session's directory once opened (its config file is there; what else the daemon
+    /// keeps per session, e.g. takes, belongs under it too).
+    public internal(set) var sessionPath: String?
+    /// The name the JACK and ALSA clients and the default control socket take (nil: the defaults).
+    var instanceName: String? { nsmName ?? settings.name }
 
     public init(configPath: String?, log: @escaping (String) -> Void, overrides: @escaping (DaemonSettings) -> DaemonSettings) {
         self.configPath = configPath
@@ -117,7 +127,7 @@ public final class Daemon {
         preparedRate = engine.hostRate
     }
 
-    private var currentInstrument: Int {
+    var currentInstrument: Int {
         let i = core.stats.instrument.load(ordering: .relaxed)
         return i >= 0 ? i : ((try? resolvePiano(settings.piano, in: weights!)) ?? 0)
     }
@@ -129,23 +139,32 @@ public final class Daemon {
         Signals.receive([SIGINT, SIGTERM, SIGHUP])
         Signals.ignore(SIGPIPE)
         let sfd = Signals.descriptor
+        // NSM_URL: the session manager's open comes before any JACK or ALSA client (Daemon+NSM).
+        if let url = ProcessInfo.processInfo.environment["NSM_URL"], !url.isEmpty, !joinSession(url: url) {
+            shutdown()
+            return exitStatus
+        }
         do {
             try start()
         } catch let e as Failure {
             log(e.description)
+            nsm?.error(to: "/nsm/client/open", code: NSMClient.errLaunchFailed, e.description)
             shutdown()
             return e.status
         } catch {
             log("\(error)")
+            nsm?.error(to: "/nsm/client/open", code: NSMClient.errLaunchFailed, "\(error)")
             shutdown()
             return 1
         }
+        nsm?.reply(to: "/nsm/client/open")
         notify.send("READY=1\nSTATUS=\(statusLine())")
         lastWatchdog = monotonicNanoseconds()
 
         while !stopping {
             // The control socket's listening fd and its open connections (none of them blocks).
             var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0)] + (control?.pollDescriptors ?? [])
+            if let nsm { fds.append(pollfd(fd: nsm.descriptor, events: Int16(POLLIN), revents: 0)) }
             _ = poll(&fds, nfds_t(fds.count), 20)
             if fds[0].revents != 0 {
                 while let signo = Signals.next() {
@@ -159,6 +178,7 @@ public final class Daemon {
                 }
             }
             control?.service(fds.dropFirst(), handle)
+            if nsm != nil && (fds.last?.revents ?? 0) != 0 { serviceSession() }
             tick()
         }
         notify.send("STOPPING=1")
@@ -185,10 +205,10 @@ public final class Daemon {
         publishLiveSettings(settings)
         core.stats.instrument.store(instrument, ordering: .relaxed)
 
-        let socketPath = settings.controlSocket ?? DaemonSettings.defaultSocketPath()
+        let socketPath = settings.controlSocket ?? DaemonSettings.defaultSocketPath(name: instanceName)
         do { control = try ControlSocket(path: socketPath, privateDirectory: settings.controlSocket == nil, log: log) } catch { throw Failure(description: "\(error)", status: 1, code: error.errorCode) }
 
-        let a = ALSAInput(queue: core.alsaQueue, connect: settings.connectMIDI)
+        let a = ALSAInput(queue: core.alsaQueue, connect: settings.connectMIDI, name: instanceName ?? ALSAInput.clientName)
         if a.start() { alsa = a } else { log(a.unavailableReason ?? "ALSA sequencer not available") }
 
         switch settings.audio {
@@ -213,7 +233,7 @@ public final class Daemon {
             o.start()
             log("playing \(describe(instrument)) of \(weights?.summary ?? "-") on ALSA \(o.summary), latency \(o.latencyFrames) + \(engine.latencySamples) samples (buffer + engine); control: \(socketPath)")
         default:
-            jack = JackDriver(core: core, connectAudio: settings.connectAudio, connectMIDI: settings.connectMIDI)
+            jack = JackDriver(core: core, connectAudio: settings.connectAudio, connectMIDI: settings.connectMIDI, name: instanceName ?? JackDriver.clientName)
             jack?.alsaInputActive = alsa != nil
             if !tryOpenJack() {
                 if settings.noWait { throw Failure(description: "no JACK server running (--no-wait)", status: 3) }
@@ -443,7 +463,7 @@ public final class Daemon {
                 lines.append("audio: null \(settings.sampleRate) Hz \(settings.blockSize) frames")
             }
             if let alsa {
-                lines.append("alsa: \(ALSAInput.clientName) \(alsa.address); sources: \(alsa.connectedSources.joined(separator: ", "))")
+                lines.append("alsa: \(alsa.name) \(alsa.address); sources: \(alsa.connectedSources.joined(separator: ", "))")
             } else {
                 lines.append("alsa: unavailable")
             }

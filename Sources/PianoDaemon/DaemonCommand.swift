@@ -61,6 +61,10 @@ public struct DaemonCommand: ParsableCommand {
             help: ArgumentHelp("Control socket (default: $XDG_RUNTIME_DIR/ddsp-piano/control.sock, else /tmp/ddsp-piano-UID/control.sock).", valueName: "PATH"))
     var controlSocket: String?
 
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("This daemon's name: its JACK client, its ALSA sequencer client, and its control socket NAME.sock beside the default one ('ddsp-piano ctl --name NAME'), so that two can run side by side; \(DaemonRules.nameRule) (default \(DaemonRules.defaultName)).", valueName: "NAME"))
+    var name: String?
+
     @Flag(name: .customLong("no-wait"), help: "Exit with status 3 when there is no JACK server (or it goes away) instead of waiting and reconnecting.")
     var noWait = false
 
@@ -165,6 +169,10 @@ public struct DaemonCommand: ParsableCommand {
         if let v = connectAudio { edits.append { $0.connectAudio = v } }
         if let v = connectMIDI { edits.append { $0.connectMIDI = v } }
         if let v = controlSocket { edits.append { $0.controlSocket = v } }
+        if let v = name {
+            guard DaemonRules.isName(v) else { throw refuse("name", DaemonRules.nameRule, v) }
+            edits.append { $0.name = v }
+        }
         if noWait { edits.append { $0.noWait = true } }
         if noNoise { edits.append { $0.noise = false } }
         for (flag, text, set) in [("sample-rate", sampleRate, { (s: inout DaemonSettings, n: Int) in s.sampleRate = n }),

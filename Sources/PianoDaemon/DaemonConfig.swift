@@ -153,12 +153,13 @@ public struct DaemonSettings: Equatable, Sendable {
     public var a4Hz: Double = Double(Tuning.defaultA4)
     public var transpose: Int = 0
     public var width: Double = DaemonRules.defaultWidth   // stereo image (0: mono)
+    public var name: String? = nil                // JACK/ALSA client and socket name (nil: DaemonRules.defaultName)
     public init() {}
 
     public static let keys: Set<String> = ["weights", "piano", "gain_db", "velocity_curve", "channels", "program_map",
                                            "audio", "connect_audio", "connect_midi", "control_socket", "no_wait",
                                            "noise", "sample_rate", "block_size", "alsa_device", "period", "periods",
-                                           "a4_hz", "transpose", "width"]
+                                           "a4_hz", "transpose", "width", "name"]
 
     /// Applies a parsed file over `self`. Unknown keys and wrong types are errors.
     public func applying(_ table: [String: TOMLValue], file: String) throws -> DaemonSettings {
@@ -252,6 +253,10 @@ public struct DaemonSettings: Equatable, Sendable {
             case "transpose":
                 guard case .integer(let i) = value, DaemonRules.isTranspose(i) else { throw fail("'transpose' must be \(DaemonRules.transposeRule)") }
                 s.transpose = i
+            case "name":
+                let n = try string(key, value)
+                guard DaemonRules.isName(n) else { throw fail("'name' must be \(DaemonRules.nameRule), not '\(n)'") }
+                s.name = n
             default:
                 throw fail("unknown setting '\(key)' (known: \(DaemonSettings.keys.sorted().joined(separator: ", ")))")
             }
@@ -288,7 +293,7 @@ public struct DaemonSettings: Equatable, Sendable {
     /// Without `--control-socket`: `$XDG_RUNTIME_DIR/ddsp-piano/control.sock`, else
     /// `/tmp/ddsp-piano-UID/control.sock` (the client's default too), in a directory the daemon
     /// makes (0700) and uses only if it is ours alone (`ControlClient.checkPrivateDirectory`).
-    public static func defaultSocketPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        ControlClient.defaultSocketPath(environment: environment)
+    public static func defaultSocketPath(name: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        ControlClient.defaultSocketPath(name: name, environment: environment)
     }
 }

@@ -56,7 +56,11 @@ public final class JackDriver: @unchecked Sendable {
 
     public var isOpen: Bool { client != nil }
 
-    public init(core: AudioCore, connectAudio: String, connectMIDI: String) {
+    /// The client name asked for (`--name`; JACK may add a suffix: `actualName`).
+    public let name: String
+
+    public init(core: AudioCore, connectAudio: String, connectMIDI: String, name: String = JackDriver.clientName) {
+        self.name = name
         self.core = core
         self.connectAudio = connectAudio
         self.connectMIDI = connectMIDI
@@ -68,7 +72,7 @@ public final class JackDriver: @unchecked Sendable {
         jack_set_error_function { _ in }
         jack_set_info_function { _ in }
         var status = jack_status_t(rawValue: 0)
-        guard let c = cjack_client_open(Self.clientName, 1, &status) else {
+        guard let c = cjack_client_open(name, 1, &status) else {
             throw Failure(description: "no JACK server (jack_client_open status 0x\(String(status.rawValue, radix: 16)))")
         }
         client = c

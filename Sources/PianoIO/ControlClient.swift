@@ -16,9 +16,12 @@ public enum ControlClient {
     /// `$XDG_RUNTIME_DIR/ddsp-piano/control.sock`, else `/tmp/ddsp-piano-UID/control.sock`
     /// (the daemon's default); either directory is used only if it is ours alone
     /// (`checkPrivateDirectory`).
-    public static func defaultSocketPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        if let r = environment["XDG_RUNTIME_DIR"], r.hasPrefix("/") { return r + "/ddsp-piano/control.sock" }
-        return "/tmp/ddsp-piano-\(getuid())/control.sock"
+    /// A daemon started with `--name NAME` (other than the default, `DaemonRules.defaultName`)
+    /// listens on NAME.sock in the same directory: the one rule, for the daemon and `ctl --name`.
+    public static func defaultSocketPath(name: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        let file = name.map { $0 == DaemonRules.defaultName ? "control.sock" : "\($0).sock" } ?? "control.sock"
+        if let r = environment["XDG_RUNTIME_DIR"], r.hasPrefix("/") { return r + "/ddsp-piano/" + file }
+        return "/tmp/ddsp-piano-\(getuid())/" + file
     }
 
     public static func send(_ command: String, socket path: String, timeout: Int = 10) throws -> [String] {
@@ -101,8 +104,8 @@ extension ControlClient {
 
     /// The default socket path, its directory checked (`checkPrivateDirectory`, not created):
     /// what `ddsp-piano ctl` connects to without `--socket`.
-    public static func checkedDefaultSocketPath(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
-        let path = defaultSocketPath(environment: environment)
+    public static func checkedDefaultSocketPath(name: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        let path = defaultSocketPath(name: name, environment: environment)
         try checkPrivateDirectory((path as NSString).deletingLastPathComponent, create: false, remedy: clientRemedy)
         return path
     }

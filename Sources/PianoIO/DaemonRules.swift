@@ -74,6 +74,18 @@ public enum DaemonRules {
     public static func isNullAudioCount(_ n: Int) -> Bool { nullAudioCounts.contains(n) }
     public static func isALSAPeriod(_ n: Int) -> Bool { alsaPeriodFrames.contains(n) }
     public static func isALSAPeriodCount(_ n: Int) -> Bool { alsaPeriodCount.contains(n) }
+    /// What `--name` (config key `name`, `ctl --name`, an NSM client id) must be: the daemon's
+    /// JACK client and ALSA sequencer client name and its control socket's file name
+    /// (`ControlClient.defaultSocketPath(name:)`), so nothing a JACK client name (63 bytes, no
+    /// ':') or a file name ('/', a leading '.') cannot hold.
+    public static let defaultName = "ddsp-piano"
+    public static let nameLength: ClosedRange<Int> = 1...63
+    public static let nameRule = "1 to 63 letters, digits, '-', '_' or '.' (not starting with '.')"
+    public static func isName(_ name: String) -> Bool {
+        nameLength.contains(name.utf8.count) && !name.hasPrefix(".")
+            && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }
+    }
+
     public static func isALSADevice(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 255 && !name.unicodeScalars.contains { $0.properties.generalCategory == .control }
     }

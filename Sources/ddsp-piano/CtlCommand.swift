@@ -13,6 +13,9 @@ struct CtlCommand: ParsableCommand {
     @Option(name: .long, help: "Control socket (default: $XDG_RUNTIME_DIR/ddsp-piano/control.sock, else /tmp/ddsp-piano-UID/control.sock; a default socket's directory must be ours with mode 0700).")
     var socket: String?
 
+    @Option(name: .long, help: ArgumentHelp("The daemon started with --name NAME (its socket NAME.sock beside the default one; ignored with --socket).", valueName: "NAME"))
+    var name: String?
+
     // "gain -6": a negative number is not an option (while --help and --socket still are).
     @Argument(parsing: .allUnrecognized, help: ArgumentHelp(ControlCommand.usage))
     var command: [String]
@@ -20,7 +23,10 @@ struct CtlCommand: ParsableCommand {
     func run() throws {
         do {
             // The default socket only in a directory nobody else can write (no planted socket).
-            let path = try socket ?? ControlClient.checkedDefaultSocketPath()
+            if let name, !DaemonRules.isName(name) {
+                throw ValidationError("--name takes \(DaemonRules.nameRule), not '\(name)'")
+            }
+            let path = try socket ?? ControlClient.checkedDefaultSocketPath(name: name)
             for line in try ControlClient.send(command.joined(separator: " "), socket: path) { print(line) }
         } catch {
             FileHandle.standardError.write(Data("ddsp-piano: \(error)\n".utf8))

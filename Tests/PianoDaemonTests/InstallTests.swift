@@ -161,7 +161,7 @@ final class InstallTests: XCTestCase {
         let dpkg = try XCTUnwrap(DaemonSupport.tool("dpkg-deb"))
         let fields = try run(dpkg.path, ["--field", deb, "Package", "Version", "Depends", "Installed-Size"])
         print(fields.output)
-        for library in ["libopenblas0", "libjack", "libasound2", "libsndfile1", "libsoxr0", "libkissfft"] {
+        for library in ["libopenblas0", "libjack", "libasound2", "liblo7", "libsndfile1", "libsoxr0", "libkissfft"] {
             XCTAssertTrue(fields.output.contains(library), "Depends names \(library)")
         }
         XCTAssertFalse(fields.output.lowercased().contains("swift"), "no Swift package needed")
