@@ -83,6 +83,18 @@ struct RenderBatchCommand: ParsableCommand {
     @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Output sample rate (default: the model's own).", valueName: "HZ"))
     var sampleRate: Double?
 
+    @Flag(help: ArgumentHelp("Write stereo, as 'render --stereo' (width \(DaemonRules.shown(Double(StereoImage.renderWidth))) unless --width)."))
+    var stereo = false
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Stereo width \(DaemonRules.shown(DaemonRules.stereoWidth)) (implies --stereo).", valueName: "W"))
+    var width: Double?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("A4 in hertz, \(DaemonRules.shown(DaemonRules.a4Hz)) (default 440: the model's own tuning).", valueName: "HZ"))
+    var a4: Double = Double(Tuning.defaultA4)
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Transpose every file by N semitones, \(DaemonRules.shown(DaemonRules.transposeSemitones)).", valueName: "N"))
+    var transpose: Int = 0
+
     func run() throws {
         AudioFile.removeTemporaryFilesOnSignals()
         do {
@@ -99,6 +111,9 @@ struct RenderBatchCommand: ParsableCommand {
             template.settings.seed = seed
             template.settings.noise = !noNoise
             template.settings.sampleRate = sampleRate
+            if stereo || width != nil { template.settings.stereoWidth = Float(width ?? Double(StereoImage.renderWidth)) }
+            template.settings.a4 = Float(a4)
+            template.settings.transpose = transpose
             let batch = RenderBatch(template: template, outputDirectory: URL(fileURLWithPath: outputDirectory), jobs: jobs)
 
             let listURL = URL(fileURLWithPath: list)

@@ -282,8 +282,16 @@ public final class PianoEngine: @unchecked Sendable {
 
     /// Renders `output.count` (≤ maxBlockSize) samples; `events` are sorted by offset within the
     /// block. `dry` (same length) receives the unreverbed mix when `produceDry` is set.
+    /// With `options.stereo`, this is the mid (the mono render); the side is discarded.
     public func render(events: UnsafeBufferPointer<EngineEvent>, into output: UnsafeMutableBufferPointer<Float>,
                        dry dryOut: UnsafeMutableBufferPointer<Float>? = nil) {
+        renderMid(events: events, into: output, dry: dryOut)
+        sideStream?.discard(output.count)
+    }
+
+    /// The mono output (the mid); the side waits in its stream for the caller to take it.
+    private func renderMid(events: UnsafeBufferPointer<EngineEvent>, into output: UnsafeMutableBufferPointer<Float>,
+                           dry dryOut: UnsafeMutableBufferPointer<Float>?) {
         let n = output.count
         precondition(n <= maxBlockSize, "block larger than prepared")
         guard let wetStream else { preconditionFailure("render before prepare") }
@@ -315,8 +323,9 @@ public final class PianoEngine: @unchecked Sendable {
     /// `options.stereo`, both get the mono output.
     public func render(events: UnsafeBufferPointer<EngineEvent>, left: UnsafeMutableBufferPointer<Float>,
                        right: UnsafeMutableBufferPointer<Float>, dry dryOut: UnsafeMutableBufferPointer<Float>? = nil) {
-        render(events: events, into: left, dry: dryOut)
-        let n = min(left.count, right.count)
+        precondition(right.count >= left.count, "right shorter than left")
+        renderMid(events: events, into: left, dry: dryOut)
+        let n = left.count
         guard let sideStream else {
             right.baseAddress!.update(from: left.baseAddress!, count: n)
             return
