@@ -87,6 +87,14 @@ public struct DaemonCommand: ParsableCommand {
             help: ArgumentHelp("ALSA audio's periods in the buffer, \(DaemonRules.shown(DaemonRules.alsaPeriodCount)) (default \(DaemonCommand.defaults.periods)); output latency is period x periods.", valueName: "N"))
     var periods: String?
 
+    @Option(name: .customLong("takes-dir"), parsing: .unconditional,
+            help: ArgumentHelp("Folder of the takes archive: every take played is kept there as a MIDI file (default $XDG_DATA_HOME/ddsp-piano/takes; none: no archive).", valueName: "DIR|none"))
+    var takesDir: String?
+
+    @Option(name: .customLong("take-silence"), parsing: .unconditional,
+            help: ArgumentHelp("Seconds of silence (no note held, no pedal down, nothing played) that end a take (\(DaemonSettings.takeSilenceRule), default 10).", valueName: "S"))
+    var takeSilence: String?
+
     // Anything else: refused by `validate` in the daemon's own words (one line).
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var unrecognized: [String] = []
@@ -160,6 +168,11 @@ public struct DaemonCommand: ParsableCommand {
         if let v = periods {
             guard let n = Int(v), DaemonRules.isALSAPeriodCount(n) else { throw refuse("periods", DaemonRules.periodsRule, v) }
             edits.append { $0.periods = n }
+        }
+        if let v = takesDir { edits.append { $0.takesDir = v } }
+        if let v = takeSilence {
+            guard let x = Double(v), DaemonSettings.isTakeSilence(x) else { throw refuse("take-silence", DaemonSettings.takeSilenceRule, v) }
+            edits.append { $0.takeSilence = x }
         }
         return edits
     }
