@@ -132,9 +132,10 @@ final class RecorderTests: XCTestCase {
 
         // The re-render: the take's events at their engine samples, from the same engine state.
         let out = dir.appendingPathComponent("render.wav")
+        let seconds = (recorded.frames - (origin - recordStart)) / 16000 + 1   // as long as the recording after the take's start
         let rr = try DaemonSupport.run(try TestKit.executable("ddsp-piano"),
                                        ["render", "--live", "--weights", weights.path, "--piano", "0", "--sample-rate", "16000",
-                                        "--pre-roll", String(origin), "--duration", "3", take.path, out.path])
+                                        "--pre-roll", String(origin), "--duration", String(seconds), take.path, out.path])
         XCTAssertEqual(rr.status, 0, rr.output)
         let rendered = try AudioFile.read(out).samples
         let lead = origin - recordStart                     // recording frames before the take's time 0
