@@ -28,7 +28,7 @@ public final class Daemon {
     var weights: PianoModel?
     /// Identity of the weight file as loaded (device, inode, size, modification time).
     private var weightsStamp: String?
-    let core = AudioCore()
+    let core = AudioCore(recorderCapacity: AudioCore.daemonRecorderCapacity, takeCapacity: AudioCore.daemonTakeCapacity)
     private var jack: JackDriver?
     private var null: NullDriver?
     private var alsaOut: ALSAOutput?
@@ -61,6 +61,9 @@ public final class Daemon {
     public internal(set) var sessionPath: String?
     /// The name the JACK and ALSA clients and the default control socket take (nil: the defaults).
     var instanceName: String? { nsmName ?? settings.name }
+    /// The takes archive (nil: off) and `ctl record`'s writer.
+    private var takes: TakeArchive?
+    private lazy var wavRecorder = WAVRecorder(ring: core.recorder)
 
     public init(configPath: String?, log: @escaping (String) -> Void, overrides: @escaping (DaemonSettings) -> DaemonSettings) {
         self.configPath = configPath
@@ -208,6 +211,7 @@ public final class Daemon {
         let socketPath = settings.controlSocket ?? DaemonSettings.defaultSocketPath(name: instanceName)
         do { control = try ControlSocket(path: socketPath, privateDirectory: settings.controlSocket == nil, log: log) } catch { throw Failure(description: "\(error)", status: 1, code: error.errorCode) }
 
+        configureTakes()
         let a = ALSAInput(queue: core.alsaQueue, connect: settings.connectMIDI, name: instanceName ?? ALSAInput.clientName)
         if a.start() { alsa = a } else { log(a.unavailableReason ?? "ALSA sequencer not available") }
 
@@ -287,6 +291,7 @@ public final class Daemon {
     /// Periodic work of the control loop.
     private func tick() {
         core.collectGarbage()
+        takes?.service(core: core, context: takeContext)
         let now = monotonicNanoseconds()
         if let o = alsaOut, !o.isRunning, !stopping {
             // The device failed beyond snd_pcm_recover (unplugged, gone): said once, exit 3.
@@ -357,7 +362,8 @@ public final class Daemon {
     }
 
     private func shutdown() {
-        // Reverse order of start: audio, MIDI, control socket.
+        // A recording is closed while the audio thread still runs (it acknowledges the stop).
+        if wavRecorder.isRecording { log(wavRecorder.stop().message) }
         jack?.close()
         null?.stop()
         alsaOut?.stop()
@@ -366,6 +372,38 @@ public final class Daemon {
         control?.closeAndRemove()
         control = nil
         core.collectGarbage()
+        // The take in progress, with everything the audio thread played before it stopped.
+        takes?.service(core: core, context: takeContext, force: true)
+    }
+
+    // MARK: - Takes
+
+    /// The takes archive as the settings say (a changed folder or silence ends the take in progress).
+    private func configureTakes() {
+        // In an NSM session the takes belong to the session (its directory), unless set.
+        let dir = settings.takesDir ?? sessionPath.map { $0 + "/takes" } ?? TakeArchive.defaultDirectory()
+        if dir == "none" || dir.isEmpty {
+            core.takesOn.store(false, ordering: .relaxed)
+            takes?.service(core: core, context: takeContext, force: true)
+            takes = nil
+            return
+        }
+        let url = URL(fileURLWithPath: dir)
+        if let t = takes, t.directory == url, t.silence == settings.takeSilence { return }
+        takes?.service(core: core, context: takeContext, force: true)
+        takes = TakeArchive(directory: url, silence: settings.takeSilence, log: log)
+        core.takesOn.store(true, ordering: .relaxed)
+    }
+
+    private func takeContext(_ instrument: Int) -> TakeContext {
+        let names = weights?.instruments ?? []
+        return TakeContext(pianoIndex: instrument, pianoName: instrument >= 0 && instrument < names.count ? names[instrument] : "\(instrument)",
+                           model: weights?.summary ?? "-",
+                           gainDB: 20 * log10(Double(Float(bitPattern: core.gainBits.load(ordering: .relaxed)))),
+                           velocityCurve: settings.velocityCurve, sampleRate: Int(preparedRate.rounded()),
+                           a4: Double(Float(bitPattern: core.a4Bits.load(ordering: .relaxed))),
+                           transpose: core.transpose.load(ordering: .relaxed),
+                           width: Double(Float(bitPattern: core.widthBits.load(ordering: .relaxed))))
     }
 
     // MARK: - Reload
@@ -416,6 +454,7 @@ public final class Daemon {
             if jack.isOpen { jack.connect() }
         }
         alsa?.setPattern(s.connectMIDI)
+        configureTakes()
         log("configuration reloaded")
         return (true, "configuration reloaded")
     }
@@ -487,6 +526,11 @@ public final class Daemon {
                 "width: \(DaemonRules.shown(Double(Float(bitPattern: core.widthBits.load(ordering: .relaxed)))))",
                 "cycles: \(st.cycles.load(ordering: .relaxed))",
                 "memory locked: \(memoryLocked ? "yes" : "no")",
+                "takes: " + (takes.map { t in "\(t.directory.path), ending after \(String(format: "%g", t.silence)) s of silence"
+                    + (t.inProgress.map { String(format: "; in progress: %d notes, %.1f s", $0.notes, $0.seconds) } ?? "") } ?? "off"),
+                "take events lost: \(st.takeEventsLost.load(ordering: .relaxed))",
+                "recording: " + (wavRecorder.url.map { String(format: "%@, %.1f s", $0.path, wavRecorder.seconds) } ?? "no"),
+                "recording overruns: \(core.recorder.overrunFrames.load(ordering: .relaxed))",
             ]
             return (true, lines, "")
         case .list:
@@ -518,6 +562,21 @@ public final class Daemon {
             // audio thread places the message by its time, as a keyboard's.
             core.controlMIDIQueue.push(TimedMIDI(time: monotonicNanoseconds(), status: status, data1: d1, data2: d2))
             return (true, [String(format: "midi %02X %02X %02X", status, d1, d2)], "")
+        case .takes:
+            guard let t = takes else { return (false, [], "the takes archive is off (takes_dir = \"none\")") }
+            var lines = TakeArchive.list(t.directory)
+            if let p = t.inProgress { lines.append(String(format: "(in progress: %d notes, %.1f s)", p.notes, p.seconds)) }
+            return (true, lines, "")
+        case .recordStart(let path):
+            let channels = core.recorder.driverChannels.load(ordering: .relaxed)
+            do {
+                let line = try wavRecorder.start(path: path, rate: Int(preparedRate.rounded()),
+                                                 channels: channels > 0 ? channels : (null != nil ? 1 : 2))
+                return (true, [line], "")
+            } catch { return (false, [], "\(error)") }
+        case .recordStop:
+            let r = wavRecorder.stop()
+            return r.ok ? (true, [r.message], "") : (false, [], r.message)
         case .reload:
             let r = reload()
             if !r.ok { log(r.message) }

@@ -102,6 +102,13 @@ public struct DaemonCommand: ParsableCommand {
     @Option(parsing: .unconditional,
             help: ArgumentHelp("Stereo width \(DaemonRules.shown(DaemonRules.stereoWidth)): keys panned bass-left, the reverb decorrelated; 0 is mono (default \(DaemonRules.shown(DaemonCommand.defaults.width))).", valueName: "W"))
     var width: String?
+    @Option(name: .customLong("takes-dir"), parsing: .unconditional,
+            help: ArgumentHelp("Folder of the takes archive: every take played is kept there as a MIDI file (default $XDG_DATA_HOME/ddsp-piano/takes; none: no archive).", valueName: "DIR|none"))
+    var takesDir: String?
+
+    @Option(name: .customLong("take-silence"), parsing: .unconditional,
+            help: ArgumentHelp("Seconds of silence (no note held, no pedal down, nothing played) that end a take (\(DaemonSettings.takeSilenceRule), default 10).", valueName: "S"))
+    var takeSilence: String?
 
     // Anything else: refused by `validate` in the daemon's own words (one line).
     @Argument(parsing: .allUnrecognized, help: .hidden)
@@ -192,6 +199,11 @@ public struct DaemonCommand: ParsableCommand {
         if let v = periods {
             guard let n = Int(v), DaemonRules.isALSAPeriodCount(n) else { throw refuse("periods", DaemonRules.periodsRule, v) }
             edits.append { $0.periods = n }
+        }
+        if let v = takesDir { edits.append { $0.takesDir = v } }
+        if let v = takeSilence {
+            guard let x = Double(v), DaemonSettings.isTakeSilence(x) else { throw refuse("take-silence", DaemonSettings.takeSilenceRule, v) }
+            edits.append { $0.takeSilence = x }
         }
         return edits
     }

@@ -154,12 +154,16 @@ public struct DaemonSettings: Equatable, Sendable {
     public var transpose: Int = 0
     public var width: Double = DaemonRules.defaultWidth   // stereo image (0: mono)
     public var name: String? = nil                // JACK/ALSA client and socket name (nil: DaemonRules.defaultName)
+    /// The takes archive's folder (nil: $XDG_DATA_HOME/ddsp-piano/takes; "none": no archive).
+    public var takesDir: String? = nil
+    /// Seconds of silence (no note held, no pedal down, nothing played) that end a take.
+    public var takeSilence: Double = 10
     public init() {}
 
     public static let keys: Set<String> = ["weights", "piano", "gain_db", "velocity_curve", "channels", "program_map",
                                            "audio", "connect_audio", "connect_midi", "control_socket", "no_wait",
                                            "noise", "sample_rate", "block_size", "alsa_device", "period", "periods",
-                                           "a4_hz", "transpose", "width", "name"]
+                                           "a4_hz", "transpose", "width", "name", "takes_dir", "take_silence"]
 
     /// Applies a parsed file over `self`. Unknown keys and wrong types are errors.
     public func applying(_ table: [String: TOMLValue], file: String) throws -> DaemonSettings {
@@ -257,6 +261,14 @@ public struct DaemonSettings: Equatable, Sendable {
                 let n = try string(key, value)
                 guard DaemonRules.isName(n) else { throw fail("'name' must be \(DaemonRules.nameRule), not '\(n)'") }
                 s.name = n
+            case "takes_dir": s.takesDir = try string(key, value)
+            case "take_silence":
+                switch value {
+                case .integer(let i): s.takeSilence = Double(i)
+                case .float(let d): s.takeSilence = d
+                default: throw fail("'take_silence' must be \(DaemonSettings.takeSilenceRule)")
+                }
+                guard DaemonSettings.isTakeSilence(s.takeSilence) else { throw fail("'take_silence' must be \(DaemonSettings.takeSilenceRule)") }
             default:
                 throw fail("unknown setting '\(key)' (known: \(DaemonSettings.keys.sorted().joined(separator: ", ")))")
             }
@@ -264,6 +276,9 @@ public struct DaemonSettings: Equatable, Sendable {
         try s.validatePatterns(file: file)
         return s
     }
+
+    public static let takeSilenceRule = "seconds, 0.1 to 3600"
+    public static func isTakeSilence(_ s: Double) -> Bool { s.isFinite && s >= 0.1 && s <= 3600 }
 
     /// Regular expressions must compile (before the daemon relies on them).
     public func validatePatterns(file: String) throws {

@@ -22,6 +22,11 @@ public enum ControlCommand: Equatable, Sendable {
     case transpose(Int)
     /// Stereo width (`DaemonRules.stereoWidth`, 0 = mono).
     case width(Double)
+    /// The takes archive, oldest first.
+    case takes
+    /// Record the output to a new WAV file (an absolute path: `ctl` makes it so), or stop.
+    case recordStart(String)
+    case recordStop
 
     /// A command's name, its argument (nil: none) and what it does, for help texts.
     public struct Description: Sendable {
@@ -54,6 +59,10 @@ public enum ControlCommand: Equatable, Sendable {
         Description(name: "midi", argument: "HEX HEX [HEX]",
                     summary: "play a MIDI channel message, hex bytes (90 3C 64: note 60 on; 80 3C 00: off; B0 40 7F: pedal)",
                     counts: 2...3),
+        Description(name: "takes", argument: nil, summary: "the takes archive: every take played, newest last, with its length and notes"),
+        Description(name: "record", argument: "start FILE.wav|stop",
+                    summary: "record the output to a new WAV file (an existing one is refused), or stop and close it",
+                    counts: 1...64),
     ]
 
     /// "status | list | piano N|YEAR | gain DB | panic | reload"
@@ -101,6 +110,11 @@ public enum ControlCommand: Equatable, Sendable {
         case "width":
             guard let w = DaemonRules.width(words[1]) else { return .failure(.init("width takes \(DaemonRules.widthRule), not '\(words[1].prefix(40))'")) }
             return .success(.width(w))
+        case "takes": return .success(.takes)
+        case "record":
+            if words[1] == "stop" && words.count == 2 { return .success(.recordStop) }
+            if words[1] == "start" && words.count >= 3 { return .success(.recordStart(words.dropFirst(2).joined(separator: " "))) }
+            return .failure(.init("record takes 'start FILE.wav' or 'stop'"))
         default: return .success(.reload)
         }
     }

@@ -43,6 +43,10 @@ public final class AudioStats: @unchecked Sendable {
     /// Driver clock (JACK frame time) minus engine samples rendered: the clock position of
     /// engine sample 0 if no cycle was skipped since; −1 before the current engine's first cycle.
     public let engineOrigin = ManagedAtomic<Int>(-1)
+    /// Samples the current engine has rendered (the take archive's clock).
+    public let engineSamples = ManagedAtomic<Int>(0)
+    /// Played events the take archive's queue had no room for (never waited on).
+    public let takeEventsLost = ManagedAtomic<Int>(0)
     public init() {}
 }
 
@@ -55,6 +59,10 @@ public final class AudioCore: @unchecked Sendable {
     /// releases (`ReleasePolicy`), so a flood of notes can never crowd out their note-offs.
     public static let maxEventsPerCycle = 4096
     public static let releaseReserve = ReleasePolicy.distinctTargets + 1
+    /// 2^21 floats: 21.8 s of stereo at 48 kHz for the writer thread to fall behind by.
+    public static let daemonRecorderCapacity = 1 << 21
+    /// Events played between two passes of the control loop (20 ms) that the take queue holds.
+    public static let daemonTakeCapacity = 16384
 
     public let stats = AudioStats()
     /// Producers: one queue per producing thread (ALSA thread, control thread).
@@ -71,6 +79,12 @@ public final class AudioCore: @unchecked Sendable {
     public let a4Bits = ManagedAtomic<UInt32>(Tuning.defaultA4.bitPattern)
     public let transpose = ManagedAtomic<Int>(0)
     public let freewheeling = ManagedAtomic<Bool>(false)
+    /// The take archive (`TakeEvent`): while `takesOn`, every event the engine plays, with its
+    /// engine sample, goes into `takeEvents` (full: counted in `stats.takeEventsLost`).
+    public let takeEvents: SPSCQueue<TakeEvent>
+    public let takesOn = ManagedAtomic<Bool>(false)
+    /// `ctl record`: the output, copied into a preallocated ring for a writer thread.
+    public let recorder: OutputRecorderRing
 
     // Audio-thread state.
     private var engine: PianoEngine?
@@ -89,7 +103,12 @@ public final class AudioCore: @unchecked Sendable {
     // Control side: handovers waiting for room in the inbox (control thread only).
     private var waiting: [Handover] = []
 
-    public init() {
+    /// `recorderCapacity`: floats in the `ctl record` ring; `takeCapacity`: events in the take
+    /// queue. The defaults are token sizes for hosts that record neither (the LV2 plugin); the
+    /// daemon asks for `daemonRecorderCapacity` and `daemonTakeCapacity`.
+    public init(recorderCapacity: Int = 0, takeCapacity: Int = 2) {
+        recorder = OutputRecorderRing(capacity: recorderCapacity)
+        takeEvents = SPSCQueue<TakeEvent>(capacity: takeCapacity)
         events = .allocate(capacity: Self.maxEventsPerCycle)
         events.initialize(repeating: EngineEvent(offset: 0, message: .controlChange(channel: 0, controller: 0, value: 0)),
                           count: Self.maxEventsPerCycle)
@@ -183,6 +202,9 @@ public final class AudioCore: @unchecked Sendable {
     /// code is warmed too). Afterwards the engine is back to silence and the counters to zero.
     /// Only while no other thread consumes the queues (before activation).
     public func warmUp(engine: PianoEngine, frames: Int, cycle: () -> Void) {
+        // The warm-up's notes are nobody's take.
+        let takes = takesOn.exchange(false, ordering: .relaxed)
+        defer { takesOn.store(takes, ordering: .relaxed) }
         let hostPerFrame = Double(engine.frameSize) * engine.hostRate / Double(engine.modelRate)
         let glide = Int((Double(max(1, engine.options.switchFrames) + 2) * hostPerFrame / Double(max(1, frames))).rounded(.up)) + 1
         func run(_ n: Int) { for _ in 0..<n { cycle() } }
@@ -215,6 +237,7 @@ public final class AudioCore: @unchecked Sendable {
         }
         engine.reset()
         rendered = 0
+        stats.engineSamples.store(0, ordering: .relaxed)
         loadAverage = 0
         stats.engineOrigin.store(-1, ordering: .relaxed)
         for counter in [stats.notesReceived, stats.notesReleased, stats.programsIgnored, stats.voices, stats.cpuPermille,
@@ -268,7 +291,11 @@ public final class AudioCore: @unchecked Sendable {
         }
         while let c = commands.pop() {
             switch c {
-            case .instrument(let i): engine.selectInstrument(i)
+            case .instrument(let i):
+                engine.selectInstrument(i)
+                if takesOn.load(ordering: .relaxed) && i >= 0 && i < 128 {
+                    noteTake(TakeEvent(sample: rendered, status: 0xC0, data1: UInt8(i), data2: 0, instrument: Int16(engine.instrument)))
+                }
             case .panic:
                 for ch: UInt8 in 0..<16 {
                     add(offset: 0, .controlChange(channel: ch, controller: 64, value: 0))
@@ -286,6 +313,15 @@ public final class AudioCore: @unchecked Sendable {
         drain(controlMIDIQueue, windowStart: windowStart, rate: rate, frames: frames, cycleStart: cycleStart, freewheel: freewheel)
         addDriverEvents(self)
         sortEvents()
+        if takesOn.load(ordering: .relaxed) {
+            // What the engine plays this cycle, at its engine samples (before the pieces below
+            // rebase the offsets).
+            let instrument = Int16(clamping: engine.instrument)
+            for i in 0..<eventCount {
+                let (st, d1, d2) = TakeEvent.bytes(events[i].message)
+                noteTake(TakeEvent(sample: rendered + events[i].offset, status: st, data1: d1, data2: d2, instrument: instrument))
+            }
+        }
         engine.gain = Float(bitPattern: gainBits.load(ordering: .relaxed))
         engine.width = Float(bitPattern: widthBits.load(ordering: .relaxed))
         engine.a4 = Float(bitPattern: a4Bits.load(ordering: .relaxed))
@@ -320,6 +356,8 @@ public final class AudioCore: @unchecked Sendable {
             done += n
         }
         rendered += frames
+        recorder.capture(left: left, right: right.map { UnsafePointer($0) }, frames: frames, engineSample: rendered - frames)
+        stats.engineSamples.store(rendered, ordering: .relaxed)
         stats.voices.store(engine.soundingNotes, ordering: .relaxed)
         stats.instrument.store(engine.instrument, ordering: .relaxed)
         stats.cycles.wrappingIncrement(ordering: .relaxed)
@@ -331,6 +369,11 @@ public final class AudioCore: @unchecked Sendable {
             if permille > stats.peakPermille.load(ordering: .relaxed) { stats.peakPermille.store(permille, ordering: .relaxed) }
             if load > 1 { stats.lateCycles.wrappingIncrement(ordering: .relaxed) }
         }
+    }
+
+    @inline(__always)
+    private func noteTake(_ e: TakeEvent) {
+        if !takeEvents.push(e) { stats.takeEventsLost.wrappingIncrement(ordering: .relaxed) }
     }
 
     /// Driver MIDI (raw bytes) at a sample offset of the current cycle.
@@ -446,6 +489,7 @@ public final class AudioCore: @unchecked Sendable {
                 blockAtomic.store(e.maxBlockSize, ordering: .relaxed)
                 rendered = 0
                 stats.engineOrigin.store(-1, ordering: .relaxed)
+                if takesOn.load(ordering: .relaxed) { noteTake(TakeEvent(sample: 0, status: 0, data1: 0, data2: 0, instrument: Int16(clamping: e.instrument))) }
             case .router(let p):
                 if let old = router { _ = outbox.push(.router(Unmanaged.passUnretained(old).toOpaque())) }
                 router = Unmanaged<MIDIRouter>.fromOpaque(p).takeUnretainedValue()

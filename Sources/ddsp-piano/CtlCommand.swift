@@ -27,7 +27,12 @@ struct CtlCommand: ParsableCommand {
                 throw ValidationError("--name takes \(DaemonRules.nameRule), not '\(name)'")
             }
             let path = try socket ?? ControlClient.checkedDefaultSocketPath(name: name)
-            for line in try ControlClient.send(command.joined(separator: " "), socket: path) { print(line) }
+            // The daemon runs elsewhere: a file to record to is named from here.
+            var words = command
+            if words.count >= 3 && words[0] == "record" && words[1] == "start" && !words[2].hasPrefix("/") {
+                words[2] = URL(fileURLWithPath: words[2]).standardizedFileURL.path
+            }
+            for line in try ControlClient.send(words.joined(separator: " "), socket: path) { print(line) }
         } catch {
             FileHandle.standardError.write(Data("ddsp-piano: \(error)\n".utf8))
             throw ExitCode(1)

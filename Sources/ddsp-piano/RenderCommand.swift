@@ -78,6 +78,9 @@ struct RenderCommand: ParsableCommand {
     @Flag(help: "Render as the live instrument plays the file (ddsp-pianod, the LV2 plugin): its MIDI messages at their samples, pedals held live, program changes switching pianos, and the engine's output from its first sample, without the warm-up crop and latency compensation that align the default render with upstream's. Equal to a recording of the instrument playing the file.")
     var live = false
 
+    @Option(name: .customLong("pre-roll"), help: ArgumentHelp("With --live: engine samples of silence rendered before the file's time 0 and left out of the output. A take from ddsp-pianod's archive names its own (its 'engine_sample' text event): with it, and the take's piano and rate, the render equals what the daemon played.", valueName: "SAMPLES"))
+    var preRoll: Int = 0
+
     @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Output sample rate (default: the model's own, 24000 Hz for v2, 16000 Hz for dafx22). Higher rates go through the engine's streaming resampler, as when playing live; rates below the model's are refused.", valueName: "HZ"))
     var sampleRate: Double?
 
@@ -115,6 +118,10 @@ struct RenderCommand: ParsableCommand {
             if live {
                 guard !exact else { throw RenderError("--live", "plays the file as the live instrument does; --exact reproduces upstream's offline computation: choose one") }
                 job.settings.conditioning = .live
+                guard preRoll >= 0 else { throw RenderError("--pre-roll \(preRoll)", "takes a number of samples, 0 or more") }
+                job.settings.preRoll = preRoll
+            } else if preRoll != 0 {
+                throw RenderError("--pre-roll", "applies to --live renders only")
             }
             job.settings.sampleRate = sampleRate
             job.settings.blockSize = blockSize

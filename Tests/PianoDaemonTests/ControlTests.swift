@@ -84,7 +84,7 @@ final class ControlTests: XCTestCase {
         let helpText = String(decoding: helpPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         help.waitUntilExit()
         XCTAssertTrue(helpText.contains("USAGE: ddsp-piano ctl"), helpText)
-        XCTAssertEqual(err, "ddsp-piano: unknown command 'sing' (known: status, piano, gain, tune, transpose, width, panic, reload, list, midi)\n")
+        XCTAssertEqual(err, "ddsp-piano: unknown command 'sing' (known: status, piano, gain, tune, transpose, width, panic, reload, list, midi, takes, record)\n")
 
         XCTAssertEqual(d.stop(), 0, d.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: d.socket), "socket removed at shutdown")

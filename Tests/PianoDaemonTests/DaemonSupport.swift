@@ -162,7 +162,10 @@ final class DaemonProcess {
         let daemon = try TestKit.executable("ddsp-pianod")
         process.executableURL = launcher ?? daemon
         process.arguments = (launcher == nil ? [] : [daemon.path]) + arguments + ["--control-socket", socket]
-        if let environment { process.environment = environment }
+        // The takes archive goes into the test's folder, never the user's.
+        var env = environment ?? ProcessInfo.processInfo.environment
+        if env["XDG_DATA_HOME"] == nil || environment == nil { env["XDG_DATA_HOME"] = dir.path }
+        process.environment = env
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let h = try FileHandle(forWritingTo: log)
         process.standardOutput = h

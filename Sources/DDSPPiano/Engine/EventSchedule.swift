@@ -43,6 +43,8 @@ public enum EventSchedule {
 public struct BlockEventFeed: Sendable {
     public let events: [TimedMessage]
     public let sampleRate: Double
+    /// Samples added to every event's place (a pre-roll before the events' time 0).
+    public var offset = 0
     private var next = 0
 
     public init(events: [TimedMessage], sampleRate: Double) {
@@ -54,7 +56,7 @@ public struct BlockEventFeed: Sendable {
     public mutating func take(position: Int, count: Int, into block: inout [EngineEvent]) {
         block.removeAll(keepingCapacity: true)
         while next < events.count {
-            let at = Int((events[next].time * sampleRate).rounded(.down))
+            let at = Int((events[next].time * sampleRate).rounded(.down)) + offset
             guard at < position + count else { break }
             block.append(EngineEvent(offset: max(0, at - position), message: events[next].message))
             next += 1

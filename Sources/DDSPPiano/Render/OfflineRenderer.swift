@@ -22,6 +22,10 @@ public struct RenderSettings: Sendable {
     /// Semitones every note of the file is moved by (the render equals that of a transposed
     /// file; notes moved off 0…127 are left out).
     public var transpose: Int = 0
+    /// Live renders: engine samples of silence run before the file's time 0 and dropped, so a
+    /// take the daemon archived (its `engine_sample` meta event) is rendered from the engine
+    /// state it was played in.
+    public var preRoll: Int = 0
     public init() {}
 
     /// The stereo image's width (`StereoImage`), nil: mono (the default, as upstream).
@@ -181,8 +185,9 @@ public enum OfflineRenderer {
         try engine.prepare(sampleRate: rate, maxBlockSize: block)
         let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: 0, duration: settings.duration, frameRate: h.frameRate)
         let length = Int((Double(frames * h.samplesPerFrame) * rate / Double(h.sampleRate)).rounded())
-        try drive(engine, events: EventSchedule.events(from: midi), rate: rate, block: block, skip: 0, length: length,
-                  into: &sink, progress: progress)
+        let preRoll = max(0, settings.preRoll)
+        try drive(engine, events: EventSchedule.events(from: midi), rate: rate, block: block, skip: preRoll, length: length,
+                  into: &sink, progress: progress, eventOffset: preRoll)
     }
 
     static func engineOptions(_ settings: RenderSettings, dry: Bool) -> PianoEngine.Options {
@@ -276,7 +281,7 @@ public enum OfflineRenderer {
     /// `produceDry == sink.wantsDry`).
     static func drive<Sink: RenderSink>(_ engine: PianoEngine, events: [TimedMessage], rate: Double, block: Int,
                                         skip: Int, length: Int, into sink: inout Sink,
-                                        progress: ((Double) -> Void)?) throws {
+                                        progress: ((Double) -> Void)?, eventOffset: Int = 0) throws {
         let total = skip + length
         try sink.begin(sampleRate: Int(rate.rounded()), length: length)
         let wantsDry = sink.wantsDry
@@ -291,6 +296,7 @@ public enum OfflineRenderer {
         interleaved.initialize(repeating: 0)
         defer { wet.deallocate(); dry.deallocate(); right.deallocate(); interleaved.deallocate() }
         var feed = BlockEventFeed(events: events, sampleRate: rate)
+        feed.offset = eventOffset
         var blockEvents: [EngineEvent] = []
         blockEvents.reserveCapacity(256)
         var position = 0

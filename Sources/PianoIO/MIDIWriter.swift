@@ -1,3 +1,6 @@
+/// (Moved here from PianoTraining so that the daemon's take archive writes MIDI with the same
+/// encoder; training's dataset builder uses it from here.)
+///
 /// A piano part on one channel, in whole milliseconds: what the dataset builder writes to MIDI
 /// and hands to fluidsynth. Milliseconds because the written file runs at 1 tick = 1 ms.
 public struct PianoPart: Sendable, Equatable {
@@ -92,8 +95,7 @@ public enum MIDIWriter {
         }
         func clamp7(_ v: Int) -> UInt8 { UInt8(min(max(v, 0), 127)) }
 
-        let tempo = microsecondsPerQuarter
-        add(0, 0, [0xFF, 0x51, 0x03, UInt8(tempo >> 16 & 0xFF), UInt8(tempo >> 8 & 0xFF), UInt8(tempo & 0xFF)])
+        add(0, 0, tempo(microsecondsPerQuarter))
         if let trackName {
             let name = Array(trackName.utf8.prefix(127))
             add(0, 0, [0xFF, 0x03] + variableLength(name.count) + name)
@@ -105,21 +107,41 @@ public enum MIDIWriter {
             add(max(n.end, n.start, 0), 3, [0x80, clamp7(n.pitch), 0x40])
         }
         events.sort { ($0.tick, $0.rank, $0.order) < ($1.tick, $1.rank, $1.order) }
+        return file(events.map { ($0.tick, $0.data) }, ticksPerQuarter: ticksPerQuarter)
+    }
 
+    /// A format-0 Standard MIDI File of one track: `events` (absolute tick, the event's bytes:
+    /// a channel message in full, or a meta event FF type length data) in the order given (ticks
+    /// must not decrease), then end of track. The one SMF encoder (training's parts, the
+    /// daemon's takes).
+    public static func file(_ events: [(tick: Int, data: [UInt8])], ticksPerQuarter: Int) -> [UInt8] {
         var track: [UInt8] = []
         track.reserveCapacity(events.count * 5 + 8)
         var tick = 0
         for e in events {
             track += variableLength(e.tick - tick)
             track += e.data
-            tick = e.tick
+            tick = max(tick, e.tick)
         }
         track += [0x00, 0xFF, 0x2F, 0x00]
 
         var out: [UInt8] = Array("MThd".utf8) + be32(6) + [0, 0, 0, 1]
-        out += [UInt8(ticksPerQuarter >> 8), UInt8(ticksPerQuarter & 0xFF)]
+        out += [UInt8(ticksPerQuarter >> 8 & 0x7F), UInt8(ticksPerQuarter & 0xFF)]
         out += Array("MTrk".utf8) + be32(track.count) + track
         return out
+    }
+
+    /// A meta event's bytes: FF type, length, data (text cut to 127 bytes at a character boundary).
+    public static func meta(_ type: UInt8, _ text: String) -> [UInt8] {
+        var data = Array(text.utf8)
+        if data.count > 127 { data = Array(String(decoding: data.prefix(127), as: UTF8.self).utf8.prefix(127)) }
+        return [0xFF, type] + variableLength(data.count) + data
+    }
+
+    /// A tempo meta event (FF 51 03).
+    public static func tempo(_ microsecondsPerQuarter: Int) -> [UInt8] {
+        let t = microsecondsPerQuarter
+        return [0xFF, 0x51, 0x03, UInt8(t >> 16 & 0xFF), UInt8(t >> 8 & 0xFF), UInt8(t & 0xFF)]
     }
 
     static func be32(_ v: Int) -> [UInt8] {
