@@ -131,6 +131,7 @@ final class PianoPlugin {
         let model = try store.loadModel(explicit: path).model
         let playing = piano ?? core.stats.instrument.load(ordering: .relaxed)
         let engine = try Self.makeEngine(model, piano: playing, sampleRate: sampleRate, maxBlock: maxBlock)
+        engine.a4 = Float(bitPattern: core.a4Bits.load(ordering: .relaxed))   // its silent frames at the tuning it plays
         engine.reset()
         self.model = model
         self.engine = engine
@@ -152,6 +153,8 @@ final class PianoPlugin {
             appliedPiano = i
         }
         restoredPiano = nil
+        readLiveControls()
+        engine.a4 = Float(bitPattern: core.a4Bits.load(ordering: .relaxed))
         engine.reset()
         core.warmUp(engine: engine, frames: maxBlock) {
             cycle(frames: maxBlock, left: scratch, right: scratch + maxBlock, midi: nil)
@@ -184,8 +187,22 @@ final class PianoPlugin {
                 core.gainBits.store(powf(10, db / 20).bitPattern, ordering: .relaxed)
             }
         }
-        // Width, tuning, transposition: the engine reads them at every frame (width and the
-        // controller gain glide; a transposition applies to notes as they start).
+        readLiveControls()
+        cycle(frames: frames, left: outL, right: outR, midi: midiIn)
+        latencyPort?.pointee = Float(core.latencySamples)
+        // An engine the audio thread let go of is freed by the worker, never here.
+        if core.hasGarbage && !garbageScheduled, let schedule {
+            message.storeBytes(of: WorkKind.collect.rawValue, as: UInt32.self)
+            garbageScheduled = schedule.schedule_work(schedule.handle, 4, message) == LV2_WORKER_SUCCESS
+        }
+    }
+
+    /// Width, tuning, transposition into the core, which hands them to the engine at every cycle
+    /// (width and the controller gain glide; a transposition applies to notes as they start).
+    /// Also before the warm-up, which ends in a reset that runs the engine's silent frames at
+    /// the tuning it will play (so the plugin equals `render --live --a4`).
+    @inline(__always)
+    private func readLiveControls() {
         if let w = widthPort, w.pointee.isFinite {
             core.widthBits.store(min(max(w.pointee, StereoImage.widthRange.lowerBound), StereoImage.widthRange.upperBound).bitPattern,
                                  ordering: .relaxed)
@@ -196,13 +213,6 @@ final class PianoPlugin {
         if let t = transposePort, t.pointee.isFinite {
             core.transpose.store(min(max(Int(t.pointee.rounded()), Tuning.transposeRange.lowerBound), Tuning.transposeRange.upperBound),
                                  ordering: .relaxed)
-        }
-        cycle(frames: frames, left: outL, right: outR, midi: midiIn)
-        latencyPort?.pointee = Float(core.latencySamples)
-        // An engine the audio thread let go of is freed by the worker, never here.
-        if core.hasGarbage && !garbageScheduled, let schedule {
-            message.storeBytes(of: WorkKind.collect.rawValue, as: UInt32.self)
-            garbageScheduled = schedule.schedule_work(schedule.handle, 4, message) == LV2_WORKER_SUCCESS
         }
     }
 

@@ -119,6 +119,8 @@ public final class Daemon {
     func makeEngine(rate: Double, block: Int, instrument: Int) throws -> PianoEngine {
         guard let weights else { throw Failure(description: "no weights", status: 1, code: .notFound) }
         let engine = PianoEngine(model: weights, options: Self.engineOptions(instrument: instrument, noise: settings.noise))
+        // Its warm-up (silent frames, run by `prepare`) at the tuning it will play.
+        engine.a4 = Float(bitPattern: core.a4Bits.load(ordering: .relaxed))
         try engine.prepare(sampleRate: rate, maxBlockSize: block)
         return engine
     }

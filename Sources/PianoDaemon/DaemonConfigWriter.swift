@@ -44,6 +44,8 @@ extension DaemonSettings {
         lines.append("a4_hz = \(a4Hz)")
         lines.append("transpose = \(transpose)")
         lines.append("width = \(width)")
+        if let takesDir { lines.append("takes_dir = \(quoted(takesDir))") }
+        lines.append("take_silence = \(takeSilence)")
         if let name { lines.append("name = \(quoted(name))") }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -24,8 +24,8 @@ public final class NullDriver: @unchecked Sendable {
         self.core = core
         self.sampleRate = sampleRate
         self.blockSize = blockSize
-        buffer = .allocate(capacity: blockSize)
-        buffer.initialize(repeating: 0, count: blockSize)
+        buffer = .allocate(capacity: 2 * blockSize)   // left, then right: the stereo image, as `ctl record` keeps it
+        buffer.initialize(repeating: 0, count: 2 * blockSize)
         period = UInt64(blockSize) * 1_000_000_000 / UInt64(sampleRate)
     }
 
@@ -34,7 +34,7 @@ public final class NullDriver: @unchecked Sendable {
         buffer.deallocate()
     }
 
-    /// The last cycle's output.
+    /// The last cycle's output (the left channel).
     public var output: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: buffer, count: blockSize) }
 
     /// Before `start`: the real-time path once through every branch (AudioCore.warmUp).
@@ -47,7 +47,7 @@ public final class NullDriver: @unchecked Sendable {
     /// tests; never while started).
     public func cycle(at cycleStart: UInt64) {
         core.process(frames: blockSize, cycleStart: cycleStart, period: period, position: position,
-                     left: buffer, right: nil, addDriverEvents: { _ in })
+                     left: buffer, right: buffer + blockSize, addDriverEvents: { _ in })
         position += blockSize
     }
 

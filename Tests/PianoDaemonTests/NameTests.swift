@@ -146,6 +146,11 @@ final class ConfigWriterTests: XCTestCase {
         s.period = 128
         s.periods = 4
         s.name = "upright"
+        s.a4Hz = 441.5
+        s.transpose = -3
+        s.width = 0.8
+        s.takesDir = "/t/takes"
+        s.takeSilence = 2.5
         let text = s.tomlText(header: "two\nlines")
         print(text)
         let back = try DaemonSettings().applying(try MiniTOML.parse(text, file: "written"), file: "written")

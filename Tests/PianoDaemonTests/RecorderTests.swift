@@ -41,7 +41,7 @@ final class RecorderTests: XCTestCase {
         let wav = dir.appendingPathComponent("rec.wav")
         let started = try d.ctl("record start \(wav.path)")
         print("record start: \(started)")
-        XCTAssertEqual(started, ["recording to \(wav.path) (1 channel, 16000 Hz, 32-bit float)"])
+        XCTAssertEqual(started, ["recording to \(wav.path) (2 channels, 16000 Hz, 32-bit float)"])
         XCTAssertThrowsError(try d.ctl("record start \(dir.path)/other.wav")) { e in
             XCTAssertTrue("\(e)".contains("already recording to \(wav.path)"), "\(e)")
         }
@@ -126,7 +126,7 @@ final class RecorderTests: XCTestCase {
         // The recording: valid WAV at the daemon's rate.
         let recorded = try AudioFile.read(wav)
         XCTAssertEqual(recorded.sampleRate, 16000)
-        XCTAssertEqual(recorded.channels, 1)
+        XCTAssertEqual(recorded.channels, 2, "the daemon's stereo image")
         XCTAssertEqual(recorded.frames, frames)
         XCTAssertGreaterThan(origin, recordStart, "the recording started before the first note")
 
@@ -135,20 +135,23 @@ final class RecorderTests: XCTestCase {
         let seconds = (recorded.frames - (origin - recordStart)) / 16000 + 1   // as long as the recording after the take's start
         let rr = try DaemonSupport.run(try TestKit.executable("ddsp-piano"),
                                        ["render", "--live", "--weights", weights.path, "--piano", "0", "--sample-rate", "16000",
+                                        "--width", DaemonRules.shown(DaemonRules.defaultWidth),
                                         "--pre-roll", String(origin), "--duration", String(seconds), take.path, out.path])
         XCTAssertEqual(rr.status, 0, rr.output)
-        let rendered = try AudioFile.read(out).samples
+        let renderedFile = try AudioFile.read(out)
+        XCTAssertEqual(renderedFile.channels, 2)
+        let rendered = renderedFile.samples                 // interleaved L, R as the recording
         let lead = origin - recordStart                     // recording frames before the take's time 0
-        let overlap = min(recorded.frames - lead, rendered.count)
-        let before0 = recorded.samples[0..<lead].reduce(Float(0)) { max($0, abs($1)) }
-        let (db, exact, worst) = Self.snr(recorded.samples[lead..<(lead + overlap)], rendered[0..<overlap])
+        let overlap = min(recorded.frames - lead, renderedFile.frames)
+        let before0 = recorded.samples[0..<(2 * lead)].reduce(Float(0)) { max($0, abs($1)) }
+        let (db, exact, worst) = Self.snr(recorded.samples[(2 * lead)..<(2 * (lead + overlap))], rendered[0..<(2 * overlap)])
         let peak = rendered.reduce(Float(0)) { max($0, abs($1)) }
         print(String(format: "take at engine sample %d, recording from %d (%d frames, %.2f s); before the take: peak %.3g; " +
-                     "recording vs render --live --pre-roll over %d samples: SNR %.1f dB, %d bit-exact, max error %.3g (render peak %.3f)",
+                     "recording vs render --live --width 0.5 --pre-roll over %d frames (both channels): SNR %.1f dB, %d bit-exact, max error %.3g (render peak %.3f)",
                      origin, recordStart, frames, Double(frames) / 16000, before0, overlap, db, exact, worst, peak))
         XCTAssertEqual(overlap, recorded.frames - lead, "the render covers the whole recording after the take's start")
         XCTAssertGreaterThan(peak, 0.01, "the notes sound")
-        XCTAssertEqual(exact, overlap, "the recording is the re-render, bit for bit")
+        XCTAssertEqual(exact, 2 * overlap, "the recording is the re-render, bit for bit (both channels)")
         XCTAssertLessThan(before0, 1e-4, "silence before the first note (the engine's idle output, below -80 dBFS)")
 
         // A second take in progress is written at shutdown (SIGTERM), and the recording closed.
