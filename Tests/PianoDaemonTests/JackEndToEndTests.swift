@@ -109,16 +109,20 @@ final class JackEndToEndTests: XCTestCase {
                 throw XCTSkip("machine busy")
             }
         }
-        // Both takes, offline: the engine with the daemon's options and width, from its origin.
+        // Both takes, offline: the engine with the daemon's options and width, from its origin,
+        // playing the notes of both takes (the daemon played them all).
+        XCTAssertEqual(origins["out_L"], origins["out_R"], "no cycle skipped between the takes")
+        var events: [(Int, MIDIMessage)] = []
+        for port in ["out_L", "out_R"] {
+            for n in takes[port]!.notes {
+                events.append((n.on - origins[port]!, .noteOn(channel: 0, pitch: UInt8(n.pitch), velocity: 100)))
+                events.append((n.off - origins[port]!, .noteOff(channel: 0, pitch: UInt8(n.pitch), velocity: 0)))
+            }
+        }
+        events.sort { $0.0 < $1.0 }
         var results: [String] = []
         for port in ["out_L", "out_R"] {
             let take = takes[port]!, origin = origins[port]!
-            var events: [(Int, MIDIMessage)] = []
-            for n in take.notes {
-                events.append((n.on - origin, .noteOn(channel: 0, pitch: UInt8(n.pitch), velocity: 100)))
-                events.append((n.off - origin, .noteOff(channel: 0, pitch: UInt8(n.pitch), velocity: 0)))
-            }
-            events.sort { $0.0 < $1.0 }
             let count = take.startFrame - origin + take.samples.count
             let engine = PianoEngine(weights: weights, options: Daemon.engineOptions(instrument: 9, noise: true))
             try engine.prepare(sampleRate: 48000, maxBlockSize: 256)

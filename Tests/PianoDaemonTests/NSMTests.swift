@@ -271,8 +271,17 @@ final class NSMTests: XCTestCase {
         XCTAssertEqual(s.piano, other)
         XCTAssertEqual(s.gainDB, -7.5)
 
+        // A take played in the session is kept in the session (written at SIGTERM: in progress).
+        XCTAssertEqual(try d.ctl("midi 90 3C 64", name: "nPIAN"), ["midi 90 3C 64"])
+        usleep(200_000)
+        XCTAssertEqual(try d.ctl("midi 80 3C 00", name: "nPIAN"), ["midi 80 3C 00"])
+        usleep(200_000)
+
         // SIGTERM, as NSM stops a client: a clean exit, its socket gone.
         let end = d.terminate()
+        let takes = (try? FileManager.default.contentsOfDirectory(atPath: session + "/takes")) ?? []
+        print("takes in the session: \(takes)")
+        XCTAssertEqual(takes.filter { $0.hasSuffix(".mid") }.count, 1, "the take is in the session's directory: \(d.output)")
         print(String(format: "SIGTERM: status %d after %.2f s", end.status, end.seconds))
         XCTAssertEqual(end.status, 0, d.output)
         XCTAssertLessThan(end.seconds, 5)
