@@ -239,7 +239,7 @@ final class ALSAOutputGuestTests: XCTestCase {
         O=/mnt/out; SOCK=/tmp/dpd-guest.sock
         ctl() { \(cli.path) ctl --socket $SOCK "$@"; }
         cat /proc/asound/cards > $O/cards.txt
-        \(daemon.path) --audio alsa --width 0 --alsa-device hw:Loopback,0,0 --sample-rate \(Self.rate) --period \(Self.period) --periods \(Self.periods) \\
+        \(daemon.path) --audio alsa --width 0 --takes-dir none --alsa-device hw:Loopback,0,0 --sample-rate \(Self.rate) --period \(Self.period) --periods \(Self.periods) \\
             --weights \(weights.path) --connect-midi none --control-socket $SOCK > $O/daemon.log 2>&1 &
         PID=$!
         i=0; until ctl status >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 3000 ] && { echo "daemon not ready"; cat $O/daemon.log; exit 1; }; sleep 0.1; done
@@ -349,7 +349,9 @@ final class ALSAOutputGuestTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(first.db, 90, "the captured periods before the first underrun are the engine's output")
         XCTAssertGreaterThan(xruns, 0, "emulation is ~30x too slow for real time: underruns are expected and counted")
         XCTAssertEqual(xruns, Int(status["xrun incidents"] ?? ""), "each xrun one incident")
-        XCTAssertGreaterThanOrEqual(cycles, xruns, "the loop went on after each xrun")
+        // The status may be read between an xrun's recovery and the end of the period after it
+        // (the emulated engine takes many periods' time per period): one xrun ahead at most.
+        XCTAssertGreaterThanOrEqual(cycles + 1, xruns, "the loop went on after each xrun")
         // Not asserted: the whole capture against the render (see the type's comment); the
         // kept-capture test below runs that comparison for a look (DDSP_PIANO_KEEP_CAPTURE).
     }

@@ -233,7 +233,7 @@ final class JackBufferSizeEndToEndTests: XCTestCase {
         var verdicts: [String] = []
         for attempt in 1...3 {
             try Self.setBufferSize(jack, 256)
-            let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--piano", String(piano), "--connect-audio", "none",
+            let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--width", "0", "--piano", String(piano), "--connect-audio", "none",
                                                        "--connect-midi", "none"], dir: dir, environment: jack.environment)
             defer { _ = daemon.stop() }
             XCTAssertTrue(daemon.waitReady(60), daemon.output)
