@@ -103,7 +103,9 @@ final class QueueTests: XCTestCase {
         guard case .play(.programChange(0, 3)) = r.route(status: 0xC0, data1: 0, data2: 0) else { return XCTFail() }
         guard case .programOutOfRange = r.route(status: 0xC0, data1: 1, data2: 0) else { return XCTFail() }
         guard case .programOutOfRange = r.route(status: 0xC0, data1: 100, data2: 0) else { return XCTFail() }
-        guard case .ignore = r.route(status: 0xB0, data1: 7, data2: 100) else { return XCTFail("volume is not for a piano") }
+        guard case .play(.controlChange(0, 7, 100)) = r.route(status: 0xB0, data1: 7, data2: 100) else { return XCTFail("volume (Controllers)") }
+        guard case .ignore = r.route(status: 0xB0, data1: 1, data2: 100) else { return XCTFail("the modulation wheel is not for a piano") }
+        guard case .ignore = r.route(status: 0xE0, data1: 0, data2: 80) else { return XCTFail("nor pitch bend") }
         guard case .ignore = r.route(status: 0x90, data1: 200, data2: 1) else { return XCTFail("malformed") }
         guard case .play(.controlChange(0, 64, 127)) = r.route(status: 0xB0, data1: 64, data2: 127) else { return XCTFail() }
     }
