@@ -87,8 +87,15 @@ public final class AudioCore: @unchecked Sendable {
     public let recorder: OutputRecorderRing
 
     // Audio-thread state.
-    private var engine: PianoEngine?
-    private var router: MIDIRouter?
+    // Not retained here (unowned(unsafe)): the handover's retain keeps them alive until the
+    // control thread releases them from the outbox. A strong reference would be dropped here
+    // after the old object is already in the outbox, and the control thread's release could
+    // come first: the last release, and its free, would then be the audio thread's.
+    private unowned(unsafe) var engine: PianoEngine?
+    private unowned(unsafe) var router: MIDIRouter?
+    /// The same objects as the retained pointers they were handed over as.
+    private var enginePointer: UnsafeMutableRawPointer?
+    private var routerPointer: UnsafeMutableRawPointer?
     private let events: UnsafeMutablePointer<EngineEvent>
     private var eventCount = 0
     private var cycleFrames = 0
@@ -123,8 +130,8 @@ public final class AudioCore: @unchecked Sendable {
         events.deallocate()
         targetStamp.deallocate()
         targetIndex.deallocate()
-        if let engine { Unmanaged.passUnretained(engine).release() }
-        if let router { Unmanaged.passUnretained(router).release() }
+        if let enginePointer { Unmanaged<PianoEngine>.fromOpaque(enginePointer).release() }
+        if let routerPointer { Unmanaged<MIDIRouter>.fromOpaque(routerPointer).release() }
         // No audio thread is left: whatever is still in flight is ours to release.
         while let h = inbox.pop() { Self.release(h) }
         while let h = outbox.pop() { Self.release(h) }
@@ -482,7 +489,10 @@ public final class AudioCore: @unchecked Sendable {
         while outbox.freeSlots > 0, let h = inbox.pop() {
             switch h {
             case .engine(let p):
-                if let old = engine { _ = outbox.push(.engine(Unmanaged.passUnretained(old).toOpaque())) }
+                // The old one goes out as the pointer it came in as: no reference is formed
+                // (and dropped) here once the control thread may release it.
+                if let old = enginePointer { _ = outbox.push(.engine(old)) }
+                enginePointer = p
                 let e = Unmanaged<PianoEngine>.fromOpaque(p).takeUnretainedValue()
                 engine = e
                 latencyAtomic.store(e.latencySamples, ordering: .relaxed)
@@ -491,7 +501,8 @@ public final class AudioCore: @unchecked Sendable {
                 stats.engineOrigin.store(-1, ordering: .relaxed)
                 if takesOn.load(ordering: .relaxed) { noteTake(TakeEvent(sample: 0, status: 0, data1: 0, data2: 0, instrument: Int16(clamping: e.instrument))) }
             case .router(let p):
-                if let old = router { _ = outbox.push(.router(Unmanaged.passUnretained(old).toOpaque())) }
+                if let old = routerPointer { _ = outbox.push(.router(old)) }
+                routerPointer = p
                 router = Unmanaged<MIDIRouter>.fromOpaque(p).takeUnretainedValue()
             }
         }
