@@ -28,18 +28,27 @@ public struct PianoKernelSet: Sendable {
     public let convolveAdd: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ h: UnsafePointer<Float>, _ taps: Int,
                                        _ out: UnsafeMutablePointer<Float>) -> Void
 
+    /// y[r·ldy + n] += Σ_i x[r·lda + i] · B[i, n] for r < rows, n < columns, with B packed by
+    /// `PackedMatrix` (`inputs` rows): each element summed from 0 in input order with one FMA
+    /// per input (no FMA in the sse variant), then added to y (Sources/PianoKernels/PackedProduct.swift).
+    public let packedProduct: @Sendable (_ rows: Int, _ x: UnsafePointer<Float>, _ lda: Int, _ packed: UnsafePointer<Float>,
+                                         _ inputs: Int, _ columns: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) -> Void
+
     public init(name: String,
                 gruGates: @escaping @Sendable (Int, Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
                                                UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?,
                                                UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void,
                 expSigmoid: @escaping @Sendable (UnsafePointer<Float>, Float, UnsafeMutablePointer<Float>, Int) -> Void,
                 additiveFrame: @escaping @Sendable (AdditiveFrame) -> Void,
-                convolveAdd: @escaping @Sendable (UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void) {
+                convolveAdd: @escaping @Sendable (UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void,
+                packedProduct: @escaping @Sendable (Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Int,
+                                                    UnsafeMutablePointer<Float>, Int) -> Void) {
         self.name = name
         self.gruGates = gruGates
         self.expSigmoid = expSigmoid
         self.additiveFrame = additiveFrame
         self.convolveAdd = convolveAdd
+        self.packedProduct = packedProduct
     }
 }
 
@@ -84,5 +93,33 @@ public struct AdditiveFrame {
         self.amplitudeCurrent = amplitudeCurrent; self.amplitudeNext = amplitudeNext
         self.window = window; self.lerp = lerp
         self.partialSums = partialSums; self.pending = pending; self.out = out
+    }
+}
+
+/// A weight matrix [inputs, columns] (row-major, Keras layout) packed for `packedProduct`: panels
+/// of 16 columns, each [inputs][16] contiguous, the last one zero-padded. Built once with the model.
+public struct PackedMatrix: Sendable {
+    public let inputs: Int
+    public let columns: Int
+    public let values: [Float]   // [ceil(columns / 16), inputs, 16]
+
+    /// Columns `offset..<offset + count` of a row-major matrix with `stride` floats per row.
+    public init(_ m: UnsafePointer<Float>, inputs: Int, stride: Int, offset: Int = 0, count: Int) {
+        self.inputs = inputs
+        columns = count
+        let panels = (count + 15) / 16
+        var v = [Float](repeating: 0, count: panels * inputs * 16)
+        for p in 0..<panels {
+            for i in 0..<inputs {
+                for j in 0..<min(16, count - 16 * p) {
+                    v[(p * inputs + i) * 16 + j] = m[i * stride + offset + 16 * p + j]
+                }
+            }
+        }
+        values = v
+    }
+
+    public init(_ m: [Float], inputs: Int, columns: Int) {
+        self = m.withUnsafeBufferPointer { PackedMatrix($0.baseAddress!, inputs: inputs, stride: columns, count: columns) }
     }
 }

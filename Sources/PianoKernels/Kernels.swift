@@ -23,7 +23,8 @@ let variantName = "sse"
 
 /// This variant's table.
 public let kernelSet = PianoKernelSet(name: variantName, gruGates: gruGates, expSigmoid: expSigmoid,
-                                      additiveFrame: additiveFrame, convolveAdd: convolveAdd)
+                                      additiveFrame: additiveFrame, convolveAdd: convolveAdd,
+                                      packedProduct: packedProduct)
 
 // MARK: GRU gates
 

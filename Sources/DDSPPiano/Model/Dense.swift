@@ -1,4 +1,3 @@
-import CBLAS
 
 /// A fully connected layer, Keras layout: y = act(x · kernel + bias).
 public struct Dense: Sendable {
@@ -6,16 +5,13 @@ public struct Dense: Sendable {
 
     public let inputs: Int
     public let outputs: Int
-    public var kernel: [Float]   // [inputs, outputs]
-    public var bias: [Float]     // [outputs]
+    public let kernel: [Float]   // [inputs, outputs]
+    public let bias: [Float]     // [outputs]
     public var activation: Activation
 
-    /// OpenBLAS 0.3.21's small-matrix sgemm mallocs a buffer on every call when the output width
-    /// is not a multiple of 16 (e.g. the mono net's 161): such layers multiply with a
-    /// zero-padded kernel into a preallocated scratch instead, so `forward` never allocates.
-    private let paddedOutputs: Int
-    private var paddedKernel: [Float]   // [inputs, paddedOutputs] when padded
-    private var scratch: [Float]        // [maxRows, paddedOutputs] when padded
+    /// The kernel packed for the engine's own small products (PianoKernels' packedProduct):
+    /// the engine's results and speed do not depend on which sgemm kernel OpenBLAS picks.
+    public let packed: PackedMatrix
     public let maxRows: Int
 
     /// tf.nn.leaky_relu's default slope.
@@ -29,39 +25,16 @@ public struct Dense: Sendable {
         self.bias = bias.values
         self.activation = activation
         self.maxRows = maxRows
-        paddedOutputs = (outputs + 15) / 16 * 16
-        if paddedOutputs != outputs {
-            var k = [Float](repeating: 0, count: inputs * paddedOutputs)
-            for i in 0..<inputs { for j in 0..<outputs { k[i * paddedOutputs + j] = kernel.values[i * outputs + j] } }
-            paddedKernel = k
-            scratch = [Float](repeating: 0, count: maxRows * paddedOutputs)
-        } else {
-            paddedKernel = []
-            scratch = []
-        }
+        packed = PackedMatrix(kernel.values, inputs: inputs, columns: outputs)
     }
 
     /// y[rows, outputs] = act(x[rows, inputs] · kernel + bias). `x` rows are `xStride` apart.
-    public mutating func forward(_ x: UnsafePointer<Float>, xStride: Int? = nil, rows: Int, into y: UnsafeMutablePointer<Float>) {
+    /// Each row's result depends on that row only.
+    public func forward(_ x: UnsafePointer<Float>, xStride: Int? = nil, rows: Int, into y: UnsafeMutablePointer<Float>) {
         precondition(rows <= maxRows)
-        let lda = Int32(xStride ?? inputs)
-        if paddedOutputs == outputs {
-            Dense.fillBias(bias, rows: rows, into: y)
-            kernel.withUnsafeBufferPointer { k in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(outputs), Int32(inputs),
-                            1, x, lda, k.baseAddress, Int32(outputs), 1, y, Int32(outputs))
-            }
-        } else {
-            let P = paddedOutputs
-            paddedKernel.withUnsafeBufferPointer { k in
-                scratch.withUnsafeMutableBufferPointer { s in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(P), Int32(inputs),
-                                1, x, lda, k.baseAddress, Int32(P), 0, s.baseAddress, Int32(P))
-                    for r in 0..<rows {
-                        for j in 0..<outputs { y[r * outputs + j] = bias[j] + s[r * P + j] }
-                    }
-                }
-            }
+        Dense.fillBias(bias, rows: rows, into: y)
+        packed.values.withUnsafeBufferPointer { k in
+            PianoKernels.active.packedProduct(rows, x, xStride ?? inputs, k.baseAddress!, inputs, outputs, y, outputs)
         }
         Dense.activate(y, count: rows * outputs, activation)
     }

@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 
 /// Keras GRU, reset_after=True (the TF2 default), tanh / sigmoid, zero initial state.
@@ -12,10 +11,13 @@ public struct GRU: Sendable {
     public let inputs: Int
     public let units: Int
     public let batch: Int
-    public var kernel: [Float]            // [inputs, 3·units]
-    public var recurrentKernel: [Float]   // [units, 3·units]
-    public var inputBias: [Float]         // [3·units]
-    public var recurrentBias: [Float]     // [3·units]
+    public let kernel: [Float]            // [inputs, 3·units]
+    public let recurrentKernel: [Float]   // [units, 3·units]
+    public var inputBias: [Float]         // [3·units] (v2 adds its context row per frame)
+    public let recurrentBias: [Float]     // [3·units]
+    /// Both kernels packed for PianoKernels' packedProduct (see Dense.packed).
+    public let packedKernel: PackedMatrix
+    public let packedRecurrentKernel: PackedMatrix
 
     /// Explicit state: [batch, units].
     public var state: [Float]
@@ -31,6 +33,8 @@ public struct GRU: Sendable {
         self.recurrentKernel = recurrentKernel.values
         self.inputBias = inputBias.values
         self.recurrentBias = recurrentBias.values
+        packedKernel = PackedMatrix(kernel.values, inputs: inputs, columns: 3 * units)
+        packedRecurrentKernel = PackedMatrix(recurrentKernel.values, inputs: units, columns: 3 * units)
         state = [Float](repeating: 0, count: batch * units)
         inputProjection = [Float](repeating: 0, count: batch * 3 * units)
         recurrentProjection = [Float](repeating: 0, count: batch * 3 * units)
@@ -43,9 +47,8 @@ public struct GRU: Sendable {
     /// Advances every sequence by one step; `x` is [batch, inputs]; the new state is also copied to `output` [batch, units].
     public mutating func forward(_ x: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>) {
         let u = units, u3 = 3 * units, b = batch
-        let ni = Int32(inputs)
-        kernel.withUnsafeBufferPointer { k in
-        recurrentKernel.withUnsafeBufferPointer { rk in
+        packedKernel.values.withUnsafeBufferPointer { k in
+        packedRecurrentKernel.values.withUnsafeBufferPointer { rk in
         inputBias.withUnsafeBufferPointer { ib in
         recurrentBias.withUnsafeBufferPointer { rb in
         inputProjection.withUnsafeMutableBufferPointer { xp in
@@ -55,20 +58,11 @@ public struct GRU: Sendable {
                 (xp.baseAddress! + r * u3).update(from: ib.baseAddress!, count: u3)
                 (hp.baseAddress! + r * u3).update(from: rb.baseAddress!, count: u3)
             }
-            // One product per gate (`units` columns of the 3·units): OpenBLAS multiplies such
-            // narrower products with its small-matrix kernel, without repacking the whole
-            // weight matrix on every call (1.5x faster for the mono net's 16×576 by 128 and 192
-            // on this machine). The small kernel only is allocation-free for widths that are
-            // multiples of 16, hence the fallback.
-            let cols = u % 16 == 0 ? u : u3
-            for c in stride(from: 0, to: u3, by: cols) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(b), Int32(cols), ni,
-                            1, x, ni, k.baseAddress! + c, Int32(u3), 1, xp.baseAddress! + c, Int32(u3))
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(b), Int32(cols), Int32(u),
-                            1, h.baseAddress, Int32(u), rk.baseAddress! + c, Int32(u3), 1, hp.baseAddress! + c, Int32(u3))
-            }
+            let kernels = PianoKernels.active
+            kernels.packedProduct(b, x, inputs, k.baseAddress!, inputs, u3, xp.baseAddress!, u3)
+            kernels.packedProduct(b, h.baseAddress!, u, rk.baseAddress!, u, u3, hp.baseAddress!, u3)
             // Every sequence's gates in one call to the chosen kernels (PianoKernels).
-            PianoKernels.active.gruGates(b, u, xp.baseAddress!, hp.baseAddress!, h.baseAddress!, output, h.baseAddress!, nil, nil)
+            kernels.gruGates(b, u, xp.baseAddress!, hp.baseAddress!, h.baseAddress!, output, h.baseAddress!, nil, nil)
         }}}}}}}
     }
 }

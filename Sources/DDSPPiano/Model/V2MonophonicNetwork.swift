@@ -1,5 +1,3 @@
-import CBLAS
-
 /// v2's monophonic network (upstream MonophonicDeepNetwork), one frame for the 16 voices as
 /// rows of every product:
 ///   a = FcStack(64, 3)(extended pitch / 128)       [16, 64]
@@ -17,6 +15,7 @@ public struct V2MonophonicNetwork: Sendable {
     public var contextStack: FcStack        // 32 → 64, one row
     public var gru: GRU                     // a | b (128) → 192, batch = voices; input bias per frame
     public let gruContextKernel: [Float]    // [64, 576]: the rows of the GRU kernel that take c
+    private let packedContextKernel: PackedMatrix
     public let gruInputBias: [Float]        // [576]: the GRU's own input bias
     public var outStack: FcStack            // 384 → 64
     public var denseOut: Dense              // [64, 225], linear
@@ -44,6 +43,7 @@ public struct V2MonophonicNetwork: Sendable {
                   recurrentKernel: w["mono.gru.recurrent_kernel"],
                   inputBias: w["mono.gru.input_bias"], recurrentBias: w["mono.gru.recurrent_bias"], batch: voices)
         gruContextKernel = Array(kernel.values[(ab * cols)...])
+        packedContextKernel = PackedMatrix(gruContextKernel, inputs: contextStack.width, columns: cols)
         gruInputBias = w["mono.gru.input_bias"].values
         outStack = FcStack(weights: w, name: "mono.out_stack", layers: 3, maxRows: voices)
         denseOut = Dense(kernel: w["mono.dense_out.kernel"], bias: w["mono.dense_out.bias"], activation: .linear, maxRows: voices)
@@ -82,12 +82,11 @@ public struct V2MonophonicNetwork: Sendable {
             // Rows are independent: the context row once for all voices.
             contextStack.forward(context, rows: 1, into: cp)
             // This frame's GRU input bias: own bias + c · K_c.
-            gruContextKernel.withUnsafeBufferPointer { kc in
+            packedContextKernel.values.withUnsafeBufferPointer { kc in
             gruInputBias.withUnsafeBufferPointer { b0 in
             gru.inputBias.withUnsafeMutableBufferPointer { ib in
                 ib.baseAddress!.update(from: b0.baseAddress!, count: u3)
-                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(wc), Int32(u3), 1, kc.baseAddress, Int32(u3),
-                            cp, 1, 1, ib.baseAddress, 1)
+                PianoKernels.active.packedProduct(1, cp, wc, kc.baseAddress!, wc, u3, ib.baseAddress!, u3)
             }}}
             gru.forward(xp, into: gp)
             for row in 0..<v {

@@ -18,7 +18,8 @@ public struct FilteredNoise: Sendable {
     public let frameSize: Int
     public let delay: Int
 
-    private let design: [Float]       // [bands, irSize]
+    /// The design matrix [bands, irSize], packed for the engine's own products (see Dense.packed).
+    private let design: PackedMatrix
     private var impulse: [Float]      // [voices, irSize] scratch
     private var noise: [Float]        // [frameSize] scratch
     /// Overlap-add accumulator of filtered noise (all voices summed), in stream samples
@@ -35,7 +36,7 @@ public struct FilteredNoise: Sendable {
         irSize = 2 * (bands - 1)
         delay = (irSize - 1) / 2 - 1
         let n = irSize
-        design = FilteredNoise.designMatrix(bands: bands)
+        design = PackedMatrix(FilteredNoise.designMatrix(bands: bands), inputs: bands, columns: n)
         impulse = [Float](repeating: 0, count: voices * n)
         noise = [Float](repeating: 0, count: frameSize)
         acc = [Float](repeating: 0, count: 4 * frameSize + n)
@@ -119,9 +120,11 @@ public struct FilteredNoise: Sendable {
     private mutating func addFrame(_ c: SynthControls, at position: Int, stereo: Bool) {
         let n = irSize, N = frameSize
         c.magnitudes.withUnsafeBufferPointer { m in
-        design.withUnsafeBufferPointer { d in
+        design.values.withUnsafeBufferPointer { d in
         impulse.withUnsafeMutableBufferPointer { h in
-            FilteredNoise.impulseResponses(m.baseAddress!, rows: voices, bands: bands, design: d.baseAddress!, into: h.baseAddress!)
+            // IR = M · D as `impulseResponses` (which training keeps on OpenBLAS for its big batches).
+            for i in h.indices { h[i] = 0 }
+            PianoKernels.active.packedProduct(voices, m.baseAddress!, bands, d.baseAddress!, bands, n, h.baseAddress!, n)
         }}}
         if stereo { return addFrameStereo(c, at: position) }
         noise.withUnsafeMutableBufferPointer { x in

@@ -1,0 +1,1 @@
+../PianoKernels/PackedProduct.swift
