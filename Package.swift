@@ -91,7 +91,7 @@ let package = Package(
         // Files, WAV (libsndfile), HTTP download: everything the engine must not do.
         .target(
             name: "PianoIO",
-            dependencies: ["DDSPPiano", "PianoFormats", "CSndFile", "CLinux"]
+            dependencies: ["DDSPPiano", "PianoFormats", "CSndFile", "CLinux", "CBLAS"]
         ),
         .executableTarget(
             name: "ddsp-piano",

@@ -37,6 +37,10 @@ public enum EngineBenchmark {
         public var wallSeconds: Double
         public var blockTimes: [Double]   // seconds, sorted ascending
         public var meanVoicesSounding: Double
+        /// CPU time of the rendering thread over the run.
+        public var cpuSeconds: Double = 0
+        /// CPU milliseconds per second of audio.
+        public var cpuPerSecond: Double { 1000 * cpuSeconds / audioSeconds }
 
         public var realTimeFactor: Double { audioSeconds / wallSeconds }
         public var period: Double { Double(blockSize) / sampleRate }
@@ -72,6 +76,7 @@ public enum EngineBenchmark {
         var pos = 0, b = 0
         var voices = 0.0
         let start = DispatchTime.now().uptimeNanoseconds
+        let cpuStart = ComponentBenchmark.threadCPUSeconds()
         while pos < total {
             let n = min(blockSize, total - pos)
             feed.take(position: pos, count: n, into: &blockEvents)
@@ -87,8 +92,10 @@ public enum EngineBenchmark {
             pos += n
         }
         let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let cpu = ComponentBenchmark.threadCPUSeconds() - cpuStart
         return Result(sampleRate: sampleRate, blockSize: blockSize, audioSeconds: Double(total) / sampleRate,
-                      wallSeconds: wall, blockTimes: times.sorted(), meanVoicesSounding: voices / Double(max(1, b)))
+                      wallSeconds: wall, blockTimes: times.sorted(), meanVoicesSounding: voices / Double(max(1, b)),
+                      cpuSeconds: cpu)
     }
 
     /// Peak resident memory of this process so far, in bytes.

@@ -123,3 +123,12 @@ public struct PackedMatrix: Sendable {
         self = m.withUnsafeBufferPointer { PackedMatrix($0.baseAddress!, inputs: inputs, stride: columns, count: columns) }
     }
 }
+
+/// One matrix product of a network step: rows × inputs times inputs × columns.
+public struct ProductShape: Sendable, Hashable, CustomStringConvertible {
+    public var rows: Int, inputs: Int, columns: Int
+    public init(rows: Int, inputs: Int, columns: Int) { self.rows = rows; self.inputs = inputs; self.columns = columns }
+    /// Multiplies and adds, counted as two operations.
+    public var flops: Int { 2 * rows * inputs * columns }
+    public var description: String { "\(rows)×\(inputs)·\(inputs)×\(columns)" }
+}

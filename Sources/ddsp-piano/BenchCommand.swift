@@ -15,6 +15,10 @@ struct BenchCommand: ParsableCommand {
             (v2: 24 kHz, 96 samples; dafx22: 16 kHz, 64 samples);
           - for each block size at --sample-rate: the worst and 99.9th-percentile
             block time against the block's period;
+          - where the time goes: the engine, its networks and their matrix products
+            (CPU time per second of audio), the same products through OpenBLAS, the
+            kernels chosen, and the bound: the products alone at the kernels' best
+            rate, the most any float32 engine of this model could do on this core;
           - the peak resident memory of the process.
         Build with -c release for meaningful figures:
           swift run -c release ddsp-piano bench
@@ -56,8 +60,20 @@ struct BenchCommand: ParsableCommand {
             let h = loaded.hyper
             let rtf = try EngineBenchmark.run(model: loaded, instrument: instrument, sampleRate: Double(h.sampleRate),
                                               blockSize: h.samplesPerFrame, seconds: seconds)
-            print(String(format: "real-time factor, %d Hz, %d-sample blocks, one thread: %.1fx real time (%.1f s of audio in %.2f s; %.1f voices sounding on average)",
-                         h.sampleRate, h.samplesPerFrame, rtf.realTimeFactor, rtf.audioSeconds, rtf.wallSeconds, rtf.meanVoicesSounding))
+            print(String(format: "real-time factor, %d Hz, %d-sample blocks, one thread: %.1fx real time (%.1f s of audio in %.2f s; %.1f voices sounding on average; CPU time %.1fx)",
+                         h.sampleRate, h.samplesPerFrame, rtf.realTimeFactor, rtf.audioSeconds, rtf.wallSeconds, rtf.meanVoicesSounding,
+                         1000 / rtf.cpuPerSecond))
+            let c = ComponentBenchmark.run(model: loaded, instrument: instrument, seconds: min(seconds, 10))
+            let environment = ["OPENBLAS_CORETYPE", PianoKernels.environmentVariable].compactMap { name in
+                ProcessInfo.processInfo.environment[name].map { "\(name)=\($0)" }
+            }
+            print("kernels: \(c.kernels) (this CPU runs \(PianoKernels.supported.map(\.rawValue).joined(separator: ", "))); OpenBLAS core \(c.openBLASCore)"
+                  + (environment.isEmpty ? "" : " (\(environment.joined(separator: ", ")))"))
+            print(String(format: "per second of audio, one thread, CPU time: engine %.1f ms = networks %.1f ms (of which matrix products %.1f ms: %.2f GFLOP at %.0f GFLOP/s; through OpenBLAS they take %.1f ms) + synthesis, reverb and the rest %.1f ms",
+                         rtf.cpuPerSecond, c.network, c.products, c.flopsPerSecondOfAudio / 1e9, c.productGFLOPS, c.productsThroughOpenBLAS,
+                         max(0, rtf.cpuPerSecond - c.network)))
+            print(String(format: "bound: every matrix product (with the noise filters') at the kernels' best (%.0f GFLOP/s on %@) takes %.1f ms per second of audio: at most %.0fx real time on one core",
+                         c.bestGFLOPS, c.bestShape.description, c.productBound, c.boundFactor))
             for size in sizes {
                 let r = try EngineBenchmark.run(model: loaded, instrument: instrument, sampleRate: sampleRate, blockSize: size, seconds: seconds)
                 print(String(format: "blocks of %d at %.0f Hz (period %.3f ms): worst %.3f ms (%.0f%% of the period), 99.9th percentile %.3f ms (%.0f%%), mean %.3f ms; %.1fx real time",

@@ -17,6 +17,9 @@ public struct Dense: Sendable {
     /// tf.nn.leaky_relu's default slope.
     public static let leakySlope: Float = 0.2
 
+    /// This layer's product for `rows` rows (for `bench`'s accounting).
+    public func productShape(rows: Int) -> ProductShape { ProductShape(rows: rows, inputs: inputs, columns: outputs) }
+
     public init(kernel: Tensor, bias: Tensor, activation: Activation, maxRows: Int = 16) {
         precondition(kernel.shape.count == 2 && bias.shape == [kernel.shape[1]])
         inputs = kernel.shape[0]

@@ -8,6 +8,8 @@ public struct FcStack: Sendable {
     public let width: Int
     public let maxRows: Int
 
+    public func productShapes(rows: Int) -> [ProductShape] { dense.map { $0.productShape(rows: rows) } }
+
     private var pre: [Float]           // [maxRows, width]: Dense output
     private var act: [Float]           // [maxRows, width]: output of a layer that is not the last
 

@@ -44,6 +44,11 @@ public struct GRU: Sendable {
         for i in state.indices { state[i] = 0 }
     }
 
+    /// The step's two products, input and recurrent (for `bench`'s accounting).
+    public var productShapes: [ProductShape] {
+        [ProductShape(rows: batch, inputs: inputs, columns: 3 * units), ProductShape(rows: batch, inputs: units, columns: 3 * units)]
+    }
+
     /// Advances every sequence by one step; `x` is [batch, inputs]; the new state is also copied to `output` [batch, units].
     public mutating func forward(_ x: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>) {
         let u = units, u3 = 3 * units, b = batch

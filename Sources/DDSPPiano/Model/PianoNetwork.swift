@@ -51,6 +51,14 @@ public struct PianoNetwork: Sendable {
 
     public var instrumentCount: Int { inharmTable.count }
 
+    /// The matrix products of one `step` (the context's row, then the voices').
+    public var productShapes: [ProductShape] {
+        let v = hyper.voices
+        return [context.dense.productShape(rows: 1)] + context.gru.productShapes + [context.out.productShape(rows: 1),
+                mono.dense.productShape(rows: v)] + mono.gru.productShapes
+            + [mono.hidden.productShape(rows: v), mono.out.productShape(rows: v)]
+    }
+
     /// Takes effect from the next step; the recurrent state is kept.
     public mutating func setInstrument(_ index: Int) {
         blendInstruments(from: index, to: index, amount: 1)

@@ -51,6 +51,19 @@ public struct V2Network: Sendable {
 
     public var instrumentCount: Int { tuningTables[0].count }
 
+    /// The matrix products of one `step` (the context's row, then the voices').
+    public var productShapes: [ProductShape] {
+        let c = context, m = mono, v = Self.voices
+        let contextShapes = c.conditioningHead.productShapes(rows: 1) + c.pedalHead.productShapes(rows: 1)
+            + [c.denseIn.productShape(rows: 1)] + c.gru.productShapes + [c.denseOut.productShape(rows: 1)]
+            + c.output.productShapes(rows: 1)
+        let monoShapes = m.pitchStack.productShapes(rows: v) + m.conditioningStack.productShapes(rows: v)
+            + m.contextStack.productShapes(rows: 1)
+            + [ProductShape(rows: 1, inputs: m.contextStack.width, columns: 3 * m.gru.units)] + m.gru.productShapes
+            + m.outStack.productShapes(rows: v) + [m.denseOut.productShape(rows: v)]
+        return contextShapes + monoShapes
+    }
+
     /// Zero GRU states and note-release state (the piano stays).
     public mutating func reset() {
         context.reset()
