@@ -91,7 +91,7 @@ let package = Package(
         // Files, WAV (libsndfile), HTTP download: everything the engine must not do.
         .target(
             name: "PianoIO",
-            dependencies: ["DDSPPiano", "PianoFormats", "CSndFile", "CLinux", "CBLAS"]
+            dependencies: ["DDSPPiano", "PianoFormats", "CSndFile", "CLinux", "CBLAS", .product(name: "Atomics", package: "swift-atomics")]
         ),
         .executableTarget(
             name: "ddsp-piano",

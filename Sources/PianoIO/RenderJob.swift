@@ -123,6 +123,7 @@ public struct RenderJob: Sendable {
         }
         var settings = self.settings
         settings.instrument = instrument
+        if settings.threads >= 2 && settings.runner == nil { settings.runner = ThreadedRenderRunner() }
         return Prepared(midiFile: midiFile, model: loaded, weightsURL: weightsURL,
                         settings: settings, instrumentName: loaded.instruments[instrument], warnings: warnings)
     }
@@ -175,6 +176,9 @@ public struct RenderJob: Sendable {
             guard sampleRate.isFinite, sampleRate >= 8_000, sampleRate <= 384_000 else {
                 throw RenderError("--sample-rate \(sampleRate)", "must be between 8000 and 384000 Hz")
             }
+        }
+        guard settings.threads >= 1 else {
+            throw RenderError("--threads \(settings.threads)", "must be at least 1")
         }
         guard settings.blockSize >= 1, settings.blockSize <= 65_536 else {
             throw RenderError("--block-size \(settings.blockSize)", "must be between 1 and 65536 samples")

@@ -114,6 +114,8 @@ struct RenderBatchCommand: ParsableCommand {
             if stereo || width != nil { template.settings.stereoWidth = Float(width ?? Double(StereoImage.renderWidth)) }
             template.settings.a4 = Float(a4)
             template.settings.transpose = transpose
+            // Cores left over by the jobs go to each render's second thread (the same output).
+            template.settings.threads = RenderBatch.usableCPUs() >= 2 * jobs ? 2 : 1
             let batch = RenderBatch(template: template, outputDirectory: URL(fileURLWithPath: outputDirectory), jobs: jobs)
 
             let listURL = URL(fileURLWithPath: list)

@@ -87,6 +87,9 @@ struct RenderCommand: ParsableCommand {
     @Option(name: .customLong("block-size"), help: ArgumentHelp("Block size the streaming engine is driven with, like a JACK period; the output does not depend on it.", valueName: "N"))
     var blockSize: Int = 256
 
+    @Option(help: ArgumentHelp("Threads: 2 runs the networks and the synthesis on two cores, with the same output to the bit (more than 2 uses 2; render-batch spreads files over the rest). Default: 2 when this process may use two cores or more.", valueName: "N"))
+    var threads: Int = min(2, RenderBatch.usableCPUs())
+
     @Flag(help: ArgumentHelp("Write stereo: each key panned by its place on the keyboard (bass left), the reverb decorrelated (width \(DaemonRules.shown(Double(StereoImage.renderWidth))) unless --width). Default: mono, as upstream."))
     var stereo = false
 
@@ -125,6 +128,7 @@ struct RenderCommand: ParsableCommand {
             }
             job.settings.sampleRate = sampleRate
             job.settings.blockSize = blockSize
+            job.settings.threads = threads
             if stereo || width != nil { job.settings.stereoWidth = Float(width ?? Double(StereoImage.renderWidth)) }
             job.settings.a4 = Float(a4)
             job.settings.transpose = transpose

@@ -50,6 +50,8 @@ public final class PianoEngine: @unchecked Sendable {
         public var script: UpstreamConditioning.Rows? = nil
         /// Also deliver the unreverbed mix (`render(events:into:dry:)`), for offline renders.
         public var produceDry = false
+        /// One half of a two-engine offline render (`ControlPipeline`); nil: the whole engine.
+        public var pipeline: ControlPipeline? = nil
         /// CC64 holds released notes (live playing). The offline renderer turns it off and sends
         /// notes already lengthened by upstream's sustain rules.
         public var sustainPedalHolds = true
@@ -110,6 +112,9 @@ public final class PianoEngine: @unchecked Sendable {
     private var pendingOnGrid: [Bool] = []   // the event falls exactly on a frame boundary
     private var pendingHead = 0, pendingCount = 0
     public private(set) var droppedEvents = 0
+    /// Frames of controls this engine has put into or taken from its `ControlPipeline` ring since
+    /// the last reset (warm-up included).
+    public private(set) var pipelineFrames = 0
 
     /// All-sound-off arrived: the frame in flight is muted too, so nothing feeds the emptied reverb.
     private var silenceFrame = false
@@ -198,8 +203,9 @@ public final class PianoEngine: @unchecked Sendable {
         self.maxBlockSize = maxBlockSize
         let wetStream = try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize)
         self.wetStream = wetStream
-        dryStream = options.produceDry ? try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize) : nil
-        sideStream = options.stereo ? try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize) : nil
+        let synthesises = options.pipeline?.role != .controls
+        dryStream = options.produceDry && synthesises ? try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize) : nil
+        sideStream = options.stereo && synthesises ? try HostStream(modelRate: modelRate, hostRate: sampleRate, frameSize: frameSize, maxBlockSize: maxBlockSize) : nil
         sideBlock = [Float](repeating: 0, count: options.stereo ? maxBlockSize : 0)
         // The resampler emits each output sample as soon as its newest input sample arrives, so
         // one frame of pad keeps every frame's events ahead of its synthesis (the block-size
@@ -233,6 +239,7 @@ public final class PianoEngine: @unchecked Sendable {
         previousBlend = PianoEngine.uniqueCopy(priors[instrument])
         live = LiveConditioning(voices: model.hyper.voices, sustainPedalHolds: options.sustainPedalHolds)
         controlFrame = 0
+        pipelineFrames = 0
         script = options.script
         script?.rewind()
         precondition(script.map { $0.voices == model.hyper.voices } ?? true, "a script needs one pair of columns per voice")
@@ -255,6 +262,7 @@ public final class PianoEngine: @unchecked Sendable {
         computeControls(into: &current)
         for _ in 0..<w {
             computeControls(into: &next)
+            if options.pipeline?.role == .controls { continue }
             dry.withUnsafeMutableBufferPointer { d in
                 wet.withUnsafeMutableBufferPointer { o in
                     synth.render(current: current, next: next, dry: d.baseAddress!, wet: o.baseAddress!)
@@ -379,6 +387,17 @@ public final class PianoEngine: @unchecked Sendable {
             return
         }
         computeControls(into: &next)
+        if options.pipeline?.role == .controls {
+            // The controls went to the ring; the stream only keeps the frame clock the
+            // synthesis engine keeps (its frames are made exactly when they are here).
+            silenceFrame = false
+            dry.withUnsafeMutableBufferPointer { d in
+                for i in 0..<frameSize { d[i] = 0 }
+                wetStream!.push(d.baseAddress!, count: frameSize)
+            }
+            audioFrame += 1
+            return
+        }
         let w1 = options.stereo ? Self.clampWidth(width) : 0
         let stereoFrame = w1 > 0 || widthPlaying > 0
         dry.withUnsafeMutableBufferPointer { d in
@@ -450,13 +469,23 @@ public final class PianoEngine: @unchecked Sendable {
                 } else {
                     live.nextFrame(conditioning: c.baseAddress!, pedal: p.baseAddress!)
                 }
+                // A two-thread render: this engine's voices, and the context from the controls engine.
+                let pipeline = options.pipeline
+                let rows: Range<Int>? = pipeline.map { $0.role == .controls ? 0..<$0.split : $0.split..<model.hyper.voices }
+                let given: UnsafePointer<Float>? = pipeline?.role == .synthesis ? UnsafePointer(pipeline!.ring.context(frame: pipelineFrames)) : nil
                 if v2Network != nil {
-                    v2Network!.step(conditioning: c.baseAddress!, pedal: p.baseAddress!)
+                    v2Network!.step(conditioning: c.baseAddress!, pedal: p.baseAddress!, rows: rows, context: given)
                 } else {
                     let statistics = options.normalization == .fixed ? fixedStatistics : estimator.statistics
-                    network!.step(conditioning: c.baseAddress!, pedal: p.baseAddress!, statistics: statistics)
+                    network!.step(conditioning: c.baseAddress!, pedal: p.baseAddress!, statistics: statistics, rows: rows, context: given)
                 }
+                if let pipeline { exchange(pipeline) }
             }
+        }
+        if options.pipeline?.role == .controls {
+            // No sound here: only what the next frames' networks need.
+            if network != nil { estimator.observe(network!) }
+            return
         }
         let tuning = Tuning.ratio(a4: a4, fineCents: controllers.fineTuningCents)
         if options.stereo {
@@ -490,6 +519,28 @@ public final class PianoEngine: @unchecked Sendable {
         }
     }
 
+
+    /// The controls engine leaves the frame's context and its voices' outputs in the ring; the
+    /// synthesis engine takes those voices' outputs from it (it took the context before its step).
+    private func exchange(_ pipeline: ControlPipeline) {
+        let ring = pipeline.ring, k = pipeline.split, frame = pipelineFrames
+        pipelineFrames += 1
+        switch pipeline.role {
+        case .controls:
+            let context = ring.context(frame: frame), raw = ring.raw(frame: frame)
+            if let v2 = v2Network {
+                v2.contextVector.withUnsafeBufferPointer { context.update(from: $0.baseAddress!, count: ring.contextWidth) }
+                v2.raw.withUnsafeBufferPointer { raw.update(from: $0.baseAddress!, count: k * ring.rawWidth) }
+            } else if let n = network {
+                n.contextVector.withUnsafeBufferPointer { context.update(from: $0.baseAddress!, count: ring.contextWidth) }
+                n.mono.raw.withUnsafeBufferPointer { raw.update(from: $0.baseAddress!, count: k * ring.rawWidth) }
+            }
+        case .synthesis:
+            let raw = UnsafePointer(ring.raw(frame: frame))
+            v2Network?.mono.setRaw(rows: 0..<k, from: raw)
+            network?.mono.setRaw(rows: 0..<k, from: raw)
+        }
+    }
 
     static func uniqueCopy(_ s: NormalizationStatistics) -> NormalizationStatistics {
         var c = s

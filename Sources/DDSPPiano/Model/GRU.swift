@@ -51,23 +51,32 @@ public struct GRU: Sendable {
 
     /// Advances every sequence by one step; `x` is [batch, inputs]; the new state is also copied to `output` [batch, units].
     public mutating func forward(_ x: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>) {
-        let u = units, u3 = 3 * units, b = batch
+        forward(x, rows: 0..<batch, into: output)
+    }
+
+    /// Advances the sequences `rows` only: `x` and `output` point at the first of them (rows of
+    /// `inputs` and `units` floats). Each sequence's step depends on its own row only (the
+    /// products are PianoKernels' packedProduct), so any split of the rows gives the same bits.
+    public mutating func forward(_ x: UnsafePointer<Float>, rows: Range<Int>, into output: UnsafeMutablePointer<Float>) {
+        let u = units, u3 = 3 * units, b = rows.count, r0 = rows.lowerBound
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= batch)
         packedKernel.values.withUnsafeBufferPointer { k in
         packedRecurrentKernel.values.withUnsafeBufferPointer { rk in
         inputBias.withUnsafeBufferPointer { ib in
         recurrentBias.withUnsafeBufferPointer { rb in
-        inputProjection.withUnsafeMutableBufferPointer { xp in
-        recurrentProjection.withUnsafeMutableBufferPointer { hp in
-        state.withUnsafeMutableBufferPointer { h in
+        inputProjection.withUnsafeMutableBufferPointer { xp0 in
+        recurrentProjection.withUnsafeMutableBufferPointer { hp0 in
+        state.withUnsafeMutableBufferPointer { h0 in
+            let xp = xp0.baseAddress! + r0 * u3, hp = hp0.baseAddress! + r0 * u3, h = h0.baseAddress! + r0 * u
             for r in 0..<b {
-                (xp.baseAddress! + r * u3).update(from: ib.baseAddress!, count: u3)
-                (hp.baseAddress! + r * u3).update(from: rb.baseAddress!, count: u3)
+                (xp + r * u3).update(from: ib.baseAddress!, count: u3)
+                (hp + r * u3).update(from: rb.baseAddress!, count: u3)
             }
             let kernels = PianoKernels.active
-            kernels.packedProduct(b, x, inputs, k.baseAddress!, inputs, u3, xp.baseAddress!, u3)
-            kernels.packedProduct(b, h.baseAddress!, u, rk.baseAddress!, u, u3, hp.baseAddress!, u3)
+            kernels.packedProduct(b, x, inputs, k.baseAddress!, inputs, u3, xp, u3)
+            kernels.packedProduct(b, h, u, rk.baseAddress!, u, u3, hp, u3)
             // Every sequence's gates in one call to the chosen kernels (PianoKernels).
-            kernels.gruGates(b, u, xp.baseAddress!, hp.baseAddress!, h.baseAddress!, output, h.baseAddress!, nil, nil)
+            kernels.gruGates(b, u, xp, hp, h, output, h, nil, nil)
         }}}}}}}
     }
 }

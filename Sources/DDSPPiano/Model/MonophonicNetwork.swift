@@ -37,25 +37,46 @@ public struct MonophonicNetwork: Sendable {
 
     public mutating func reset() { gru.reset() }
 
-    public mutating func forwardToNorm() {
-        let v = voices
+    /// The voices `rows` (all by default) up to the Normalize input. Rows are independent: any
+    /// split gives the same bits (a two-thread render runs the voices in two parts).
+    public mutating func forwardToNorm(rows: Range<Int>? = nil) {
+        let rr = rows ?? 0..<voices, n = rr.count, r0 = rr.lowerBound
         input.withUnsafeBufferPointer { x in
         denseOut.withUnsafeMutableBufferPointer { d in
         gruOut.withUnsafeMutableBufferPointer { g in
         preNorm.withUnsafeMutableBufferPointer { p in
-            dense.forward(x.baseAddress!, rows: v, into: d.baseAddress!)
-            gru.forward(d.baseAddress!, into: g.baseAddress!)
-            hidden.forward(g.baseAddress!, rows: v, into: p.baseAddress!)
+            let dp = d.baseAddress! + r0 * dense.outputs, gp = g.baseAddress! + r0 * gru.units
+            dense.forward(x.baseAddress! + r0 * dense.inputs, rows: n, into: dp)
+            gru.forward(dp, rows: rr, into: gp)
+            hidden.forward(gp, rows: n, into: p.baseAddress! + r0 * hidden.outputs)
         }}}}
     }
 
-    /// Normalises each voice with its own statistics and computes `raw`.
-    public mutating func finish(means: UnsafePointer<Float>, variances: UnsafePointer<Float>) {
-        let c = hidden.outputs
+    /// Normalises each voice of `rows` (all by default) with its own statistics and computes its `raw`.
+    public mutating func finish(means: UnsafePointer<Float>, variances: UnsafePointer<Float>, rows: Range<Int>? = nil) {
+        let rr = rows ?? 0..<voices, c = hidden.outputs
         normed.withUnsafeMutableBufferPointer { p in
-            preNorm.withUnsafeBufferPointer { p.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
-            for v in 0..<voices { norm.apply(p.baseAddress! + v * c, mean: means[v], variance: variances[v]) }
-            raw.withUnsafeMutableBufferPointer { r in out.forward(p.baseAddress!, rows: voices, into: r.baseAddress!) }
+            (p.baseAddress! + rr.lowerBound * c).update(from: preNorm, rows: rr, width: c)
+            for v in rr { norm.apply(p.baseAddress! + v * c, mean: means[v], variance: variances[v]) }
+            raw.withUnsafeMutableBufferPointer { r in
+                out.forward(p.baseAddress! + rr.lowerBound * c, rows: rr.count, into: r.baseAddress! + rr.lowerBound * out.outputs)
+            }
         }
+    }
+
+    /// Rows of `raw` made elsewhere (the other engine of a two-thread render), [rows.count, 161].
+    public mutating func setRaw(rows: Range<Int>, from source: UnsafePointer<Float>) {
+        let w = out.outputs
+        raw.withUnsafeMutableBufferPointer { (r: inout UnsafeMutableBufferPointer<Float>) in
+            (r.baseAddress! + rows.lowerBound * w).update(from: source, count: rows.count * w)
+        }
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == Float {
+    /// Copies the rows `rows` of a [rows, width] array here.
+    @inline(__always)
+    func update(from a: [Float], rows: Range<Int>, width: Int) {
+        a.withUnsafeBufferPointer { update(from: $0.baseAddress! + rows.lowerBound * width, count: rows.count * width) }
     }
 }

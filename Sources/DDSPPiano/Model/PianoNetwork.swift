@@ -99,11 +99,19 @@ public struct PianoNetwork: Sendable {
     /// One frame. `conditioning` is [voices, 2] (pitch, onset velocity), `pedal` [4].
     /// `.monoToNorm` stops at the monophonic Normalize input (`mono.preNorm`, the second
     /// offline pass); `.full` also computes `mono.raw`.
+    /// A two-thread render splits a frame: `rows` limits the monophonic network to those voices
+    /// (the others' outputs are left as they were), and `context` [32], when given, is this
+    /// frame's context vector from the other engine (the context network is not run).
     public mutating func step(conditioning: UnsafePointer<Float>, pedal: UnsafePointer<Float>,
-                              statistics s: NormalizationStatistics, stage: Stage = .full) {
-        stepContextToNorm(conditioning: conditioning, pedal: pedal)
-        contextVector.withUnsafeMutableBufferPointer { c in
-            context.finish(mean: s.contextMean, variance: s.contextVariance, into: c.baseAddress!)
+                              statistics s: NormalizationStatistics, stage: Stage = .full,
+                              rows: Range<Int>? = nil, context given: UnsafePointer<Float>? = nil) {
+        if let given {
+            contextVector.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: given, count: $0.count) }
+        } else {
+            stepContextToNorm(conditioning: conditioning, pedal: pedal)
+            contextVector.withUnsafeMutableBufferPointer { c in
+                context.finish(mean: s.contextMean, variance: s.contextVariance, into: c.baseAddress!)
+            }
         }
         let voices = hyper.voices, substrings = hyper.substrings, monoIn = mono.dense.inputs, cu = hyper.contextUnits
         let instInharm = instrumentInharm, instDetune = instrumentDetuning
@@ -121,11 +129,11 @@ public struct PianoNetwork: Sendable {
             mono.input[row + 2] = velocity
             for i in 0..<cu { mono.input[row + 3 + i] = contextVector[i] }
         }
-        mono.forwardToNorm()
+        mono.forwardToNorm(rows: rows)
         if stage == .full {
             s.monoMeans.withUnsafeBufferPointer { m in
                 s.monoVariances.withUnsafeBufferPointer { va in
-                    mono.finish(means: m.baseAddress!, variances: va.baseAddress!)
+                    mono.finish(means: m.baseAddress!, variances: va.baseAddress!, rows: rows)
                 }
             }
         }

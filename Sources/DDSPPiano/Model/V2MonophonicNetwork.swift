@@ -63,9 +63,16 @@ public struct V2MonophonicNetwork: Sendable {
 
     public mutating func reset() { gru.reset() }
 
-    /// One frame from the inputs and `context` [32].
-    public mutating func forward(context: UnsafePointer<Float>) {
-        let v = voices
+    /// Rows of `raw` made elsewhere (the other engine of a two-thread render), [rows.count, 225].
+    public mutating func setRaw(rows: Range<Int>, from source: UnsafePointer<Float>) {
+        let w = denseOut.outputs
+        raw.withUnsafeMutableBufferPointer { r in (r.baseAddress! + rows.lowerBound * w).update(from: source, count: rows.count * w) }
+    }
+
+    /// One frame from the inputs and `context` [32], for the voices `rows` (all by default; rows
+    /// are independent, so any split gives the same bits).
+    public mutating func forward(context: UnsafePointer<Float>, rows: Range<Int>? = nil) {
+        let rr = rows ?? 0..<voices, v = rr.count, r0 = rr.lowerBound
         let wa = pitchStack.width, wb = conditioningStack.width, wc = contextStack.width
         let gi = wa + wb, u = gru.units, oi = gi + wc + u, u3 = 3 * u
         pitchInput.withUnsafeBufferPointer { pin in
@@ -76,9 +83,9 @@ public struct V2MonophonicNetwork: Sendable {
         outInput.withUnsafeMutableBufferPointer { o in
         outStackOutput.withUnsafeMutableBufferPointer { os in
         raw.withUnsafeMutableBufferPointer { r in
-            let xp = x.baseAddress!, op = o.baseAddress!, cp = cf.baseAddress!, gp = g.baseAddress!
-            pitchStack.forward(pin.baseAddress!, rows: v, into: xp, yStride: gi)
-            conditioningStack.forward(cin.baseAddress!, rows: v, into: xp + wa, yStride: gi)
+            let xp = x.baseAddress! + r0 * gi, op = o.baseAddress! + r0 * oi, cp = cf.baseAddress!, gp = g.baseAddress! + r0 * u
+            pitchStack.forward(pin.baseAddress! + r0, rows: v, into: xp, yStride: gi)
+            conditioningStack.forward(cin.baseAddress! + 2 * r0, rows: v, into: xp + wa, yStride: gi)
             // Rows are independent: the context row once for all voices.
             contextStack.forward(context, rows: 1, into: cp)
             // This frame's GRU input bias: own bias + c · K_c.
@@ -88,14 +95,15 @@ public struct V2MonophonicNetwork: Sendable {
                 ib.baseAddress!.update(from: b0.baseAddress!, count: u3)
                 PianoKernels.active.packedProduct(1, cp, wc, kc.baseAddress!, wc, u3, ib.baseAddress!, u3)
             }}}
-            gru.forward(xp, into: gp)
+            gru.forward(xp, rows: rr, into: gp)
             for row in 0..<v {
                 (op + row * oi).update(from: xp + row * gi, count: gi)
                 (op + row * oi + gi).update(from: cp, count: wc)
                 (op + row * oi + gi + wc).update(from: gp + row * u, count: u)
             }
-            outStack.forward(op, rows: v, into: os.baseAddress!)
-            denseOut.forward(os.baseAddress!, rows: v, into: r.baseAddress!)
+            let osp = os.baseAddress! + r0 * outStack.width
+            outStack.forward(op, rows: v, into: osp)
+            denseOut.forward(osp, rows: v, into: r.baseAddress! + r0 * denseOut.outputs)
         }}}}}}}}
     }
 }

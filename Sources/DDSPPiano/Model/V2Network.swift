@@ -108,8 +108,11 @@ public struct V2Network: Sendable {
 
     /// One frame. `conditioning` [16, 2] = active MIDI pitch (0 silent), onset velocity, as
     /// upstream's conditioning tensor; `pedal` [4].
-    public mutating func step(conditioning: UnsafePointer<Float>, pedal: UnsafePointer<Float>) {
-        context.step(conditioning: conditioning, pedal: pedal)
+    /// A two-thread render splits a frame (see PianoNetwork.step): `rows` limits the monophonic
+    /// network to those voices, `context` [32] is this frame's context from the other engine.
+    public mutating func step(conditioning: UnsafePointer<Float>, pedal: UnsafePointer<Float>,
+                              rows: Range<Int>? = nil, context given: UnsafePointer<Float>? = nil) {
+        if given == nil { context.step(conditioning: conditioning, pedal: pedal) }
         let tuning = self.tuning
         for v in 0..<Self.voices {
             let pitch = conditioning[2 * v]
@@ -122,6 +125,10 @@ public struct V2Network: Sendable {
             mono.conditioningInput[2 * v] = pitch / 128
             mono.conditioningInput[2 * v + 1] = conditioning[2 * v + 1]
         }
-        context.context.withUnsafeBufferPointer { mono.forward(context: $0.baseAddress!) }
+        if let given {
+            mono.forward(context: given, rows: rows)
+        } else {
+            context.context.withUnsafeBufferPointer { mono.forward(context: $0.baseAddress!, rows: rows) }
+        }
     }
 }

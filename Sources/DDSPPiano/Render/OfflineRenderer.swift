@@ -19,6 +19,13 @@ public struct RenderSettings: Sendable {
     public var sampleRate: Double? = nil
     /// Block size the streaming engine is driven with (the output does not depend on it).
     public var blockSize: Int = 256
+    /// Threads for one render: 2 runs the networks and the synthesis on two cores
+    /// (`ControlPipeline`, through `runner`); the output is the same, to the bit.
+    public var threads: Int = 1
+    /// What runs the two halves of a two-thread render (PianoIO's); nil: one thread.
+    public var runner: (any RenderPipelineRunner)? = nil
+    /// Voices whose networks the second thread runs (nil: `ControlPipeline.defaultSplit`).
+    public var splitVoices: Int? = nil
     /// Semitones every note of the file is moved by (the render equals that of a transposed
     /// file; notes moved off 0…127 are left out).
     public var transpose: Int = 0
@@ -179,14 +186,13 @@ public enum OfflineRenderer {
         try checkInstrument(settings, model)
         let h = model.hyper
         let options = engineOptions(settings, dry: sink.wantsDry)
-        let engine = PianoEngine(model: model, options: options)
         let rate = settings.sampleRate ?? Double(h.sampleRate)
         let block = max(1, settings.blockSize)
-        try engine.prepare(sampleRate: rate, maxBlockSize: block)
+        let engines = try prepareEngines(model: model, options: options, settings: settings, rate: rate, block: block)
         let frames = UpstreamConditioning.frameCount(midi: midi, warmUp: 0, duration: settings.duration, frameRate: h.frameRate)
         let length = Int((Double(frames * h.samplesPerFrame) * rate / Double(h.sampleRate)).rounded())
         let preRoll = max(0, settings.preRoll)
-        try drive(engine, events: EventSchedule.events(from: midi), rate: rate, block: block, skip: preRoll, length: length,
+        try drive(engines, events: EventSchedule.events(from: midi), rate: rate, block: block, skip: preRoll, length: length,
                   into: &sink, progress: progress, eventOffset: preRoll)
     }
 
@@ -220,17 +226,17 @@ public enum OfflineRenderer {
         var options = engineOptions(settings, dry: sink.wantsDry)
         options.script = conditioning
         options.warmUpFrames = 0
-        let engine = PianoEngine(model: model, options: options)
         let rate = settings.sampleRate ?? Double(h.sampleRate)
         let block = max(1, settings.blockSize)
-        try engine.prepare(sampleRate: rate, maxBlockSize: block)
+        let engines = try prepareEngines(model: model, options: options, settings: settings, rate: rate, block: block)
+        let engine = engines.engine
         let modelRate = Double(h.sampleRate)
         // As upstream: int(warm_up · sample_rate) samples cut; the engine adds its pad in front.
         let warmUpSamples = Int(settings.warmUp * Double(h.sampleRate))
         let skip = Int((Double(engine.padding + warmUpSamples) * rate / modelRate + engine.streamDelay).rounded())
         let modelSamples = max(0, conditioning.frames * h.samplesPerFrame - warmUpSamples)
         let length = Int((Double(modelSamples) * rate / modelRate).rounded())
-        try drive(engine, events: [], rate: rate, block: block, skip: skip, length: length, into: &sink, progress: progress)
+        try drive(engines, events: [], rate: rate, block: block, skip: skip, length: length, into: &sink, progress: progress)
     }
 
     /// The streaming engine over timed events, cropped to upstream's alignment: the engine's
@@ -255,17 +261,17 @@ public enum OfflineRenderer {
         // this keeps its sample clock (oscillator phases, 1000-sample phase chunks) on upstream's.
         options.warmUpFrames = max(0, warmUpFrames - 1)
         options.sustainPedalHolds = !sustainApplied
-        let engine = PianoEngine(model: model, options: options)
         let rate = settings.sampleRate ?? Double(h.sampleRate)
         let block = max(1, settings.blockSize)
-        try engine.prepare(sampleRate: rate, maxBlockSize: block)
+        let engines = try prepareEngines(model: model, options: options, settings: settings, rate: rate, block: block)
+        let engine = engines.engine
         let modelRate = Double(h.sampleRate)
         // Upstream's sound starts one frame before the event's frame; the engine's one frame
         // after it (the event waits for the next frame) plus the pad: drop that much.
         let skipModel = Double(engine.padding + 2 * h.samplesPerFrame - h.samplesPerFrame)
         let skip = Int((skipModel * rate / modelRate + engine.streamDelay).rounded())
         let length = Int((Double(modelSamples) * rate / modelRate).rounded())
-        try drive(engine, events: events, rate: rate, block: block, skip: skip, length: length, into: &sink, progress: progress)
+        try drive(engines, events: events, rate: rate, block: block, skip: skip, length: length, into: &sink, progress: progress)
     }
 
     public static func renderStreaming(events: [TimedMessage], modelSamples: Int, warmUpFrames: Int, sustainApplied: Bool,
@@ -275,13 +281,74 @@ public enum OfflineRenderer {
                             model: PianoModel(weights: weights), settings: settings, progress: progress)
     }
 
+    /// The engines of one render, prepared: the engine, and with two threads its controls twin
+    /// (`ControlPipeline`) with how many blocks it may run ahead.
+    struct Engines {
+        var engine: PianoEngine
+        var twin: PianoEngine? = nil
+        var lag = 0
+        var runner: (any RenderPipelineRunner)? = nil
+    }
+
+    static func prepareEngines(model: PianoModel, options: PianoEngine.Options, settings: RenderSettings,
+                               rate: Double, block: Int) throws -> Engines {
+        guard settings.threads >= 2, let runner = settings.runner else {
+            let engine = PianoEngine(model: model, options: options)
+            try engine.prepare(sampleRate: rate, maxBlockSize: block)
+            return Engines(engine: engine)
+        }
+        let h = model.hyper
+        // Frames one block can take: its model samples in frames, plus the ends, plus a pad chunk.
+        let perBlock = Int((Double(block) * Double(h.sampleRate) / rate / Double(h.samplesPerFrame)).rounded(.up)) + 3
+        let lag = max(2, 48 / perBlock)
+        // The warm-up's frames cross at `prepare`, before either thread runs.
+        let split = min(h.voices, max(0, settings.splitVoices ?? ControlPipeline.defaultSplit(model.architecture, voices: h.voices)))
+        let ring = ControlFrameRing(model: model, split: split, capacity: max(0, options.warmUpFrames) + 1 + (lag + 1) * perBlock)
+        var twinOptions = options
+        twinOptions.produceDry = false
+        twinOptions.pipeline = ControlPipeline(ring: ring, role: .controls)
+        var mainOptions = options
+        mainOptions.pipeline = ControlPipeline(ring: ring, role: .synthesis)
+        let twin = PianoEngine(model: model, options: twinOptions)
+        try twin.prepare(sampleRate: rate, maxBlockSize: block)
+        let engine = PianoEngine(model: model, options: mainOptions)
+        try engine.prepare(sampleRate: rate, maxBlockSize: block)
+        return Engines(engine: engine, twin: twin, lag: lag, runner: runner)
+    }
+
+    /// The controls twin's side of a two-thread render: the same blocks and events, no output.
+    final class TwinDriver: @unchecked Sendable {   // used by the producer thread only
+        let engine: PianoEngine
+        var feed: BlockEventFeed
+        var events: [EngineEvent] = []
+        let scratch: UnsafeMutableBufferPointer<Float>
+        let block: Int, total: Int
+        init(engine: PianoEngine, events: [TimedMessage], rate: Double, block: Int, total: Int, eventOffset: Int) {
+            self.engine = engine
+            feed = BlockEventFeed(events: events, sampleRate: rate)
+            feed.offset = eventOffset
+            self.events.reserveCapacity(256)
+            scratch = .allocate(capacity: block)
+            scratch.initialize(repeating: 0)
+            self.block = block; self.total = total
+        }
+        deinit { scratch.deallocate() }
+        func run(_ b: Int) {
+            let position = b * block, n = min(block, total - position)
+            feed.take(position: position, count: n, into: &events)
+            events.withUnsafeBufferPointer { engine.render(events: $0, into: UnsafeMutableBufferPointer(rebasing: scratch[0..<n])) }
+        }
+    }
+
     /// The one render loop: runs a prepared engine block by block, `skip` + `length` host
     /// samples, and hands the last `length` to `sink` as they come. Its buffers are allocated
     /// once, here; nothing is allocated per block (the engine must have been built with
-    /// `produceDry == sink.wantsDry`).
-    static func drive<Sink: RenderSink>(_ engine: PianoEngine, events: [TimedMessage], rate: Double, block: Int,
+    /// `produceDry == sink.wantsDry`). With a controls twin, the twin plays the same blocks on
+    /// the runner's other thread, up to `lag` blocks ahead.
+    static func drive<Sink: RenderSink>(_ engines: Engines, events: [TimedMessage], rate: Double, block: Int,
                                         skip: Int, length: Int, into sink: inout Sink,
                                         progress: ((Double) -> Void)?, eventOffset: Int = 0) throws {
+        let engine = engines.engine
         let total = skip + length
         try sink.begin(sampleRate: Int(rate.rounded()), length: length)
         let wantsDry = sink.wantsDry
@@ -299,8 +366,8 @@ public enum OfflineRenderer {
         feed.offset = eventOffset
         var blockEvents: [EngineEvent] = []
         blockEvents.reserveCapacity(256)
-        var position = 0
-        while position < total {
+        func consume(_ b: Int) throws {
+            let position = b * block
             let n = min(block, total - position)
             feed.take(position: position, count: n, into: &blockEvents)
             blockEvents.withUnsafeBufferPointer { ev in
@@ -324,8 +391,15 @@ public enum OfflineRenderer {
                 }
                 try sink.write(wet: out, dry: wantsDry ? UnsafeBufferPointer(rebasing: dry[start..<n]) : nil)
             }
-            position += n
-            if (position / block) % 200 == 0 { progress?(Double(position) / Double(max(1, total))) }
+            let done = position + n
+            if (done / block) % 200 == 0 { progress?(Double(done) / Double(max(1, total))) }
+        }
+        let blocks = (total + block - 1) / block
+        if let twin = engines.twin, let runner = engines.runner {
+            let driver = TwinDriver(engine: twin, events: events, rate: rate, block: block, total: total, eventOffset: eventOffset)
+            try runner.run(blocks: blocks, lag: engines.lag, produce: { driver.run($0) }, consume: consume)
+        } else {
+            for b in 0..<blocks { try consume(b) }
         }
         progress?(1)
     }
