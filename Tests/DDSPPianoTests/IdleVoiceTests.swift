@@ -64,4 +64,72 @@ final class IdleVoiceTests: XCTestCase {
             }
         }
     }
+
+    /// Keeping idle rows changes nothing, bit for bit: every reference case (dafx22 streaming and
+    /// `--exact` on two), v2) and the structural models on chords held and released, rendered with and
+    /// without. Prints how many voice rows were kept.
+    func testKeptRowsChangeNothing() throws {
+        func render(_ model: PianoModel, _ midi: MIDIFile, piano: Int, exact: Bool, keep: Bool) throws -> [Float] {
+            var s = RenderSettings()
+            s.instrument = min(piano, model.instruments.count - 1)
+            s.exact = exact
+            s.noise = true
+            s.engine.keepsIdleVoices = keep
+            return try OfflineRenderer.render(midi: midi, model: model, settings: s).wet
+        }
+        var compared = 0
+        func check(_ name: String, _ model: PianoModel, _ midi: MIDIFile, piano: Int, exact: Bool = false) throws {
+            let with = try render(model, midi, piano: piano, exact: exact, keep: true)
+            let without = try render(model, midi, piano: piano, exact: exact, keep: false)
+            let differ = with.count == without.count ? zip(with, without).filter { $0.0.bitPattern != $0.1.bitPattern }.count : -1
+            // How many rows were kept: the engine, as it plays the file (events, model rate).
+            var options = PianoEngine.Options()
+            options.instrument = min(piano, model.instruments.count - 1)
+            let engine = PianoEngine(model: model, options: options)
+            try engine.prepare(sampleRate: Double(model.hyper.sampleRate), maxBlockSize: 256)
+            var out = [Float](repeating: 0, count: 256)
+            var feed = BlockEventFeed(events: EventSchedule.events(from: NoteSequence(midi: midi).applyingSustain()),
+                                      sampleRate: Double(model.hyper.sampleRate))
+            var ev: [EngineEvent] = []
+            var position = 0
+            while position < with.count {
+                feed.take(position: position, count: 256, into: &ev)
+                engine.render(events: ev, into: &out)
+                position += 256
+            }
+            let rows = engine.idleVoiceRows
+            print("\(name)\(exact ? " (--exact)" : ""): \(with.count) samples, \(differ) differ with and without kept rows; "
+                  + String(format: "the engine kept %d of %d voice rows (%.1f %%)", rows.kept, rows.kept + rows.computed,
+                           100 * Double(rows.kept) / Double(max(1, rows.kept + rows.computed))))
+            XCTAssertEqual(differ, 0, "\(name): keeping idle rows changed the output")
+            compared += 1
+        }
+        for (name, model) in try Fixtures.structuralWeights() {
+            try check(name, model, try RenderThreadsTests.midi(instruments: model.instruments.count), piano: 9)
+        }
+        if FileManager.default.fileExists(atPath: Fixtures.reference.appendingPathComponent("dafx22").path) {
+            let dafx22 = PianoModel(weights: try Fixtures.dafx22Weights())
+            for dir in try Fixtures.cases(withTensors: false) {
+                let midi = try MIDIFile(bytes: [UInt8](try Data(contentsOf: dir.appendingPathComponent("input.mid"))))
+                let piano = (try Fixtures.meta(dir)["piano_type"] as? Int) ?? 9
+                try check("dafx22 " + dir.lastPathComponent, dafx22, midi, piano: piano)
+                // --exact (two passes over the whole piece) on the chaotic case and the densest.
+                if ["sustain_pedal_chords_p4", "dense_over16_p9"].contains(dir.lastPathComponent) {
+                    try check("dafx22 " + dir.lastPathComponent, dafx22, midi, piano: piano, exact: true)
+                }
+            }
+        } else {
+            print("dafx22 reference cases skipped: no reference fixtures")
+        }
+        if let v2 = try Fixtures.v2ReferenceModel() {
+            let dir = Fixtures.reference.appendingPathComponent("v2/cases")
+            for name in try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() {
+                let url = dir.appendingPathComponent(name)
+                let midi = try MIDIFile(bytes: [UInt8](try Data(contentsOf: url.appendingPathComponent("input.mid"))))
+                let piano = (try Fixtures.meta(url)["piano_type"] as? Int) ?? 9
+                try check("v2 " + name, v2, midi, piano: piano)
+            }
+        }
+        XCTAssertGreaterThan(compared, 0)
+    }
 }

@@ -50,6 +50,8 @@ public final class PianoEngine: @unchecked Sendable {
         public var script: UpstreamConditioning.Rows? = nil
         /// Also deliver the unreverbed mix (`render(events:into:dry:)`), for offline renders.
         public var produceDry = false
+        /// Keep a voice's network outputs from the last frame where that is exact (`IdleRows`).
+        public var keepsIdleVoices = true
         /// One half of a two-engine offline render (`ControlPipeline`); nil: the whole engine.
         public var pipeline: ControlPipeline? = nil
         /// CC64 holds released notes (live playing). The offline renderer turns it off and sends
@@ -225,6 +227,8 @@ public final class PianoEngine: @unchecked Sendable {
         defer { cfloatenv_restore(saved) }
         network?.reset()
         network?.setInstrument(instrument)
+        network?.mono.idle.enabled = options.keepsIdleVoices
+        v2Network?.mono.idle.enabled = options.keepsIdleVoices
         v2Network?.reset()
         v2Network?.setInstrument(instrument)
         switchFrom = instrument
@@ -282,6 +286,14 @@ public final class PianoEngine: @unchecked Sendable {
 
     /// The resampler's delay in host samples (0 at 16 kHz).
     public var streamDelay: Double { wetStream?.delay ?? 0 }
+
+    /// Voice rows of the monophonic network kept from the last frame (`IdleRows`) and computed,
+    /// since the last reset.
+    public var idleVoiceRows: (kept: Int, computed: Int) {
+        if let m = network?.mono.idle { return (m.keptCount, m.computedCount) }
+        if let m = v2Network?.mono.idle { return (m.keptCount, m.computedCount) }
+        return (0, 0)
+    }
 
     /// Notes currently sounding (held or sustained).
     public var soundingNotes: Int { live.soundingCount }

@@ -8,6 +8,12 @@ public struct MonophonicNetwork: Sendable {
     public var norm: Normalize       // 192
     public var out: Dense            // [192, 161]
     public let voices: Int
+    /// Rows kept from the last frame, bit for bit, where that is exact (`IdleRows`).
+    public var idle: IdleRows
+    private var rawCurrent: [Bool]   // [voices]: raw was made from the current preNorm row
+    private var lastMeans: [Float]   // [voices]: the statistics raw was made with
+    private var lastVariances: [Float]
+    private var finishKept: [Bool]   // [voices] scratch: rows whose raw stays this frame
 
     /// [voices, 35]: filled by the caller before `forwardToNorm`.
     public var input: [Float]
@@ -33,14 +39,44 @@ public struct MonophonicNetwork: Sendable {
         preNorm = [Float](repeating: 0, count: voices * hidden.outputs)
         raw = [Float](repeating: 0, count: voices * out.outputs)
         normed = preNorm
+        idle = IdleRows(voices: voices, inputWidth: dense.inputs, stateWidth: gru.units)
+        rawCurrent = [Bool](repeating: false, count: voices)
+        lastMeans = [Float](repeating: 0, count: voices)
+        lastVariances = lastMeans
+        finishKept = rawCurrent
     }
 
-    public mutating func reset() { gru.reset() }
+    public mutating func reset() {
+        gru.reset()
+        idle.reset()
+        for v in 0..<voices { rawCurrent[v] = false }
+    }
+
+    /// Maximal runs of rows in `rows` whose flag is false.
+    static func runs(_ skip: [Bool], in rows: Range<Int>, _ body: (Range<Int>) -> Void) {
+        var v = rows.lowerBound
+        while v < rows.upperBound {
+            if skip[v] { v += 1; continue }
+            let start = v
+            while v < rows.upperBound && !skip[v] { v += 1 }
+            body(start..<v)
+        }
+    }
 
     /// The voices `rows` (all by default) up to the Normalize input. Rows are independent: any
     /// split gives the same bits (a two-thread render runs the voices in two parts).
     public mutating func forwardToNorm(rows: Range<Int>? = nil) {
-        let rr = rows ?? 0..<voices, n = rr.count, r0 = rr.lowerBound
+        let rr = rows ?? 0..<voices
+        input.withUnsafeBufferPointer { idle.plan(input: $0.baseAddress!, rows: rr, sharedSame: true) }
+        gru.state.withUnsafeBufferPointer { idle.save(state: $0.baseAddress!, rows: rr) }
+        let kept = idle.kept
+        Self.runs(kept, in: rr) { forwardRows($0) }
+        for v in rr where !kept[v] { rawCurrent[v] = false }
+        gru.state.withUnsafeBufferPointer { idle.settle(state: $0.baseAddress!, rows: rr) }
+    }
+
+    private mutating func forwardRows(_ rr: Range<Int>) {
+        let n = rr.count, r0 = rr.lowerBound
         input.withUnsafeBufferPointer { x in
         denseOut.withUnsafeMutableBufferPointer { d in
         gruOut.withUnsafeMutableBufferPointer { g in
@@ -54,7 +90,19 @@ public struct MonophonicNetwork: Sendable {
 
     /// Normalises each voice of `rows` (all by default) with its own statistics and computes its `raw`.
     public mutating func finish(means: UnsafePointer<Float>, variances: UnsafePointer<Float>, rows: Range<Int>? = nil) {
-        let rr = rows ?? 0..<voices, c = hidden.outputs
+        let rr = rows ?? 0..<voices
+        // A row whose preNorm and statistics are those raw was made from keeps its raw.
+        for v in rr {
+            finishKept[v] = rawCurrent[v] && means[v].bitPattern == lastMeans[v].bitPattern
+                && variances[v].bitPattern == lastVariances[v].bitPattern
+        }
+        let done = finishKept
+        Self.runs(done, in: rr) { finishRows(means: means, variances: variances, $0) }
+        for v in rr where !done[v] { rawCurrent[v] = true; lastMeans[v] = means[v]; lastVariances[v] = variances[v] }
+    }
+
+    private mutating func finishRows(means: UnsafePointer<Float>, variances: UnsafePointer<Float>, _ rr: Range<Int>) {
+        let c = hidden.outputs
         normed.withUnsafeMutableBufferPointer { p in
             (p.baseAddress! + rr.lowerBound * c).update(from: preNorm, rows: rr, width: c)
             for v in rr { norm.apply(p.baseAddress! + v * c, mean: means[v], variance: variances[v]) }
@@ -67,6 +115,7 @@ public struct MonophonicNetwork: Sendable {
     /// Rows of `raw` made elsewhere (the other engine of a two-thread render), [rows.count, 161].
     public mutating func setRaw(rows: Range<Int>, from source: UnsafePointer<Float>) {
         let w = out.outputs
+        for v in rows { rawCurrent[v] = false }
         raw.withUnsafeMutableBufferPointer { (r: inout UnsafeMutableBufferPointer<Float>) in
             (r.baseAddress! + rows.lowerBound * w).update(from: source, count: rows.count * w)
         }

@@ -10,6 +10,11 @@
 /// of the network's cost; this saves a sixth of it). Same values up to float32 rounding order.
 public struct V2MonophonicNetwork: Sendable {
     public let voices: Int
+    /// Rows kept from the last frame, bit for bit, where that is exact (`IdleRows`): a row's
+    /// input is its pitch and conditioning, plus the context every row shares.
+    public var idle: IdleRows
+    private var idleInput: [Float]          // [voices, 3]: extended pitch / 128, pitch / 128, velocity
+    private var lastContext: [Float]        // [32]
     public var pitchStack: FcStack          // 1 → 64
     public var conditioningStack: FcStack   // 2 → 64
     public var contextStack: FcStack        // 32 → 64, one row
@@ -59,9 +64,15 @@ public struct V2MonophonicNetwork: Sendable {
         outInput = zeros(voices * outStack.inputs)
         outStackOutput = zeros(voices * outStack.width)
         raw = zeros(voices * denseOut.outputs)
+        idle = IdleRows(voices: voices, inputWidth: 3, stateWidth: gru.units)
+        idleInput = zeros(voices * 3)
+        lastContext = zeros(contextStack.inputs)
     }
 
-    public mutating func reset() { gru.reset() }
+    public mutating func reset() {
+        gru.reset()
+        idle.reset()
+    }
 
     /// Rows of `raw` made elsewhere (the other engine of a two-thread render), [rows.count, 225].
     public mutating func setRaw(rows: Range<Int>, from source: UnsafePointer<Float>) {
@@ -72,7 +83,26 @@ public struct V2MonophonicNetwork: Sendable {
     /// One frame from the inputs and `context` [32], for the voices `rows` (all by default; rows
     /// are independent, so any split gives the same bits).
     public mutating func forward(context: UnsafePointer<Float>, rows: Range<Int>? = nil) {
-        let rr = rows ?? 0..<voices, v = rr.count, r0 = rr.lowerBound
+        let rr = rows ?? 0..<voices
+        var contextSame = true
+        let cw = contextStack.inputs
+        lastContext.withUnsafeMutableBufferPointer { last in
+            for i in 0..<cw where last[i].bitPattern != context[i].bitPattern { contextSame = false; last[i] = context[i] }
+        }
+        for r in rr {
+            idleInput[3 * r] = pitchInput[r]
+            idleInput[3 * r + 1] = conditioningInput[2 * r]
+            idleInput[3 * r + 2] = conditioningInput[2 * r + 1]
+        }
+        idleInput.withUnsafeBufferPointer { idle.plan(input: $0.baseAddress!, rows: rr, sharedSame: contextSame) }
+        gru.state.withUnsafeBufferPointer { idle.save(state: $0.baseAddress!, rows: rr) }
+        let kept = idle.kept
+        MonophonicNetwork.runs(kept, in: rr) { forwardRows(context: context, $0) }
+        gru.state.withUnsafeBufferPointer { idle.settle(state: $0.baseAddress!, rows: rr) }
+    }
+
+    private mutating func forwardRows(context: UnsafePointer<Float>, _ rr: Range<Int>) {
+        let v = rr.count, r0 = rr.lowerBound
         let wa = pitchStack.width, wb = conditioningStack.width, wc = contextStack.width
         let gi = wa + wb, u = gru.units, oi = gi + wc + u, u3 = 3 * u
         pitchInput.withUnsafeBufferPointer { pin in

@@ -427,6 +427,7 @@ public enum OfflineRenderer {
         // As upstream: int(warm_up · frame_rate) silent frames in, int(warm_up · sample_rate) samples cut.
         let warmUpSamples = Int(settings.warmUp * Double(h.sampleRate))
         var network = PianoNetwork(weights: weights, instrument: settings.instrument)
+        network.mono.idle.enabled = settings.engine.keepsIdleVoices
         let stats = wholeSequenceStatistics(conditioning: conditioning, network: &network) { progress?(0.4 * $0) }
         let synth = PianoSynth(weights: weights, instrument: settings.instrument, seed: settings.seed, noise: settings.noise)
         let total = conditioning.frames * h.samplesPerFrame
