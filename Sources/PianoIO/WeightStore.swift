@@ -187,7 +187,7 @@ public struct WeightStore: Sendable {
     }
 
     public static func model(_ file: WeightFile, from url: URL) throws -> PianoModel {
-        do { return try PianoModel(file) } catch {
+        do { return try PianoModel(file, parallel: { n, body in DispatchQueue.concurrentPerform(iterations: n, execute: body) }) } catch {
             throw WeightStoreError(file: url.path, problem: "\(error)", code: error.errorCode)
         }
     }

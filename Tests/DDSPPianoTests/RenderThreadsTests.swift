@@ -3,6 +3,7 @@ import Foundation
 import XCTest
 import DDSPPiano
 import PianoIO
+import PianoTestKit
 
 /// Offline renders on two cores (issue 15, item 3): the engine split at its networks
 /// (`ControlPipeline`: one engine runs the context and some voices' networks, the other the rest
@@ -135,5 +136,17 @@ final class RenderThreadsTests: XCTestCase {
             XCTAssertEqual(controls.pipelineFrames, synthesis.pipelineFrames, "\(name): frames put and taken")
             XCTAssertGreaterThan(peak, 1e-3, "\(name): silent")
         }
+    }
+
+    /// v2's ten reverb impulse responses computed side by side (what `WeightStore` asks for)
+    /// equal the one-core computation, bit for bit.
+    func testReverbsComputedInParallelAreTheSame() throws {
+        let file = WeightFile.v2(StructuralV2.weights())
+        let serial = try PianoModel(file)
+        let parallel = try PianoModel(file, parallel: { n, body in DispatchQueue.concurrentPerform(iterations: n, execute: body) })
+        let differ = zip(serial.reverbImpulseResponses, parallel.reverbImpulseResponses).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+        print("v2 reverbs, \(serial.instruments.count) pianos × \(serial.reverbImpulseResponses.count / serial.instruments.count) samples: \(differ) differ between one core and all cores")
+        XCTAssertEqual(serial.reverbImpulseResponses.count, parallel.reverbImpulseResponses.count)
+        XCTAssertEqual(differ, 0)
     }
 }
