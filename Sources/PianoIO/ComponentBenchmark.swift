@@ -51,6 +51,8 @@ public enum ComponentBenchmark {
         switch model.file {
         case .dafx22(let w):
             var net = PianoNetwork(weights: w, instrument: instrument)
+            // The input here is constant: kept rows (IdleRows) would hide the cost being measured.
+            net.mono.idle.enabled = false
             let stats = w.normalizationPrior(instrument: instrument)
             networkShapes = net.productShapes
             step = {
@@ -60,6 +62,7 @@ public enum ComponentBenchmark {
             }
         case .v2(let w):
             var net = V2Network(weights: w, instrument: instrument)
+            net.mono.idle.enabled = false
             networkShapes = net.productShapes
             step = {
                 conditioning.withUnsafeBufferPointer { c in pedal.withUnsafeBufferPointer { p in

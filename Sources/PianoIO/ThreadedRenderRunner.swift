@@ -18,6 +18,7 @@ public struct ThreadedRenderRunner: RenderPipelineRunner {
         let finished = DispatchSemaphore(value: 0)
         let thread = Thread {
             for b in 0..<blocks {
+                if stop.load(ordering: .relaxed) { break }   // the consumer failed: stop now
                 while b - consumed.load(ordering: .acquiring) >= lag {
                     if stop.load(ordering: .relaxed) { finished.signal(); return }
                     sched_yield()

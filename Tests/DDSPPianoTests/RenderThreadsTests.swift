@@ -149,4 +149,33 @@ final class RenderThreadsTests: XCTestCase {
         XCTAssertEqual(serial.reverbImpulseResponses.count, parallel.reverbImpulseResponses.count)
         XCTAssertEqual(differ, 0)
     }
+
+    struct FailingSink: RenderSink {
+        struct Full: Error {}
+        var wantsDry: Bool { false }
+        var channels: Int { 1 }
+        var writes = 0
+        mutating func begin(sampleRate: Int, length: Int) throws {}
+        mutating func write(wet: UnsafeBufferPointer<Float>, dry: UnsafeBufferPointer<Float>?) throws {
+            writes += 1
+            if writes == 20 { throw Full() }
+        }
+    }
+
+    /// A sink that fails (a full disk) stops a two-thread render with its error; the other
+    /// thread stops too (the call returns).
+    func testAFailingSinkStopsBothThreads() throws {
+        let model = StructuralV2.model()
+        var settings = RenderSettings()
+        settings.threads = 2
+        settings.runner = ThreadedRenderRunner()
+        var sink = FailingSink()
+        let started = Date()
+        XCTAssertThrowsError(try OfflineRenderer.render(midi: try Self.midi(instruments: model.instruments.count), model: model,
+                                                        settings: settings, into: &sink)) { error in
+            XCTAssertTrue(error is FailingSink.Full, "\(error)")
+        }
+        print(String(format: "two-thread render with a sink failing at its 20th block: stopped after %.2f s", Date().timeIntervalSince(started)))
+        XCTAssertEqual(sink.writes, 20)
+    }
 }
