@@ -46,9 +46,17 @@ func packedProduct(_ rows: Int, _ x: UnsafePointer<Float>, _ lda: Int, _ packed:
         r += 4
     }
     while r < rows {
+        // One row: four panels at a time, so that four independent FMA chains hide the latency
+        // a single chain would wait on (each element's own order is unchanged).
         let xr = x + r * lda, yr = y + r * ldy
-        for p in 0..<panels {
+        var p = 0
+        while p + 4 <= panels {
+            tile1x64(xr, packed + p * panelStride, panelStride, inputs, yr + 16 * p, min(64, columns - 16 * p))
+            p += 4
+        }
+        while p < panels {
             tile1x16(xr, packed + p * panelStride, inputs, yr + 16 * p, min(16, columns - 16 * p))
+            p += 1
         }
         r += 1
     }
@@ -76,6 +84,22 @@ func tile1x16(_ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ k: Int,
     var a0 = Panel()
     for i in 0..<k { a0 = fmaPanel(Panel(repeating: x[i]), loadPanel(b, i), a0) }
     addPanel(a0, y, width)
+}
+
+/// Four panels (`panelStride` apart) of one row; `width` (49…64) columns.
+@inline(__always)
+func tile1x64(_ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ panelStride: Int, _ k: Int,
+              _ y: UnsafeMutablePointer<Float>, _ width: Int) {
+    var a0 = Panel(), a1 = Panel(), a2 = Panel(), a3 = Panel()
+    let b1 = b + panelStride, b2 = b + 2 * panelStride, b3 = b + 3 * panelStride
+    for i in 0..<k {
+        let s = Panel(repeating: x[i])
+        a0 = fmaPanel(s, loadPanel(b, i), a0)
+        a1 = fmaPanel(s, loadPanel(b1, i), a1)
+        a2 = fmaPanel(s, loadPanel(b2, i), a2)
+        a3 = fmaPanel(s, loadPanel(b3, i), a3)
+    }
+    addPanel(a0, y, 16); addPanel(a1, y + 16, 16); addPanel(a2, y + 32, 16); addPanel(a3, y + 48, width - 48)
 }
 
 @inline(__always)
