@@ -34,6 +34,13 @@ public struct PianoKernelSet: Sendable {
     public let packedProduct: @Sendable (_ rows: Int, _ x: UnsafePointer<Float>, _ lda: Int, _ packed: UnsafePointer<Float>,
                                          _ inputs: Int, _ columns: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) -> Void
 
+    /// The reverb's partitioned convolution, accumulated: out[k] = Σ_p X_{(head + p) mod P}[k] ·
+    /// H_p[k], complex in split form, P partitions of K bins (Reverb; PackedProduct.swift).
+    public let spectralAccumulate: @Sendable (_ partitions: Int, _ bins: Int, _ head: Int,
+                                              _ xRe: UnsafePointer<Float>, _ xIm: UnsafePointer<Float>,
+                                              _ hRe: UnsafePointer<Float>, _ hIm: UnsafePointer<Float>,
+                                              _ outRe: UnsafeMutablePointer<Float>, _ outIm: UnsafeMutablePointer<Float>) -> Void
+
     public init(name: String,
                 gruGates: @escaping @Sendable (Int, Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
                                                UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?,
@@ -42,13 +49,17 @@ public struct PianoKernelSet: Sendable {
                 additiveFrame: @escaping @Sendable (AdditiveFrame) -> Void,
                 convolveAdd: @escaping @Sendable (UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void,
                 packedProduct: @escaping @Sendable (Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Int,
-                                                    UnsafeMutablePointer<Float>, Int) -> Void) {
+                                                    UnsafeMutablePointer<Float>, Int) -> Void,
+                spectralAccumulate: @escaping @Sendable (Int, Int, Int, UnsafePointer<Float>, UnsafePointer<Float>,
+                                                         UnsafePointer<Float>, UnsafePointer<Float>,
+                                                         UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         self.name = name
         self.gruGates = gruGates
         self.expSigmoid = expSigmoid
         self.additiveFrame = additiveFrame
         self.convolveAdd = convolveAdd
         self.packedProduct = packedProduct
+        self.spectralAccumulate = spectralAccumulate
     }
 }
 

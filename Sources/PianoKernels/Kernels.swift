@@ -24,7 +24,7 @@ let variantName = "sse"
 /// This variant's table.
 public let kernelSet = PianoKernelSet(name: variantName, gruGates: gruGates, expSigmoid: expSigmoid,
                                       additiveFrame: additiveFrame, convolveAdd: convolveAdd,
-                                      packedProduct: packedProduct)
+                                      packedProduct: packedProduct, spectralAccumulate: spectralAccumulate)
 
 // MARK: GRU gates
 

@@ -126,18 +126,9 @@ public final class Reverb: @unchecked Sendable {
         spectra.im.withUnsafeBufferPointer { hi in
         re.withUnsafeMutableBufferPointer { ar in
         im.withUnsafeMutableBufferPointer { ai in
-            for k in 0..<K { ar[k] = 0; ai[k] = 0 }
             // Partition p meets the input from p blocks ago, which sits p slots after `head`.
-            for p in 0..<P {
-                var slot = h + p
-                if slot >= P { slot -= P }
-                let x0 = xr.baseAddress! + slot * K, x1 = xi.baseAddress! + slot * K
-                let h0 = hr.baseAddress! + base + p * K, h1 = hi.baseAddress! + base + p * K
-                for k in 0..<K {
-                    ar[k] += x0[k] * h0[k] - x1[k] * h1[k]
-                    ai[k] += x0[k] * h1[k] + x1[k] * h0[k]
-                }
-            }
+            PianoKernels.active.spectralAccumulate(P, K, h, xr.baseAddress!, xi.baseAddress!, hr.baseAddress! + base,
+                                                   hi.baseAddress! + base, ar.baseAddress!, ai.baseAddress!)
         }}}}}}
     }
 
