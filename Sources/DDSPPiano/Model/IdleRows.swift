@@ -51,14 +51,14 @@ public struct IdleRows: Sendable {
         }
     }
 
-    /// Calls `body` with each maximal run of rows in `rows` to compute.
-    @inline(__always)
-    public func forEachRun(in rows: Range<Int>, _ body: (Range<Int>) -> Void) {
+    /// Calls `body` with each maximal run of rows in `rows` whose flag is false (a copy of
+    /// `kept`, taken by the caller: the body may then mutate the network that holds this).
+    public static func runs(_ skip: [Bool], in rows: Range<Int>, _ body: (Range<Int>) -> Void) {
         var v = rows.lowerBound
         while v < rows.upperBound {
-            if kept[v] { v += 1; continue }
+            if skip[v] { v += 1; continue }
             let start = v
-            while v < rows.upperBound && !kept[v] { v += 1 }
+            while v < rows.upperBound && !skip[v] { v += 1 }
             body(start..<v)
         }
     }

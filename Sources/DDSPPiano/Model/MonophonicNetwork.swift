@@ -52,17 +52,6 @@ public struct MonophonicNetwork: Sendable {
         for v in 0..<voices { rawCurrent[v] = false }
     }
 
-    /// Maximal runs of rows in `rows` whose flag is false.
-    static func runs(_ skip: [Bool], in rows: Range<Int>, _ body: (Range<Int>) -> Void) {
-        var v = rows.lowerBound
-        while v < rows.upperBound {
-            if skip[v] { v += 1; continue }
-            let start = v
-            while v < rows.upperBound && !skip[v] { v += 1 }
-            body(start..<v)
-        }
-    }
-
     /// The voices `rows` (all by default) up to the Normalize input. Rows are independent: any
     /// split gives the same bits (a two-thread render runs the voices in two parts).
     public mutating func forwardToNorm(rows: Range<Int>? = nil) {
@@ -70,7 +59,7 @@ public struct MonophonicNetwork: Sendable {
         input.withUnsafeBufferPointer { idle.plan(input: $0.baseAddress!, rows: rr, sharedSame: true) }
         gru.state.withUnsafeBufferPointer { idle.save(state: $0.baseAddress!, rows: rr) }
         let kept = idle.kept
-        Self.runs(kept, in: rr) { forwardRows($0) }
+        IdleRows.runs(kept, in: rr) { forwardRows($0) }
         for v in rr where !kept[v] { rawCurrent[v] = false }
         gru.state.withUnsafeBufferPointer { idle.settle(state: $0.baseAddress!, rows: rr) }
     }
@@ -97,7 +86,7 @@ public struct MonophonicNetwork: Sendable {
                 && variances[v].bitPattern == lastVariances[v].bitPattern
         }
         let done = finishKept
-        Self.runs(done, in: rr) { finishRows(means: means, variances: variances, $0) }
+        IdleRows.runs(done, in: rr) { finishRows(means: means, variances: variances, $0) }
         for v in rr where !done[v] { rawCurrent[v] = true; lastMeans[v] = means[v]; lastVariances[v] = variances[v] }
     }
 

@@ -97,7 +97,7 @@ public struct V2MonophonicNetwork: Sendable {
         idleInput.withUnsafeBufferPointer { idle.plan(input: $0.baseAddress!, rows: rr, sharedSame: contextSame) }
         gru.state.withUnsafeBufferPointer { idle.save(state: $0.baseAddress!, rows: rr) }
         let kept = idle.kept
-        MonophonicNetwork.runs(kept, in: rr) { forwardRows(context: context, $0) }
+        IdleRows.runs(kept, in: rr) { forwardRows(context: context, $0) }
         gru.state.withUnsafeBufferPointer { idle.settle(state: $0.baseAddress!, rows: rr) }
     }
 
