@@ -97,18 +97,36 @@ public struct V2MonophonicNetwork: Sendable {
         idleInput.withUnsafeBufferPointer { idle.plan(input: $0.baseAddress!, rows: rr, sharedSame: contextSame) }
         gru.state.withUnsafeBufferPointer { idle.save(state: $0.baseAddress!, rows: rr) }
         let kept = idle.kept
-        IdleRows.runs(kept, in: rr) { forwardRows(context: context, $0) }
+        // Rows are independent: the context row once for all voices this frame computes.
+        if rr.contains(where: { !kept[$0] }) { forwardContextRow(context) }
+        IdleRows.runs(kept, in: rr) { forwardRows($0) }
         gru.state.withUnsafeBufferPointer { idle.settle(state: $0.baseAddress!, rows: rr) }
     }
 
-    private mutating func forwardRows(context: UnsafePointer<Float>, _ rr: Range<Int>) {
+    /// c = FcStack(context) and this frame's GRU input bias: own bias + c · K_c.
+    private mutating func forwardContextRow(_ context: UnsafePointer<Float>) {
+        let wc = contextStack.width, u3 = 3 * gru.units
+        contextFeatures.withUnsafeMutableBufferPointer { cf in
+            let cp = cf.baseAddress!
+            contextStack.forward(context, rows: 1, into: cp)
+            packedContextKernel.values.withUnsafeBufferPointer { kc in
+            gruInputBias.withUnsafeBufferPointer { b0 in
+            gru.inputBias.withUnsafeMutableBufferPointer { ib in
+                ib.baseAddress!.update(from: b0.baseAddress!, count: u3)
+                PianoKernels.active.packedProduct(1, cp, wc, kc.baseAddress!, wc, u3, ib.baseAddress!, u3)
+            }}}
+        }
+    }
+
+    /// The voices `rr` from their inputs and this frame's context row (`forwardContextRow`).
+    private mutating func forwardRows(_ rr: Range<Int>) {
         let v = rr.count, r0 = rr.lowerBound
         let wa = pitchStack.width, wb = conditioningStack.width, wc = contextStack.width
-        let gi = wa + wb, u = gru.units, oi = gi + wc + u, u3 = 3 * u
+        let gi = wa + wb, u = gru.units, oi = gi + wc + u
         pitchInput.withUnsafeBufferPointer { pin in
         conditioningInput.withUnsafeBufferPointer { cin in
         gruInput.withUnsafeMutableBufferPointer { x in
-        contextFeatures.withUnsafeMutableBufferPointer { cf in
+        contextFeatures.withUnsafeBufferPointer { cf in
         gruOutput.withUnsafeMutableBufferPointer { g in
         outInput.withUnsafeMutableBufferPointer { o in
         outStackOutput.withUnsafeMutableBufferPointer { os in
@@ -116,15 +134,6 @@ public struct V2MonophonicNetwork: Sendable {
             let xp = x.baseAddress! + r0 * gi, op = o.baseAddress! + r0 * oi, cp = cf.baseAddress!, gp = g.baseAddress! + r0 * u
             pitchStack.forward(pin.baseAddress! + r0, rows: v, into: xp, yStride: gi)
             conditioningStack.forward(cin.baseAddress! + 2 * r0, rows: v, into: xp + wa, yStride: gi)
-            // Rows are independent: the context row once for all voices.
-            contextStack.forward(context, rows: 1, into: cp)
-            // This frame's GRU input bias: own bias + c · K_c.
-            packedContextKernel.values.withUnsafeBufferPointer { kc in
-            gruInputBias.withUnsafeBufferPointer { b0 in
-            gru.inputBias.withUnsafeMutableBufferPointer { ib in
-                ib.baseAddress!.update(from: b0.baseAddress!, count: u3)
-                PianoKernels.active.packedProduct(1, cp, wc, kc.baseAddress!, wc, u3, ib.baseAddress!, u3)
-            }}}
             gru.forward(xp, rows: rr, into: gp)
             for row in 0..<v {
                 (op + row * oi).update(from: xp + row * gi, count: gi)
