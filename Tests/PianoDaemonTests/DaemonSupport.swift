@@ -205,6 +205,44 @@ final class DaemonProcess {
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 }
 
+/// A take of the daemon's archive as the audio thread stamped it: its events at engine samples
+/// (the take's `engine_sample` meta event plus each event's time; an event sits at tick 1 of its
+/// sample, half a sample in: the floor of time × rate is its sample).
+struct ReceivedTake {
+    struct Invalid: Error, CustomStringConvertible { var description: String }
+    var events: [(sample: Int, message: MIDIMessage)] = []
+
+    init(_ url: URL) throws {
+        let bytes = [UInt8](try Data(contentsOf: url))
+        let midi = try MIDIFile(bytes: bytes)
+        let text = String(decoding: bytes.map { $0 >= 0x20 && $0 < 0x7F ? $0 : 0x0A }, as: UTF8.self)
+        func meta(_ key: String) -> Int? {
+            guard let r = text.range(of: key + #" (\d+)"#, options: .regularExpression) else { return nil }
+            return Int(text[r].split(separator: " ")[1])
+        }
+        guard let origin = meta("engine_sample"), let rate = meta("sample_rate") else {
+            throw Invalid(description: "\(url.path): no engine_sample or sample_rate meta event")
+        }
+        for e in midi.events {
+            switch e.message {
+            case .noteOn, .noteOff: events.append((origin + Int((e.time * Double(rate)).rounded(.down)), e.message))
+            default: continue
+            }
+        }
+    }
+
+    /// The takes in `dir` once `count` are written (the daemon writes a take after its silence).
+    static func wait(in dir: URL, count: Int, seconds: Double) -> [URL] {
+        var found: [URL] = []
+        _ = DaemonSupport.waitUntil(seconds) {
+            found = ((try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? [])
+                .filter { $0.pathExtension == "mid" }.sorted { $0.lastPathComponent < $1.lastPathComponent }
+            return found.count >= count
+        }
+        return found
+    }
+}
+
 /// What the machine did during a JACK take, so that a test can tell the machine's fault from
 /// the daemon's: the test client's own report (cycles the server skipped for it, events it sent
 /// late or never, xruns, whether it was thrown out), the daemon's counters over the take

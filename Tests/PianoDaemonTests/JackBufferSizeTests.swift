@@ -130,6 +130,7 @@ final class JackBufferSizeEndToEndTests: XCTestCase {
         }
         o.originBefore = origin
         let before = try daemon.status()
+        let sampler = CPUSampler(pids: [daemon.process.processIdentifier])
         // The take runs on its own thread while this one changes the period.
         final class Result: @unchecked Sendable { var take: JackEndToEndTests.Take?; var error: Error? }
         let result = Result()
@@ -158,6 +159,7 @@ final class JackBufferSizeEndToEndTests: XCTestCase {
         o.followed = at128 && at512
         let after = try daemon.status()
         o.report.client = take.report
+        sampler.measure(into: &o.report)
         func delta(_ key: String) -> Int { (Int(after[key] ?? "") ?? 0) - (Int(before[key] ?? "") ?? 0) }
         o.report.xruns = delta("xruns")
         o.report.lateCallbacks = delta("late callbacks")

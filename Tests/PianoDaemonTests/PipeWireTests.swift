@@ -24,9 +24,15 @@ final class PipeWireTests: XCTestCase {
         // pw-jack sets); the ones further down through pw-jack itself.
         var dropIn = pw.environment
         dropIn["LD_LIBRARY_PATH"] = PipeWireServer.libjackDirectory + (dropIn["LD_LIBRARY_PATH"].map { ":" + $0 } ?? "")
-        func startDaemon() throws -> (DaemonProcess, TwoNoteTests.OfflineFollower) {
+        var launched = 0
+        func startDaemon() throws -> (DaemonProcess, TwoNoteTests.OfflineFollower, URL) {
+            // Its own takes archive: the events as the audio thread received them, stamped at
+            // engine samples (a take is written 0.5 s after its last note-off).
+            launched += 1
+            let takes = dir.appendingPathComponent("takes-\(launched)")
             let daemon = try DaemonProcess(arguments: ["--weights", weightsURL.path, "--width", "0", "--piano", String(piano), "--connect-audio", "none",
-                                                       "--connect-midi", "none"], dir: dir, environment: dropIn)
+                                                       "--connect-midi", "none", "--takes-dir", takes.path, "--take-silence", "0.5"],
+                                           dir: dir, environment: dropIn)
             XCTAssertTrue(daemon.waitReady(60), daemon.output)
             XCTAssertTrue(DaemonSupport.waitUntil(30) { (try? daemon.status()["audio"])?.hasPrefix("jack ddsp-piano 48000 Hz") ?? false },
                           "the daemon plays through PipeWire's JACK: \(daemon.output)\n\(pw.output)")
@@ -34,20 +40,32 @@ final class PipeWireTests: XCTestCase {
             let origin = Int((try? daemon.status()["engine origin"]) ?? "") ?? -1
             // The daemon's engine offline from its first sample, fed every take's events in turn
             // (the engine's normalisation statistics follow all it has played).
-            return (daemon, try TwoNoteTests.OfflineFollower(weights: weights, instrument: piano, origin: origin))
+            return (daemon, try TwoNoteTests.OfflineFollower(weights: weights, instrument: piano, origin: origin), takes)
         }
-        var (daemon, follower) = try startDaemon()
+        var (daemon, follower, takes) = try startDaemon()
         defer { _ = daemon.stop() }
-        let before = try daemon.status()
-        print("daemon on PipeWire's libjack (LD_LIBRARY_PATH): \(before["audio"] ?? "-"); log: \(daemon.output.split(separator: "\n").last ?? "")")
+        let first = try daemon.status()
+        print("daemon on PipeWire's libjack (LD_LIBRARY_PATH): \(first["audio"] ?? "-"); log: \(daemon.output.split(separator: "\n").last ?? "")")
         let ports = pw.jack("jack_lsp").output
         XCTAssertTrue(ports.contains("ddsp-piano:out_L") && ports.contains("ddsp-piano:midi_in"), ports)
 
-        var snr = -Double.infinity
+        // The recording against the engine offline, fed the events where the daemon's audio
+        // thread received them (its takes archive). PipeWire hands an event over a cycle late
+        // when the sender's node missed the cycle on a busy machine: that is the graph's doing,
+        // shown apart (where the events were sent). A skipped cycle moves the engine's origin.
         for attempt in 1...3 {
+            let before = try daemon.status()
+            let sampler = CPUSampler(pids: [daemon.process.processIdentifier])
             let take = try JackEndToEndTests.play(environment: pw.environment, launcher: PipeWireServer.pwJack, dir: dir, seconds: 3,
                                                   notes: ["60:300:500", "64:1000:400", "67:1600:300"])
             let after = try daemon.status()
+            var report = MachineReport()
+            report.client = take.report
+            sampler.measure(into: &report)
+            func delta(_ key: String) -> Int { (Int(after[key] ?? "") ?? 0) - (Int(before[key] ?? "") ?? 0) }
+            report.xruns = delta("xruns")
+            report.skippedFrames = delta("skipped frames")
+            report.lateCallbacks = delta("late callbacks")
             let origin = Int(after["engine origin"] ?? "") ?? -1
             XCTAssertEqual(take.rate, 48000)
             guard take.notes.count == 3, !take.samples.isEmpty else { XCTFail("no take: \(take.report)"); return }
@@ -57,32 +75,44 @@ final class PipeWireTests: XCTestCase {
             let level = JackEndToEndTests.rms(take.samples[(on + 480)..<(on + 480 + 4800)])
             XCTAssertGreaterThan(level, 10 * quiet, "the note sounds under PipeWire")
             XCTAssertEqual(after["notes received"].flatMap { Int($0) }.map { $0 % 3 }, 0)
-            let trouble = origin != follower.origin || (take.report["sender_skipped_cycles"] ?? 0) != 0
-                || (take.report["recorder_skipped_cycles"] ?? 0) != 0 || (take.report["late_events"] ?? 0) != 0
-            if origin == follower.origin {
-                var events: [(Int, MIDIMessage)] = []
-                for n in take.notes {
-                    events.append((n.on, .noteOn(channel: 0, pitch: UInt8(n.pitch), velocity: 100)))
-                    events.append((n.off, .noteOff(channel: 0, pitch: UInt8(n.pitch), velocity: 0)))
-                }
-                events.sort { $0.0 < $1.0 }
-                let offline = Array(follower.render(to: take.startFrame + take.samples.count, events: events, from: take.startFrame))
-                var signal = 0.0, noise = 0.0, peakDiff: Float = 0
-                for (a, b) in zip(take.samples, offline) {
-                    signal += Double(b) * Double(b); noise += Double(a - b) * Double(a - b); peakDiff = max(peakDiff, abs(a - b))
-                }
-                snr = 10 * log10(signal / max(noise, 1e-30))
-                print(String(format: "PipeWire take %d: recording vs offline render SNR %.1f dB, peak difference %g; first note rms %.4f (before %.5f); engine origin %d -> %d; client: %@",
-                             attempt, snr, Double(peakDiff), level, quiet, follower.origin, origin,
-                             take.report.keys.sorted().map { "\($0) \(take.report[$0]!)" }.joined(separator: ", ")))
-                if snr > 60 { break }
-                if !trouble { XCTFail("the recording differs from the offline render with no skipped cycles (SNR \(snr) dB)"); break }
+            var sent: [(Int, MIDIMessage)] = []
+            for n in take.notes {
+                sent.append((n.on, .noteOn(channel: 0, pitch: UInt8(n.pitch), velocity: 100)))
+                sent.append((n.off, .noteOff(channel: 0, pitch: UInt8(n.pitch), velocity: 0)))
             }
-            // The graph skipped cycles (a busy machine): the engine and the render no longer line
-            // up. Again with a fresh daemon.
-            print("PipeWire take \(attempt): cycles skipped (engine origin \(follower.origin) -> \(origin), client \(take.report)); again with a fresh daemon")
+            sent.sort { $0.0 < $1.0 }
+            let files = ReceivedTake.wait(in: takes, count: 1, seconds: 15)
+            guard origin == follower.origin, files.count == 1 else {
+                print("PipeWire take \(attempt): engine origin \(follower.origin) -> \(origin), takes written \(files.count) (the server skipped "
+                      + "the daemon's cycles, or the take did not end); \(report.summary); again with a fresh daemon")
+                _ = daemon.stop()
+                (daemon, follower, takes) = try startDaemon()
+                continue
+            }
+            let received = try ReceivedTake(files[0]).events.map { ($0.sample + follower.origin, $0.message) }
+            // Where each event was sent and where the daemon got it, in frames (0: on time).
+            let moved = zip(sent, received).map { $0.1.0 - $0.0.0 }
+            XCTAssertEqual(received.count, sent.count, "every event reached the daemon: \(received)")
+            let offline = Array(follower.render(to: take.startFrame + take.samples.count, events: received, from: take.startFrame))
+            var signal = 0.0, noise = 0.0, peakDiff: Float = 0
+            for (a, b) in zip(take.samples, offline) {
+                signal += Double(b) * Double(b); noise += Double(a - b) * Double(a - b); peakDiff = max(peakDiff, abs(a - b))
+            }
+            let snr = 10 * log10(signal / max(noise, 1e-30))
+            print(String(format: "PipeWire take %d: recording vs offline render of the events as received: SNR %.1f dB, peak difference %g; "
+                         + "first note rms %.4f (before %.5f); engine origin %d -> %d; events received minus sent (frames): %@; %@",
+                         attempt, snr, Double(peakDiff), level, quiet, follower.origin, origin,
+                         moved.map(String.init).joined(separator: " "), report.summary))
+            if snr > 60 { break }
+            let machine = report.machineTrouble + (report.busy ? [String(format: "other processes %.2f cores, steal %.2f", report.otherCores, report.stealCores)] : [])
+            if machine.isEmpty {
+                XCTFail("the recording differs from the engine's offline render of the events the daemon received, on a quiet machine "
+                        + "(SNR \(snr) dB; \(report.summary))")
+                break
+            }
+            print("PipeWire take \(attempt): the machine interfered (\(machine.joined(separator: ", "))); again with a fresh daemon")
             _ = daemon.stop()
-            (daemon, follower) = try startDaemon()
+            (daemon, follower, takes) = try startDaemon()
         }
         // The latency PipeWire's JACK reports for our ports (the daemon's latency callback).
         let lsp = pw.jack("jack_lsp", ["-l", "ddsp-piano"]).output
@@ -114,13 +144,14 @@ final class PipeWireTests: XCTestCase {
             }
             print("PipeWire quantum take \(attempt): " + o.line)
             XCTAssertTrue(o.followed, "the daemon followed both quantum changes: \(daemon.output)")
-            // PipeWire's clock moves at a quantum change too (not as jackd2's does): judged by
-            // the comparison itself, and by what the clients saw (events sent late, cycles
-            // their stream missed would show as a shifted stretch).
+            // PipeWire's clock moves at a quantum change too (not as jackd2's does): each client
+            // sees one skipped cycle per change, and the server's xrun count moves. More
+            // skipped cycles than changes, other processes on the CPUs, or a stretch that a
+            // shift would line up are the machine's doing.
             o.report.xruns = 0
-            o.report.client["sender_skipped_cycles"] = 0
-            o.report.client["recorder_skipped_cycles"] = 0
-            if o.snr > 60 || (o.report.machineTrouble.isEmpty && !o.stretches.contains { $0.snrShifted > $0.snr + 20 }) {
+            for key in ["sender_skipped_cycles", "recorder_skipped_cycles"] { o.report.client[key] = max(0, (o.report.client[key] ?? 0) - 2) }
+            let machine = o.report.machineTrouble + (o.report.busy ? [String(format: "other processes %.2f cores, steal %.2f", o.report.otherCores, o.report.stealCores)] : [])
+            if o.snr > 60 || (machine.isEmpty && !o.stretches.contains { $0.snrShifted > $0.snr + 20 }) {
                 XCTAssertGreaterThan(o.snr, 60, "the recording matches the offline render across the quantum changes")
                 XCTAssertGreaterThan(o.worstRatio, 0.9, "no gap while the notes are held")
                 XCTAssertGreaterThan(o.tail, 1e-4, "the reverb tail continues")
@@ -128,7 +159,7 @@ final class PipeWireTests: XCTestCase {
                 strict = true
                 break
             }
-            print("PipeWire quantum take \(attempt): machine interfered (\(o.report.machineTrouble.joined(separator: ", ")))")
+            print("PipeWire quantum take \(attempt): machine interfered (\(machine.joined(separator: ", ")))")
             XCTAssertGreaterThan(o.quietest, 1e-5, "no gap while the notes are held")
             XCTAssertFalse(daemon.output.contains("engine prepared again"), daemon.output)
         }
