@@ -52,11 +52,6 @@ public final class PianoEngine: @unchecked Sendable {
         public var produceDry = false
         /// Keep a voice's network outputs from the last frame where that is exact (`IdleRows`).
         public var keepsIdleVoices = true
-        /// Seconds of silence after which a voice's network is replayed from its last two
-        /// frames instead of computed, until its next note (`IdleRows.dormantAfter`); nil: every
-        /// voice runs every frame, as upstream. An approximation, measured against the parity
-        /// metrics in docs/PERFORMANCE.md.
-        public var dormantVoicesAfter: Double? = nil
         /// One half of a two-engine offline render (`ControlPipeline`); nil: the whole engine.
         public var pipeline: ControlPipeline? = nil
         /// CC64 holds released notes (live playing). The offline renderer turns it off and sends
@@ -234,9 +229,6 @@ public final class PianoEngine: @unchecked Sendable {
         network?.setInstrument(instrument)
         network?.mono.idle.enabled = options.keepsIdleVoices
         v2Network?.mono.idle.enabled = options.keepsIdleVoices
-        let dormantFrames = options.dormantVoicesAfter.map { max(0, Int(($0 * Double(modelRate) / Double(frameSize)).rounded())) }
-        network?.mono.idle.dormantAfter = dormantFrames
-        v2Network?.mono.idle.dormantAfter = dormantFrames
         v2Network?.reset()
         v2Network?.setInstrument(instrument)
         switchFrom = instrument

@@ -39,7 +39,7 @@ public struct MonophonicNetwork: Sendable {
         preNorm = [Float](repeating: 0, count: voices * hidden.outputs)
         raw = [Float](repeating: 0, count: voices * out.outputs)
         normed = preNorm
-        idle = IdleRows(voices: voices, inputWidth: dense.inputs, stateWidth: gru.units, outputWidth: hidden.outputs)
+        idle = IdleRows(voices: voices, inputWidth: dense.inputs, stateWidth: gru.units)
         rawCurrent = [Bool](repeating: false, count: voices)
         lastMeans = [Float](repeating: 0, count: voices)
         lastVariances = lastMeans
@@ -60,17 +60,8 @@ public struct MonophonicNetwork: Sendable {
         gru.state.withUnsafeBufferPointer { idle.save(state: $0.baseAddress!, rows: rr) }
         let kept = idle.kept
         IdleRows.runs(kept, in: rr) { forwardRows($0) }
-        let c = hidden.outputs
-        gru.state.withUnsafeMutableBufferPointer { st in
-            preNorm.withUnsafeMutableBufferPointer { p in
-                idle.replay(state: st.baseAddress!, output: p.baseAddress!, outputStride: c, rows: rr)
-            }
-        }
-        for v in rr where !kept[v] || idle.dormant[v] { rawCurrent[v] = false }
-        gru.state.withUnsafeBufferPointer { st in
-            idle.settle(state: st.baseAddress!, rows: rr)
-            preNorm.withUnsafeBufferPointer { idle.record(state: st.baseAddress!, output: $0.baseAddress!, outputStride: c, rows: rr) }
-        }
+        for v in rr where !kept[v] { rawCurrent[v] = false }
+        gru.state.withUnsafeBufferPointer { idle.settle(state: $0.baseAddress!, rows: rr) }
     }
 
     private mutating func forwardRows(_ rr: Range<Int>) {

@@ -64,7 +64,7 @@ public struct V2MonophonicNetwork: Sendable {
         outInput = zeros(voices * outStack.inputs)
         outStackOutput = zeros(voices * outStack.width)
         raw = zeros(voices * denseOut.outputs)
-        idle = IdleRows(voices: voices, inputWidth: 3, stateWidth: gru.units, outputWidth: denseOut.outputs)
+        idle = IdleRows(voices: voices, inputWidth: 3, stateWidth: gru.units)
         idleInput = zeros(voices * 3)
         lastContext = zeros(contextStack.inputs)
     }
@@ -100,14 +100,7 @@ public struct V2MonophonicNetwork: Sendable {
         // Rows are independent: the context row once for all voices this frame computes.
         if rr.contains(where: { !kept[$0] }) { forwardContextRow(context) }
         IdleRows.runs(kept, in: rr) { forwardRows($0) }
-        let w = denseOut.outputs
-        gru.state.withUnsafeMutableBufferPointer { st in
-            raw.withUnsafeMutableBufferPointer { idle.replay(state: st.baseAddress!, output: $0.baseAddress!, outputStride: w, rows: rr) }
-        }
-        gru.state.withUnsafeBufferPointer { st in
-            idle.settle(state: st.baseAddress!, rows: rr)
-            raw.withUnsafeBufferPointer { idle.record(state: st.baseAddress!, output: $0.baseAddress!, outputStride: w, rows: rr) }
-        }
+        gru.state.withUnsafeBufferPointer { idle.settle(state: $0.baseAddress!, rows: rr) }
     }
 
     /// c = FcStack(context) and this frame's GRU input bias: own bias + c · K_c.
