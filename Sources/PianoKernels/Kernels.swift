@@ -28,23 +28,24 @@ public let kernelSet = PianoKernelSet(name: variantName, gruGates: gruGates, exp
 
 // MARK: GRU gates
 
-/// Eight units at a time with bit-exact vector ports of libm's expf and tanhf (VectorMath
-/// expfLibm / tanhfLibm); a tail (units not a multiple of 8) uses libm.
+/// Eight units at a time (AVX-512: sixteen, `VectorMath.GV`) with bit-exact vector ports of
+/// libm's expf and tanhf (VectorMath expfLibm / tanhfLibm); a tail uses libm.
 func gruGates(_ rows: Int, _ u: Int, _ xs0: UnsafePointer<Float>, _ hq0: UnsafePointer<Float>,
               _ previous0: UnsafePointer<Float>, _ output0: UnsafeMutablePointer<Float>,
               _ state0: UnsafeMutablePointer<Float>?, _ gates0: UnsafeMutablePointer<Float>?,
               _ candidate0: UnsafeMutablePointer<Float>?) {
-    typealias V = SIMD8<Float>
+    typealias V = VectorMath.GV
+    let n = V.scalarCount
     VectorMath.expTable.withUnsafeBufferPointer { tableBuffer in
     let table = tableBuffer.baseAddress!
-    let u8 = u / 8 * 8, u3 = 3 * u
+    let u8 = u / n * n, u3 = 3 * u
     for row in 0..<rows {
         let xs = xs0 + row * u3, hq = hq0 + row * u3, previous = previous0 + row * u, output = output0 + row * u
         let state = state0.map { $0 + row * u }, gates = gates0.map { $0 + row * u3 }
         let candidate = candidate0.map { $0 + row * u }
         let xr = UnsafeRawPointer(xs), hr = UnsafeRawPointer(hq), pr = UnsafeRawPointer(previous)
         let o = UnsafeMutableRawPointer(output)
-        for j in stride(from: 0, to: u8, by: 8) {
+        for j in stride(from: 0, to: u8, by: n) {
             let jz = 4 * j, jr = 4 * (u + j), jh = 4 * (2 * u + j)
             let zIn = xr.loadUnaligned(fromByteOffset: jz, as: V.self) + hr.loadUnaligned(fromByteOffset: jz, as: V.self)
             let rIn = xr.loadUnaligned(fromByteOffset: jr, as: V.self) + hr.loadUnaligned(fromByteOffset: jr, as: V.self)

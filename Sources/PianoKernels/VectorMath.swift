@@ -176,8 +176,35 @@ public enum VectorMath {
 /// case's error across its tolerance. These reproduce libm's results exactly (checked over
 /// sweeps in VectorMathTests) at a fraction of the cost of a scalar call per lane.
 extension VectorMath {
+    // The gates' lane count: 16 in the AVX-512 variant, else 8. The ports are long dependency
+    // chains (tanhf ~45 dependent operations and two divisions): the core runs out of
+    // independent work before it runs out of units, so 16 lanes per chain do a value in half the
+    // time even where a 512-bit operation runs as two 256-bit halves (Zen 4).
+    #if DDSP_KERNELS_AVX512
+    public typealias GV = SIMD16<Float>
+    public typealias GU = SIMD16<UInt32>
+    public typealias VD = SIMD16<Double>
+    public typealias VU64 = SIMD16<UInt64>
+    #else
+    public typealias GV = SIMD8<Float>
+    public typealias GU = SIMD8<UInt32>
     public typealias VD = SIMD8<Double>
     public typealias VU64 = SIMD8<UInt64>
+    #endif
+    @inlinable @inline(__always)
+    static func gateBits(_ x: GV) -> GU { unsafeBitCast(x, to: GU.self) }
+    @inlinable @inline(__always)
+    static func gateFloat(_ x: GU) -> GV { unsafeBitCast(x, to: GV.self) }
+    /// roundMagic at the gates' width.
+    @inlinable @inline(__always)
+    static func gateRound(_ x: GV) -> GV {
+        #if DDSP_FMA
+        return x.rounded(.toNearestOrEven)
+        #else
+        let magic = GV(repeating: 12_582_912)
+        return (x + magic) - magic
+        #endif
+    }
 
     /// glibc's exp2f_data: 2^(i/32) as doubles, minus i << 47 (the exponent is added back).
     public static let expTable: [UInt64] = [
@@ -206,9 +233,9 @@ extension VectorMath {
     /// glibc expf (sysdeps/ieee754/flt-32/e_expf.c): x·32/ln 2 = k + r, 2^(k/32) from the table,
     /// a cubic in r, all in double, rounded once to float.
     @inlinable @inline(__always)
-    public static func expfLibm(_ x: V, table: UnsafePointer<UInt64>) -> V {
+    public static func expfLibm(_ x: GV, table: UnsafePointer<UInt64>) -> GV {
         var xd = VD()
-        for l in 0..<8 { xd[l] = Double(x[l]) }
+        for l in 0..<GV.scalarCount { xd[l] = Double(x[l]) }
         let invLn2N = VD(repeating: 0x1.71547652b82fep+0 * 32)
         let shift = VD(repeating: 0x1.8p+52)
         let z = invLn2N * xd
@@ -217,7 +244,7 @@ extension VectorMath {
         let kd = kdShifted - shift
         let r = z - kd
         var t = VU64()
-        for l in 0..<8 { t[l] = table[Int(ki[l] & 31)] }
+        for l in 0..<GV.scalarCount { t[l] = table[Int(ki[l] & 31)] }
         t = t &+ (ki &<< 47)
         let s = unsafeBitCast(t, to: VD.self)
         let zz = dmulAdd(VD(repeating: 0x1.c6af84b912394p-5 / 32 / 32 / 32), r, VD(repeating: 0x1.ebfce50fac4f3p-3 / 32 / 32))
@@ -225,8 +252,8 @@ extension VectorMath {
         var y = dmulAdd(VD(repeating: 0x1.62e42ff0c52d6p-1 / 32), r, VD(repeating: 1))
         y = dmulAdd(zz, r2, y)
         y = y * s
-        var out = V()
-        for l in 0..<8 { out[l] = Float(y[l]) }
+        var out = GV()
+        for l in 0..<GV.scalarCount { out[l] = Float(y[l]) }
         // Special cases: overflow to +inf above 88.72, 0 below −103.97 (as libm), NaN through.
         out.replace(with: .infinity, where: x .> 0x1.62e42ep6)
         out.replace(with: 0, where: x .< -0x1.9fe368p6)
@@ -237,28 +264,28 @@ extension VectorMath {
     /// glibc tanhf (fdlibm s_tanhf.c on fdlibm s_expm1f.c), in float, branch-free: every path
     /// that |x| < 22 can take through expm1f is computed and the right one selected per lane.
     @inlinable @inline(__always)
-    public static func tanhfLibm(_ x: V) -> V {
+    public static func tanhfLibm(_ x: GV) -> GV {
         // libm branches on bit patterns of |x|; for non-negative floats those order like the
         // values, and float compares stay vector instructions (SSE2 has no unsigned integer
         // compare: Swift lowers those lane by lane).
         func f(_ b: UInt32) -> Float { Float(bitPattern: b) }
-        let ax = float(bits(x) & 0x7FFF_FFFF)
+        let ax = gateFloat(gateBits(x) & 0x7FFF_FFFF)
         let large = ax .>= 1                            // |x| ≥ 1: t = expm1f(2|x|)
         // expm1f's argument: 2|x| or −2|x| (exact).
         let aa = ax + ax
         let a = aa.replacing(with: -aa, where: .!large)
         let neg = .!large                               // the argument's sign
         // Argument reduction (|a| > ½ ln 2): k = ±1 directly below 1.5 ln 2, else rounded.
-        let ln2Hi = V(repeating: 6.9313812256e-01), ln2Lo = V(repeating: 9.0580006145e-06)
+        let ln2Hi = GV(repeating: 6.9313812256e-01), ln2Lo = GV(repeating: 9.0580006145e-06)
         let reduce = aa .> f(0x3EB1_7218)
         let near = aa .< f(0x3F85_1592)
         // k = (int)(invln2·a ± 0.5), truncated toward zero; |k| ≤ 64 here.
-        let kfRaw = a * 1.4426950216 + V(repeating: 0.5).replacing(with: -0.5, where: neg)
-        var kt = roundMagic(kfRaw)                          // to nearest, then fix to truncation
+        let kfRaw = a * 1.4426950216 + GV(repeating: 0.5).replacing(with: -0.5, where: neg)
+        var kt = gateRound(kfRaw)                          // to nearest, then fix to truncation
         kt.replace(with: kt - 1, where: (kt .> kfRaw) .& (kfRaw .> 0))
         kt.replace(with: kt + 1, where: (kt .< kfRaw) .& (kfRaw .< 0))
         var k = kt
-        k.replace(with: V(repeating: 1).replacing(with: -1, where: neg), where: near)
+        k.replace(with: GV(repeating: 1).replacing(with: -1, where: neg), where: near)
         k.replace(with: 0, where: .!reduce)
         let hiFar = a - kt * ln2Hi, loFar = kt * ln2Lo
         let hiNear = (a - ln2Hi).replacing(with: a + ln2Hi, where: neg)
@@ -284,15 +311,15 @@ extension VectorMath {
         e -= hxs
         let resultKm1 = 0.5 * (xr - e) - 0.5
         // k ≥ 2 (positive arguments ≥ 2, so k ≥ 3) or k ≤ −2: scale by 2^k through the exponent.
-        let kb = bits(k + 12_582_912) &- 0x4B40_0000          // k as a two's complement integer
+        let kb = gateBits(k + 12_582_912) &- 0x4B40_0000          // k as a two's complement integer
         let kShift = kb &<< 23
-        let twoMinusK = float((127 &- kb) &<< 23)             // 2^−k
+        let twoMinusK = gateFloat((127 &- kb) &<< 23)             // 2^−k
         let yA = 1 - (e - xr)                                  // k ≤ −2 or k > 56
-        let resultA = float(bits(yA) &+ kShift) - 1
+        let resultA = gateFloat(gateBits(yA) &+ kShift) - 1
         let yB = (1 - twoMinusK) - (e - xr)                    // 2 ≤ k < 23: t = 1 − 2^−k (exact)
-        let resultB = float(bits(yB) &+ kShift)
+        let resultB = gateFloat(gateBits(yB) &+ kShift)
         let yC = (xr - (e + twoMinusK)) + 1                    // 23 ≤ k ≤ 56
-        let resultC = float(bits(yC) &+ kShift)
+        let resultC = gateFloat(gateBits(yC) &+ kShift)
         var em1 = resultC
         em1.replace(with: resultB, where: k .< 23)
         em1.replace(with: resultA, where: (k .<= -2) .| (k .> 56))

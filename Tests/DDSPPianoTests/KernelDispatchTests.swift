@@ -83,6 +83,52 @@ final class KernelDispatchTests: XCTestCase {
         }
     }
 
+    /// The recurrent gates of every variant (8 lanes, AVX-512 16, a libm tail) equal the GRU's
+    /// formula with libm's scalar expf and tanhf, bit for bit: the chaotic parity case needs
+    /// exactly libm's gates (VectorMathTests sweeps the 8-lane ports; this covers each variant's
+    /// own width). Inputs from 0.01 to 20 in magnitude, both signs; shapes with and without a tail.
+    func testGRUGatesOfEveryVariantEqualLibm() {
+        var rng = SplitMix64(seed: 41)
+        for (rows, units) in [(16, 192), (2, 64), (3, 13), (1, 40)] {
+            func draw(_ n: Int) -> [Float] {
+                (0..<n).map { _ in
+                    let m = Float(exp(Double(rng.next() % 10_000) / 10_000 * log(2000.0))) / 100
+                    return rng.next() & 1 == 0 ? m : -m
+                }
+            }
+            let xs = draw(rows * 3 * units), hq = draw(rows * 3 * units), prev = draw(rows * units).map { $0 / 20 }
+            var expected = [Float](repeating: 0, count: rows * units * 6)
+            for r in 0..<rows {
+                for j in 0..<units {
+                    let x = xs[(r * 3 * units)...], h = hq[(r * 3 * units)...], b = r * 3 * units
+                    let z = 1 / (1 + expf(-(x[b + j] + h[b + j])))
+                    let rg = 1 / (1 + expf(-(x[b + units + j] + h[b + units + j])))
+                    let rh = h[b + 2 * units + j]
+                    let c = tanhf(x[b + 2 * units + j] + rg * rh)
+                    let new = z * prev[r * units + j] + (1 - z) * c
+                    expected[r * units + j] = new                          // output
+                    expected[rows * units + r * units + j] = new           // state
+                    expected[2 * rows * units + b + j] = z                 // gates
+                    expected[2 * rows * units + b + units + j] = rg
+                    expected[2 * rows * units + b + 2 * units + j] = c
+                    expected[5 * rows * units + r * units + j] = rh        // candidate
+                }
+            }
+            for (variant, k) in Self.variants() {
+                var out = [Float](repeating: 0, count: rows * units), state = prev
+                var gates = [Float](repeating: 0, count: rows * 3 * units), cand = [Float](repeating: 0, count: rows * units)
+                out.withUnsafeMutableBufferPointer { o in state.withUnsafeMutableBufferPointer { s in
+                gates.withUnsafeMutableBufferPointer { g in cand.withUnsafeMutableBufferPointer { c in
+                    k.gruGates(rows, units, xs, hq, prev, o.baseAddress!, s.baseAddress!, g.baseAddress!, c.baseAddress!)
+                }}}}
+                let got = out + state + gates + cand
+                let differing = zip(got, expected).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+                print("gruGates \(variant.rawValue), \(rows) rows × \(units) units: \(differing) of \(got.count) values differ from libm's formula")
+                XCTAssertEqual(differing, 0, "\(variant) gruGates on \(rows)×\(units)")
+            }
+        }
+    }
+
     static func maxAbs(_ a: [Float], _ b: [Float]) -> Double {
         zip(a, b).reduce(0) { max($0, Double(abs($1.0 - $1.1))) }
     }
