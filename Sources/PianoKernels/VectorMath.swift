@@ -327,9 +327,9 @@ extension VectorMath {
         em1.replace(with: resultK0, where: k .== 0)
         em1.replace(with: a, where: aa .< f(0x3300_0000))      // |a| < 2⁻²⁵: expm1f(a) = a
         // tanh from expm1f.
-        let zLarge = 1 - 2 / (em1 + 2)
-        let zSmall = -em1 / (em1 + 2)
-        var zv = zSmall.replacing(with: zLarge, where: large)
+        // 1 − 2/(t+2) where |x| ≥ 1, −t/(t+2) below: one division, its numerator chosen per lane.
+        let quotient = (-em1).replacing(with: 2, where: large) / (em1 + 2)
+        var zv = quotient.replacing(with: 1 - quotient, where: large)
         zv.replace(with: 1, where: ax .>= 22)
         var result = zv.replacing(with: -zv, where: x .< 0)
         result.replace(with: x * (1 + x), where: ax .< f(0x2400_0000))   // |x| < 2⁻⁵⁵
