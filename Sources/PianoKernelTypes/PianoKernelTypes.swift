@@ -24,7 +24,12 @@ public struct PianoKernelSet: Sendable {
     /// One frame of the additive oscillators of every voice (see AdditiveSynth.render).
     public let additiveFrame: @Sendable (_ frame: AdditiveFrame) -> Void
 
-    /// Direct convolution, accumulated: out[i + j] += x[i]·h[j] for i < count, j < taps.
+    /// Direct convolution, accumulated: out[i + j] += x[i]·h[j] for i < count, j < taps, each
+    /// output summed from its old value in order of i, a multiply and an add per term (the
+    /// plain double loop's values). Outputs are accumulated in registers, tiles of up to
+    /// `convolvePadding` at a time, so `h` must have `convolvePadding` readable zeros before
+    /// h[0] and after h[taps − 1], and `out` `convolvePadding` floats after out[count + taps − 2]
+    /// (the tile's lanes past the end add x·0 there: their values stay).
     public let convolveAdd: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ h: UnsafePointer<Float>, _ taps: Int,
                                        _ out: UnsafeMutablePointer<Float>) -> Void
 
@@ -143,3 +148,6 @@ public struct ProductShape: Sendable, Hashable, CustomStringConvertible {
     public var flops: Int { 2 * rows * inputs * columns }
     public var description: String { "\(rows)×\(inputs)·\(inputs)×\(columns)" }
 }
+
+/// Zeros around each filter, and room after each output, that `PianoKernelSet.convolveAdd` reads.
+public let convolvePadding = 64

@@ -170,12 +170,39 @@ final class KernelDispatchTests: XCTestCase {
     static func compareConvolution(_ a: PianoKernelSet, _ b: PianoKernelSet) -> Double {
         var rng = SplitMix64(seed: 14)
         let x = rng.array(64), h = rng.array(126), start = rng.array(64 + 126)
-        func run(_ k: PianoKernelSet) -> [Float] {
-            var out = start
-            out.withUnsafeMutableBufferPointer { k.convolveAdd(x, 64, h, 126, $0.baseAddress!) }
-            return out
+        return maxAbs(convolve(a, x, h, start), convolve(b, x, h, start))
+    }
+
+    /// `k.convolveAdd` as its callers use it: `h` between `convolvePadding` zeros, room after
+    /// the output (checked unchanged); the count + taps − 1 outputs.
+    static func convolve(_ k: PianoKernelSet, _ x: [Float], _ h: [Float], _ start: [Float]) -> [Float] {
+        let pad = [Float](repeating: 0, count: convolvePadding)
+        let hp = pad + h + pad
+        let tail: [Float] = (0..<convolvePadding).map { Float($0) - 0.5 }
+        var out = start + tail
+        hp.withUnsafeBufferPointer { hb in
+            out.withUnsafeMutableBufferPointer { k.convolveAdd(x, x.count, hb.baseAddress! + convolvePadding, h.count, $0.baseAddress!) }
         }
-        return maxAbs(run(a), run(b))
+        XCTAssertEqual(Array(out[start.count...]), tail, "\(k.name) convolveAdd changed the room after its output")
+        return Array(out[..<start.count])
+    }
+
+    /// Every variant's convolveAdd gives the plain double loop's values (each output from its
+    /// old value, in order of i, a multiply and an add per term) bit for bit, on the models'
+    /// shapes (dafx22 64 × 126, v2 96 × 190) and on shapes shorter than a tile.
+    func testConvolutionOfEveryVariantEqualsThePlainLoop() {
+        var rng = SplitMix64(seed: 15)
+        for (count, taps) in [(64, 126), (96, 190), (1, 1), (5, 3), (3, 70), (70, 2), (17, 33)] {
+            let x = rng.array(count), h = rng.array(taps), start = rng.array(count + taps - 1)
+            var expected = start
+            for i in 0..<count { for j in 0..<taps { expected[i + j] = expected[i + j] + x[i] * h[j] } }
+            for (variant, k) in Self.variants() {
+                let got = Self.convolve(k, x, h, start)
+                let differing = zip(got, expected).filter { $0.0 != $0.1 }.count
+                print("convolveAdd \(variant.rawValue), \(count) × \(taps): \(differing) of \(got.count) outputs differ from the plain loop")
+                XCTAssertEqual(differing, 0, "\(variant) convolveAdd \(count) × \(taps)")
+            }
+        }
     }
 
     /// Forty frames of 16 voices × 2 substrings × 96 partials at 16 kHz with random frequencies

@@ -20,7 +20,9 @@ public struct FilteredNoise: Sendable {
 
     /// The design matrix [bands, irSize], packed for the engine's own products (see Dense.packed).
     private let design: PackedMatrix
-    private var impulse: [Float]      // [voices, irSize] scratch
+    /// [voices, pad + irSize + pad] scratch: each filter between `convolvePadding` zeros (what
+    /// the convolution kernel reads around it).
+    private var impulse: [Float]
     private var noise: [Float]        // [frameSize] scratch
     /// Overlap-add accumulator of filtered noise (all voices summed), in stream samples
     /// starting at `accStart`; holds the current and upcoming frames.
@@ -37,9 +39,9 @@ public struct FilteredNoise: Sendable {
         delay = (irSize - 1) / 2 - 1
         let n = irSize
         design = PackedMatrix(FilteredNoise.designMatrix(bands: bands), inputs: bands, columns: n)
-        impulse = [Float](repeating: 0, count: voices * n)
+        impulse = [Float](repeating: 0, count: voices * (n + 2 * convolvePadding))
         noise = [Float](repeating: 0, count: frameSize)
-        acc = [Float](repeating: 0, count: 4 * frameSize + n)
+        acc = [Float](repeating: 0, count: 4 * frameSize + n + convolvePadding)
         generator = NoiseGenerator(seed: seed)
     }
 
@@ -72,7 +74,7 @@ public struct FilteredNoise: Sendable {
     /// Allocates the stereo buffers (not for the audio thread).
     public mutating func prepareSide() {
         if sideAcc.isEmpty { sideAcc = [Float](repeating: 0, count: acc.count) }
-        if voiceFrame.isEmpty { voiceFrame = [Float](repeating: 0, count: frameSize + irSize) }
+        if voiceFrame.isEmpty { voiceFrame = [Float](repeating: 0, count: frameSize + irSize + convolvePadding) }
     }
 
     public mutating func reset(seed: UInt64) {
@@ -124,7 +126,8 @@ public struct FilteredNoise: Sendable {
         impulse.withUnsafeMutableBufferPointer { h in
             // IR = M · D as `impulseResponses` (which training keeps on OpenBLAS for its big batches).
             for i in h.indices { h[i] = 0 }
-            PianoKernels.active.packedProduct(voices, m.baseAddress!, bands, d.baseAddress!, bands, n, h.baseAddress!, n)
+            PianoKernels.active.packedProduct(voices, m.baseAddress!, bands, d.baseAddress!, bands, n,
+                                              h.baseAddress! + convolvePadding, n + 2 * convolvePadding)
         }}}
         if stereo { return addFrameStereo(c, at: position) }
         noise.withUnsafeMutableBufferPointer { x in
@@ -134,7 +137,7 @@ public struct FilteredNoise: Sendable {
             for v in 0..<voices {
                 generator.fill(x.baseAddress!, count: N)
                 // a[position + i + j] += x[i]·h[j]: the chosen kernels (vectorised over j).
-                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * n, n, a.baseAddress! + position)
+                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * (n + 2 * convolvePadding) + convolvePadding, n, a.baseAddress! + position)
             }
         }}}
     }
@@ -153,7 +156,7 @@ public struct FilteredNoise: Sendable {
             for v in 0..<voices {
                 generator.fill(x.baseAddress!, count: N)
                 for i in 0..<L { y[i] = 0 }
-                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * n, n, y.baseAddress!)
+                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * (n + 2 * convolvePadding) + convolvePadding, n, y.baseAddress!)
                 let p = pan[v]
                 for i in 0..<L {
                     a[position + i] += y[i]
