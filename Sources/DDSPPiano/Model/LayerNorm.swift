@@ -48,9 +48,21 @@ public struct LayerNorm: Sendable {
                 var sq = acc2.sum()
                 while j < c { let d = xr[j] - mean; sq += d * d; j += 1 }
                 let inv = 1 / (sq / n + LayerNorm.epsilon).squareRoot()
-                for i in 0..<c {
-                    let v = (xr[i] - mean) * inv * g[i] + b[i]
-                    yr[i] = leaky && v < 0 ? v * Dense.leakySlope : v
+                // Element by element (y may be x), eight at a time: the scalar tail's operations.
+                let ry = UnsafeMutableRawPointer(yr), gr = UnsafeRawPointer(g.baseAddress!), br = UnsafeRawPointer(b.baseAddress!)
+                let meanV = V(repeating: mean), invV = V(repeating: inv), slope = V(repeating: Dense.leakySlope)
+                j = 0
+                while j < c8 {
+                    var v = (rx.loadUnaligned(fromByteOffset: 4 * j, as: V.self) - meanV) * invV
+                        * gr.loadUnaligned(fromByteOffset: 4 * j, as: V.self) + br.loadUnaligned(fromByteOffset: 4 * j, as: V.self)
+                    if leaky { v.replace(with: v * slope, where: v .< 0) }
+                    ry.storeBytes(of: v, toByteOffset: 4 * j, as: V.self)
+                    j += 8
+                }
+                while j < c {
+                    let v = (xr[j] - mean) * inv * g[j] + b[j]
+                    yr[j] = leaky && v < 0 ? v * Dense.leakySlope : v
+                    j += 1
                 }
             }
         }}
