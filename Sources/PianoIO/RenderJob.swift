@@ -99,18 +99,20 @@ public struct RenderJob: Sendable {
         if settings.exact, case .dafx22 = file, let sampleRate = settings.sampleRate, sampleRate != Double(file.sampleRate) {
             throw RenderError("--sample-rate \(sampleRate)", "--exact renders dafx22 at the model's \(file.sampleRate) Hz; leave out --sample-rate or --exact")
         }
-        let loaded = try preloaded?.model ?? WeightStore.model(file, from: weightsURL)
         // 3. Piano: an index or a name the weights know.
         let instrument: Int
         if let piano {
-            guard let i = loaded.instrumentIndex(piano) else {
-                let names = loaded.instruments.joined(separator: ", ")
-                throw RenderError(weightsURL.relativePath, "no piano '\(piano)'; valid: 0...\(loaded.instruments.count - 1) or \(names)", code: .notFound)
+            guard let i = file.instrumentIndex(piano) else {
+                let names = file.instruments.joined(separator: ", ")
+                throw RenderError(weightsURL.relativePath, "no piano '\(piano)'; valid: 0...\(file.instruments.count - 1) or \(names)", code: .notFound)
             }
             instrument = i
         } else {
-            instrument = UpstreamDefaults.piano(count: loaded.instruments.count)
+            instrument = UpstreamDefaults.piano(count: file.instruments.count)
         }
+        // The model: only this piano unless the file's program changes may switch (--live).
+        let loaded = try preloaded?.model
+            ?? WeightStore.model(file, from: weightsURL, pianos: settings.conditioning == .live ? nil : [instrument])
         // 4. Outputs: writable now, so a long render is not lost at the end, and never an input.
         func same(_ a: URL, _ b: URL) -> Bool { a.resolvingSymlinksInPath().path == b.resolvingSymlinksInPath().path }
         for out in [output] + (dryOutput.map { [$0] } ?? []) {

@@ -186,8 +186,9 @@ public struct WeightStore: Sendable {
         return (url, try Self.model(file, from: url))
     }
 
-    public static func model(_ file: WeightFile, from url: URL) throws -> PianoModel {
-        do { return try PianoModel(file, parallel: { n, body in DispatchQueue.concurrentPerform(iterations: n, execute: body) }) } catch {
+    /// `pianos`: see `PianoModel.init` (nil: every piano).
+    public static func model(_ file: WeightFile, from url: URL, pianos: Set<Int>? = nil) throws -> PianoModel {
+        do { return try PianoModel(file, parallel: { n, body in DispatchQueue.concurrentPerform(iterations: n, execute: body) }, pianos: pianos) } catch {
             throw WeightStoreError(file: url.path, problem: "\(error)", code: error.errorCode)
         }
     }

@@ -241,6 +241,43 @@ final class V2EngineTests: XCTestCase {
         }
     }
 
+    /// A model built for one piano (`PianoModel(_:pianos:)`, what a render that never switches
+    /// loads: one v2 reverb computed instead of ten) plays it to the bit as the whole model does,
+    /// and its engine ignores a switch to a piano it was built without. Out-of-range pianos are
+    /// refused in one line.
+    func testModelOfOnePianoPlaysItAsTheWholeModel() throws {
+        let whole = StructuralV2.model()
+        let started = Date()
+        let one = try PianoModel(whole.file, pianos: [3])
+        print(String(format: "v2 model of piano 3 alone built in %.3f s", Date().timeIntervalSince(started)))
+        XCTAssertEqual(one.pianos, [3])
+        XCTAssertTrue(one.plays(3))
+        XCTAssertFalse(one.plays(4))
+        XCTAssertFalse(whole.plays(whole.instruments.count))
+        XCTAssertTrue(whole.plays(9))
+        func on(_ t: Double, _ p: UInt8) -> TimedMessage { TimedMessage(time: t, message: .noteOn(channel: 0, pitch: p, velocity: 90)) }
+        func off(_ t: Double, _ p: UInt8) -> TimedMessage { TimedMessage(time: t, message: .noteOff(channel: 0, pitch: p, velocity: 0)) }
+        let score = [on(0.1, 60), on(0.3, 64), off(0.8, 60), on(0.9, 67), off(1.2, 64), off(1.4, 67)]
+        var options = PianoEngine.Options()
+        options.instrument = 3
+        let a = try renderEngine(whole, options: options, events: score, seconds: 2, rate: 48_000, block: 128)
+        let b = try renderEngine(one, options: options, events: score, seconds: 2, rate: 48_000, block: 128)
+        let switched = (score + [TimedMessage(time: 0.5, message: .programChange(channel: 0, program: 7))]).sorted { $0.time < $1.time }
+        let c = try renderEngine(one, options: options, events: switched, seconds: 2, rate: 48_000, block: 128)
+        let d = try renderEngine(whole, options: options, events: switched, seconds: 2, rate: 48_000, block: 128)
+        let peak = a.reduce(Float(0)) { max($0, abs($1)) }
+        let moved = zip(a, d).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        print("one-piano model vs whole model: \(zip(a, b).filter { $0.0 != $0.1 }.count) of \(a.count) samples differ; "
+              + "with a switch to piano 7 it lacks: \(zip(a, c).filter { $0.0 != $0.1 }.count) differ; the whole model switched: max |Δ| \(moved) (peak \(peak))")
+        XCTAssertGreaterThan(peak, 1e-3, "the notes sound")
+        XCTAssertEqual(a, b, "the one-piano model plays piano 3 as the whole model")
+        XCTAssertEqual(a, c, "a switch to a piano the model lacks is ignored")
+        XCTAssertGreaterThan(moved, 1e-4, "the whole model does switch (the test can tell)")
+        XCTAssertThrowsError(try PianoModel(whole.file, pianos: [3, 10])) {
+            XCTAssertEqual("\($0)", "piano 10 is out of range 0..<10")
+        }
+    }
+
     /// Without --sample-rate a render is at the model's own rate; the structural v2 model in every clone.
     func testRenderIsAtTheModelRate() throws {
         var settings = RenderSettings()

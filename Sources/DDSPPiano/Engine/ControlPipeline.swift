@@ -16,12 +16,12 @@ public struct ControlPipeline: Sendable {
     public var split: Int { ring.split }
     /// The controls engine also runs the context network; the synthesis engine the controls,
     /// synthesis, reverb and resampling. Measured on 60 s of MAESTRO performances at 48 kHz,
-    /// 2 cores (docs/PERFORMANCE.md): dafx22 balances best at 12 of 16 voices (1.73x the one-thread
-    /// speed; 8: 1.43x, 16: 1.5x); v2, whose synthesis costs more (128 partials at 24 kHz, a 2 s
-    /// reverb), with all 16 (1.85x after loading; 8: 1.1x). Multiples of 4 on both sides: the
-    /// products' row tiles are 4 rows (11 or 13 voices cost 15 % more).
+    /// 2 cores (docs/PERFORMANCE.md): both models balance best at 12 of 16 voices (dafx22 1.39 s,
+    /// 8: 1.7 s; v2 1.76–1.96 s, 16: 1.92–2.05 s, 13 and 14 no better; before the synthesis
+    /// kernels got faster, v2 was best at 16). Multiples of 4 on both sides: the products' row
+    /// tiles are 4 rows (11 or 13 voices cost 15 % more).
     public static func defaultSplit(_ architecture: PianoModel.Architecture, voices: Int) -> Int {
-        architecture == .v2 ? voices : max(0, voices * 3 / 4 / 4 * 4)
+        max(0, voices * 3 / 4 / 4 * 4)
     }
 }
 

@@ -153,7 +153,7 @@ public final class PianoEngine: @unchecked Sendable {
     }
 
     public init(model: PianoModel, options: Options = Options()) {
-        precondition(options.instrument >= 0 && options.instrument < model.instruments.count)
+        precondition(model.plays(options.instrument), "piano \(options.instrument) is not in the model")
         self.model = model
         self.options = options
         let h = model.hyper
@@ -607,9 +607,10 @@ public final class PianoEngine: @unchecked Sendable {
         }
     }
 
-    /// Switches piano at the next frame, gliding over `switchFrames`. Out-of-range is ignored.
+    /// Switches piano at the next frame, gliding over `switchFrames`. A piano the model does not
+    /// play (out of range, or not built: `PianoModel.pianos`) is ignored.
     public func selectInstrument(_ index: Int) {
-        guard index >= 0 && index < model.instruments.count && index != instrument else { return }
+        guard model.plays(index) && index != instrument else { return }
         // A switch during a switch starts from the current target.
         switchFrom = instrument
         instrument = index

@@ -22,6 +22,8 @@ public final class PianoModel: Sendable {
     public let reverbImpulseResponses: [Float]
     /// The same IRs as partitioned spectra for the engine's frame-sized convolution.
     public let reverbSpectra: ReverbSpectra
+    /// The pianos built (their reverbs); nil: every piano of the file.
+    public let pianos: Set<Int>?
 
     /// Throws when a piano's reverb parameters give an unusable impulse response (not finite:
     /// e.g. a zero reverb time), naming the piano.
@@ -29,10 +31,17 @@ public final class PianoModel: Sendable {
     /// `parallel(count, body)` (optional, from a driver that has threads: the engine library has
     /// none) runs body(0..<count) on several cores and returns when all are done; v2 computes its
     /// ten reverb impulse responses that way (0.55 s on one core here).
-    public init(_ file: WeightFile, parallel: ((Int, @escaping @Sendable (Int) -> Void) -> Void)? = nil) throws {
+    /// `pianos` (nil: all): the only pianos the model will play, for a render that never switches
+    /// (v2 then computes one reverb, not ten); an engine ignores a switch to another one.
+    public init(_ file: WeightFile, parallel: ((Int, @escaping @Sendable (Int) -> Void) -> Void)? = nil,
+                pianos: Set<Int>? = nil) throws {
         try PianoKernels.check()
         self.file = file
         instruments = file.instruments
+        if let pianos, let bad = pianos.first(where: { !(0..<file.instruments.count).contains($0) }) {
+            throw WeightsError("piano \(bad) is out of range 0..<\(file.instruments.count)", code: .usage)
+        }
+        self.pianos = pianos
         switch file {
         case .dafx22(let w):
             architecture = .dafx22
@@ -52,8 +61,9 @@ public final class PianoModel: Sendable {
                 precondition(ir.count == length, "an FDN impulse response of \(ir.count) samples")
                 shared.write(ir, at: p * length)
             }
-            if let parallel { parallel(count, each) } else { for p in 0..<count { each(p) } }
-            for p in 0..<count {
+            let built = pianos.map { $0.sorted() } ?? Array(0..<count)
+            if let parallel, built.count > 1 { parallel(built.count, { each(built[$0]) }) } else { for p in built { each(p) } }
+            for p in built {
                 let slice = UnsafeBufferPointer(rebasing: irs[(p * length)..<((p + 1) * length)])
                 if let bad = slice.firstIndex(where: { !$0.isFinite }) {
                     throw WeightsError("the reverb parameters of piano \(p) (\(w.instruments[p])) give a non-finite impulse response (sample \(bad - p * length); reverb.time_rev_0_sec \(w["reverb.time_rev_0_sec"].values[p]) s)")
@@ -63,8 +73,13 @@ public final class PianoModel: Sendable {
         }
         let irs = reverbImpulseResponses, block = hyper.samplesPerFrame
         reverbSpectra = irs.withUnsafeBufferPointer {
-            ReverbSpectra(impulseResponses: $0, count: file.instruments.count, blockSize: block)
+            ReverbSpectra(impulseResponses: $0, count: file.instruments.count, blockSize: block, only: pianos)
         }
+    }
+
+    /// Whether `instrument` is one of the file's pianos and was built (`pianos`).
+    public func plays(_ instrument: Int) -> Bool {
+        instrument >= 0 && instrument < instruments.count && (pianos?.contains(instrument) ?? true)
     }
 
     /// A dafx22 model (its stored IRs were checked finite when the file was read).

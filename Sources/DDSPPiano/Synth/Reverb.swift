@@ -151,8 +151,9 @@ public final class ReverbSpectra: Sendable {
     /// Split complex: [instruments, partitions, bins].
     let re: [Float], im: [Float]
 
-    /// `impulseResponses` holds `count` IRs of equal length, back to back.
-    public init(impulseResponses ir: UnsafeBufferPointer<Float>, count: Int, blockSize: Int) {
+    /// `impulseResponses` holds `count` IRs of equal length, back to back; `only` (nil: all):
+    /// the IRs to transform, the others' spectra left 0.
+    public init(impulseResponses ir: UnsafeBufferPointer<Float>, count: Int, blockSize: Int, only: Set<Int>? = nil) {
         precondition(count >= 1 && ir.count % count == 0 && blockSize >= 1)
         let length = ir.count / count
         self.blockSize = blockSize
@@ -169,7 +170,7 @@ public final class ReverbSpectra: Sendable {
         var time = [Float](repeating: 0, count: fftSize)
         var spectrum = [kiss_fft_cpx](repeating: kiss_fft_cpx(r: 0, i: 0), count: bins)
         let scale = 1 / Float(fftSize)
-        for slot in 0..<count {
+        for slot in 0..<count where only?.contains(slot) ?? true {
             let base = slot * partitions * bins
             for p in 0..<partitions {
                 for i in 0..<fftSize { time[i] = 0 }
