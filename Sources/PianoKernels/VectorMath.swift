@@ -176,7 +176,7 @@ public enum VectorMath {
 /// case's error across its tolerance. These reproduce libm's results exactly (checked over
 /// sweeps in VectorMathTests) at a fraction of the cost of a scalar call per lane.
 extension VectorMath {
-    // The gates' lane count: 16 in the AVX-512 variant, else 8. The ports are long dependency
+    // The gates' lane count (the noise convolution's too): 16 in the AVX-512 variant, else 8. The ports are long dependency
     // chains (tanhf ~45 dependent operations and two divisions): the core runs out of
     // independent work before it runs out of units, so 16 lanes per chain do a value in half the
     // time even where a 512-bit operation runs as two 256-bit halves (Zen 4).

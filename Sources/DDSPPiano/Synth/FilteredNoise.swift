@@ -23,6 +23,8 @@ public struct FilteredNoise: Sendable {
     /// [voices, pad + irSize + pad] scratch: each filter between `convolvePadding` zeros (what
     /// the convolution kernel reads around it).
     private var impulse: [Float]
+    /// Voice v's filter starts at v · filterStride + convolvePadding in `impulse`.
+    private let filterStride: Int
     private var noise: [Float]        // [frameSize] scratch
     /// Overlap-add accumulator of filtered noise (all voices summed), in stream samples
     /// starting at `accStart`; holds the current and upcoming frames.
@@ -39,7 +41,8 @@ public struct FilteredNoise: Sendable {
         delay = (irSize - 1) / 2 - 1
         let n = irSize
         design = PackedMatrix(FilteredNoise.designMatrix(bands: bands), inputs: bands, columns: n)
-        impulse = [Float](repeating: 0, count: voices * (n + 2 * convolvePadding))
+        filterStride = n + 2 * convolvePadding
+        impulse = [Float](repeating: 0, count: voices * filterStride)
         noise = [Float](repeating: 0, count: frameSize)
         acc = [Float](repeating: 0, count: 4 * frameSize + n + convolvePadding)
         generator = NoiseGenerator(seed: seed)
@@ -124,10 +127,11 @@ public struct FilteredNoise: Sendable {
         c.magnitudes.withUnsafeBufferPointer { m in
         design.values.withUnsafeBufferPointer { d in
         impulse.withUnsafeMutableBufferPointer { h in
-            // IR = M · D as `impulseResponses` (which training keeps on OpenBLAS for its big batches).
-            for i in h.indices { h[i] = 0 }
-            PianoKernels.active.packedProduct(voices, m.baseAddress!, bands, d.baseAddress!, bands, n,
-                                              h.baseAddress! + convolvePadding, n + 2 * convolvePadding)
+            // IR = M · D as `impulseResponses` (which training keeps on OpenBLAS for its big batches);
+            // the product adds to the filters, whose padding stays 0.
+            let first = h.baseAddress! + convolvePadding, stride = filterStride
+            for v in 0..<voices { (first + v * stride).update(repeating: 0, count: n) }
+            PianoKernels.active.packedProduct(voices, m.baseAddress!, bands, d.baseAddress!, bands, n, first, stride)
         }}}
         if stereo { return addFrameStereo(c, at: position) }
         noise.withUnsafeMutableBufferPointer { x in
@@ -137,7 +141,7 @@ public struct FilteredNoise: Sendable {
             for v in 0..<voices {
                 generator.fill(x.baseAddress!, count: N)
                 // a[position + i + j] += x[i]·h[j]: the chosen kernels (vectorised over j).
-                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * (n + 2 * convolvePadding) + convolvePadding, n, a.baseAddress! + position)
+                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * filterStride + convolvePadding, n, a.baseAddress! + position)
             }
         }}}
     }
@@ -156,7 +160,7 @@ public struct FilteredNoise: Sendable {
             for v in 0..<voices {
                 generator.fill(x.baseAddress!, count: N)
                 for i in 0..<L { y[i] = 0 }
-                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * (n + 2 * convolvePadding) + convolvePadding, n, y.baseAddress!)
+                convolveAdd(x.baseAddress!, N, h.baseAddress! + v * filterStride + convolvePadding, n, y.baseAddress!)
                 let p = pan[v]
                 for i in 0..<L {
                     a[position + i] += y[i]
