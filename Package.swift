@@ -67,6 +67,8 @@ let package = Package(
         // The engine's kernels: what the variants share, and cpuid for choosing one.
         .target(name: "PianoKernelTypes", swiftSettings: engineFlags),
         .target(name: "CPianoCPU"),
+        // Open MPI for the trainer's ranks, loaded at run time (no build or package dependency).
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
         // The engine: model, synthesis, MIDI conditioning. No I/O, no threads, no file formats.
         .target(
             name: "DDSPPiano",
@@ -144,7 +146,7 @@ let package = Package(
         // Training: backward passes, losses, optimiser, data (the `ddsp-piano-train` tool's library).
         .target(
             name: "PianoTraining",
-            dependencies: ["DDSPPiano", "PianoFormats", "PianoStudy", "PianoIO", "CBLAS", "CKissFFT", "CZlib"],
+            dependencies: ["DDSPPiano", "PianoFormats", "PianoStudy", "PianoIO", "CBLAS", "CKissFFT", "CZlib", "CMPI"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
                             // Swift 5 mode until the dataset builder's and training set's worker
                             // closures are made Sendable (Swift 6 refuses their captures).

@@ -19,7 +19,8 @@ public struct PhasePlan: Codable, Sendable, Equatable {
 public struct TrainerConfig: Codable, Sendable, Equatable {
     public var seed: UInt64 = 1
     public var phases: [PhasePlan] = []
-    /// Data-parallel replicas (threads); each takes a contiguous part of every batch.
+    /// Data-parallel replicas in all (threads × MPI ranks); each takes a contiguous part of
+    /// every batch, and their gradients are summed in replica order.
     public var threads: Int = 2
     public var validationSegments: Int = 24
     public var lossSizes: [Int] = [2048, 1024, 512, 256, 128, 64]
@@ -37,15 +38,25 @@ public struct TrainingDiverged: CodedError {
 }
 
 /// Runs the phase schedule over a training set: batches drawn in a seeded order per epoch,
-/// forward and backward on `threads` replicas of the model at once (data parallel, gradients
-/// summed in a fixed order, so a run does not depend on thread timing), Adam, validation.
+/// forward and backward on `config.threads` replicas of the model at once (data parallel,
+/// gradients summed in a fixed order, so a run does not depend on thread timing), Adam,
+/// validation. The replicas may be spread over MPI ranks (`ranks`): each rank runs
+/// `threads / ranks.size` of them on its share of the data, the ranks exchange the batch's
+/// windows and every replica's gradient, and each applies the same sum in the same order, so a
+/// seed gives the same run for a given number of replicas, however they are spread.
 /// The caller drives it step by step (progress, logging, checkpoints and stopping are its job).
 // @unchecked Sendable: driven by one thread; its workers get disjoint batches and write disjoint slots.
 public final class Trainer: @unchecked Sendable {
     public let config: TrainerConfig
+    /// This rank's share of the training data (all of it in a single process).
     public let train: TrainingSet
+    /// Every rank's windows in one order.
+    public let table: WindowTable
     public let validation: TrainingSet?
+    public let ranks: Ranks
+    /// This rank's replicas: global replicas firstReplica ..< firstReplica + replicas.count.
     public private(set) var replicas: [PianoModelTraining]
+    public let firstReplica: Int
     public private(set) var adam: Adam
     /// Position in the schedule: phase index into config.phases and steps done in it.
     public private(set) var phaseIndex: Int
@@ -65,28 +76,46 @@ public final class Trainer: @unchecked Sendable {
     }
 
     public init(weights: PianoWeights, config: TrainerConfig, train: TrainingSet, validation: TrainingSet?,
-                adam: Adam? = nil, phaseIndex: Int = 0, stepInPhase: Int = 0) throws {
+                adam: Adam? = nil, phaseIndex: Int = 0, stepInPhase: Int = 0, ranks: Ranks = .solo, table: WindowTable? = nil) throws {
         guard !config.phases.isEmpty else { throw TrainingDataError("no training phase planned") }
-        guard !train.windows.isEmpty else { throw TrainingDataError("the training set has no usable 3-second segment") }
+        let table = table ?? .solo(train)
+        guard table.count > 0 else { throw TrainingDataError("the training set has no usable 3-second segment") }
         guard weights.instruments.count >= train.instruments.count else {
             throw TrainingDataError("the weights have \(weights.instruments.count) instruments but the data \(train.instruments.count)")
         }
-        self.config = config; self.train = train; self.validation = validation; self.base = weights
+        let total = max(1, config.threads)
+        guard total % ranks.size == 0 else {
+            throw TrainingDataError("\(total) replicas cannot be spread evenly over \(ranks.size) ranks")
+        }
+        self.config = config; self.train = train; self.table = table; self.validation = validation; self.base = weights
+        self.ranks = ranks
         self.phaseIndex = phaseIndex; self.stepInPhase = stepInPhase
-        replicas = (0..<max(1, config.threads)).map { _ in PianoModelTraining(weights: weights, lossSizes: config.lossSizes) }
+        let perRank = total / ranks.size
+        firstReplica = ranks.rank * perRank
+        replicas = (0..<perRank).map { _ in PianoModelTraining(weights: weights, lossSizes: config.lossSizes) }
         self.adam = adam ?? Adam(learningRate: config.phases[0].learningRate)
         if phaseIndex < config.phases.count { enter(phase: phaseIndex, resetLearningRate: adam == nil) }
         // Threads are ours: OpenBLAS's own would compete with the replicas for the cores.
-        if config.threads > 1 { openblas_set_num_threads(1) }
+        if perRank > 1 { openblas_set_num_threads(1) }
     }
 
     /// Continues a run from its checkpoint (the data must be the same for an exact continuation).
-    public convenience init(checkpoint c: TrainingCheckpoint, train: TrainingSet, validation: TrainingSet?) throws {
-        guard let json = c.state["config"], let config = try? TrainerConfig.from(json: json),
+    /// `replicas` replaces the run's number of replicas (a continuation on other hardware:
+    /// valid, but not the same sums as the original run).
+    public convenience init(checkpoint c: TrainingCheckpoint, train: TrainingSet, validation: TrainingSet?,
+                            replicas: Int? = nil, ranks: Ranks = .solo, table: WindowTable? = nil) throws {
+        guard var config = Self.config(of: c),
               let p = c.state["phase_index"].flatMap(Int.init), let s = c.state["step_in_phase"].flatMap(Int.init) else {
             throw TrainingDataError("the checkpoint lacks the run's configuration or position")
         }
-        try self.init(weights: c.weights, config: config, train: train, validation: validation, adam: c.adam, phaseIndex: p, stepInPhase: s)
+        if let r = replicas { config.threads = r }
+        try self.init(weights: c.weights, config: config, train: train, validation: validation, adam: c.adam, phaseIndex: p, stepInPhase: s,
+                      ranks: ranks, table: table)
+    }
+
+    /// The configuration a checkpoint was written with.
+    public static func config(of c: TrainingCheckpoint) -> TrainerConfig? {
+        c.state["config"].flatMap { try? TrainerConfig.from(json: $0) }
     }
 
     public var isFinished: Bool { phaseIndex >= config.phases.count }
@@ -99,24 +128,84 @@ public final class Trainer: @unchecked Sendable {
         if resetLearningRate { adam.learningRate = plan.learningRate }
     }
 
-    public func stepsPerEpoch(batchSize: Int) -> Int { max(1, train.windows.count / max(1, min(batchSize, train.windows.count))) }
+    public func stepsPerEpoch(batchSize: Int) -> Int { max(1, table.count / max(1, min(batchSize, table.count))) }
 
     /// The windows of the next batch: epoch e of phase p visits the windows in a permutation
     /// seeded by (seed, p, e).
     func nextBatchIndices() -> (indices: [Int], epoch: Int) {
         let plan = config.phases[phaseIndex]
-        let B = min(plan.batchSize, train.windows.count)
+        let B = min(plan.batchSize, table.count)
         let perEpoch = stepsPerEpoch(batchSize: B)
         let epoch = stepInPhase / perEpoch, k = stepInPhase % perEpoch
         var rng = TrainingRNG(seed: TrainingRNG.derive(config.seed, UInt64(phaseIndex), UInt64(epoch)))
-        let order = rng.permutation(train.windows.count)
+        let order = rng.permutation(table.count)
         return (Array(order[(k * B)..<((k + 1) * B)]), epoch)
     }
 
     /// Splits `indices` into the replicas' contiguous parts (sizes differ by at most one).
     func parts(_ n: Int) -> [Range<Int>] {
-        let r = min(replicas.count, n)
+        let r = min(max(1, config.threads), n)
         return (0..<r).map { i in (i * n / r)..<((i + 1) * n / r) }
+    }
+
+    /// The batches of this rank's replicas that have a part (by local replica). Across ranks,
+    /// each sends the windows of the batch it holds and every rank receives them all.
+    func localBatches(_ indices: [Int], _ ranges: [Range<Int>]) -> [Int: (batch: SegmentBatch, target: [Float])] {
+        let mine = (0..<replicas.count).filter { firstReplica + $0 < ranges.count }
+        var out: [Int: (batch: SegmentBatch, target: [Float])] = [:]
+        if ranks.size == 1 {
+            for i in mine { out[i] = train.batch(Array(indices[ranges[i]])) }
+            return out
+        }
+        // Per held window: its place in the batch, instrument, voices, then the floats.
+        var send: [UInt8] = []
+        for (k, w) in indices.enumerated() where Int(table.owner[w]) == ranks.rank {
+            let r = train.record(Int(table.local[w]))
+            send += [UInt8](raw: [Int32(k), Int32(r.instrument), Int32(r.voices),
+                                  Int32(r.conditioning.count), Int32(r.pedal.count), Int32(r.target.count)])
+            send += [UInt8](raw: r.conditioning) + [UInt8](raw: r.pedal) + [UInt8](raw: r.target)
+        }
+        var records = [TrainingSet.Record?](repeating: nil, count: indices.count)
+        for bytes in ranks.allgather(send) {
+            var o = 0
+            while o < bytes.count {
+                let h = bytes.values(Int32.self, at: o, count: 6).map(Int.init); o += 24
+                let c = bytes.values(Float.self, at: o, count: h[3]); o += 4 * h[3]
+                let p = bytes.values(Float.self, at: o, count: h[4]); o += 4 * h[4]
+                let t = bytes.values(Float.self, at: o, count: h[5]); o += 4 * h[5]
+                records[h[0]] = TrainingSet.Record(conditioning: c, pedal: p, target: t, instrument: h[1], voices: h[2])
+            }
+        }
+        for i in mine { out[i] = TrainingSet.batch(records[ranges[firstReplica + i]].map { $0! }, frames: train.framesPerSegment()) }
+        return out
+    }
+
+    /// Every replica's losses and gradients (by parameter) for the replicas 0..<count, gathered
+    /// from all ranks; nil in a single process (they are the replicas' own).
+    func gatheredGradients(_ count: Int, _ losses: [PianoModelTraining.Losses?]) -> [(losses: PianoModelTraining.Losses, grads: [[Float]])]? {
+        guard ranks.size > 1 else { return nil }
+        var sizes: [Int] = []
+        replicas[0].network.forEachParameter { _, _, _, grad in sizes.append(grad.count) }
+        let total = sizes.reduce(0, +)
+        var send: [UInt8] = []
+        for i in replicas.indices where firstReplica + i < count {
+            let l = losses[i]!
+            send += [UInt8](raw: [l.spectral, l.reverb, l.inharmonicityL1])
+            replicas[i].network.forEachParameter { _, _, _, grad in send += [UInt8](raw: grad) }
+        }
+        var all: [(losses: PianoModelTraining.Losses, grads: [[Float]])] = []
+        for bytes in ranks.allgather(send) {
+            var o = 0
+            while o < bytes.count {
+                let l = bytes.values(Double.self, at: o, count: 3); o += 24
+                let flat = bytes.values(Float.self, at: o, count: total); o += 4 * total
+                var grads: [[Float]] = [], at = 0
+                for n in sizes { grads.append(Array(flat[at..<(at + n)])); at += n }
+                all.append((PianoModelTraining.Losses(spectral: l[0], reverb: l[1], inharmonicityL1: l[2]), grads))
+            }
+        }
+        precondition(all.count == count, "gathered \(all.count) replicas' gradients instead of \(count)")
+        return all
     }
 
     /// One optimiser step. Throws `TrainingDiverged` (and leaves the parameters untouched) when
@@ -127,19 +216,27 @@ public final class Trainer: @unchecked Sendable {
         let (indices, epoch) = nextBatchIndices()
         let globalStep = completedSteps
         let ranges = parts(indices.count)
+        let batches = localBatches(indices, ranges)
+        let mine = batches.keys.sorted()
         // @unchecked Sendable: each worker writes only its own slots; read after all workers joined.
         final class Box: @unchecked Sendable { var losses: [PianoModelTraining.Losses?]; init(_ n: Int) { losses = Array(repeating: nil, count: n) } }
-        let box = Box(ranges.count)
-        DispatchQueue.concurrentPerform(iterations: ranges.count) { i in
-            let (batch, target) = train.batch(Array(indices[ranges[i]]))
+        let box = Box(replicas.count)
+        DispatchQueue.concurrentPerform(iterations: mine.count) { k in
+            let i = mine[k]
+            let (batch, target) = batches[i]!
             let model = replicas[i]
             model.network.zeroGrad()
-            box.losses[i] = model.step(batch, target: target, noiseSeed: TrainingRNG.derive(config.seed, UInt64(globalStep), UInt64(i))).losses
+            box.losses[i] = model.step(batch, target: target,
+                                       noiseSeed: TrainingRNG.derive(config.seed, UInt64(globalStep), UInt64(firstReplica + i))).losses
         }
+        // Replica r's losses and gradients: its own in a single process, else gathered.
+        let gathered = gatheredGradients(ranges.count, box.losses)
+        func replicaLosses(_ r: Int) -> PianoModelTraining.Losses { gathered?[r].losses ?? box.losses[r]! }
         // Each replica's losses are means over its part: weight them by the part's share.
         let B = Float(indices.count)
         var grads: [[[Float]]] = []
         for i in 1..<ranges.count {
+            if let g = gathered { grads.append(g[i].grads); continue }
             var g: [[Float]] = []
             replicas[i].network.forEachParameter { _, _, _, grad in g.append(grad) }
             grads.append(g)
@@ -147,6 +244,7 @@ public final class Trainer: @unchecked Sendable {
         let share0 = Float(ranges[0].count) / B
         var t = 0
         replicas[0].network.forEachParameter { _, _, _, grad in
+            if let g = gathered { grad = g[0].grads[t] }
             for j in grad.indices { grad[j] *= share0 }
             for i in 1..<ranges.count {
                 let s = Float(ranges[i].count) / B
@@ -155,11 +253,11 @@ public final class Trainer: @unchecked Sendable {
             }
             t += 1
         }
-        var losses = PianoModelTraining.Losses(spectral: 0, reverb: 0, inharmonicityL1: box.losses[0]!.inharmonicityL1)
+        var losses = PianoModelTraining.Losses(spectral: 0, reverb: 0, inharmonicityL1: replicaLosses(0).inharmonicityL1)
         for (i, r) in ranges.enumerated() {
             let s = Double(r.count) / Double(indices.count)
-            losses.spectral += s * box.losses[i]!.spectral
-            losses.reverb += s * box.losses[i]!.reverb
+            losses.spectral += s * replicaLosses(i).spectral
+            losses.reverb += s * replicaLosses(i).reverb
         }
         guard losses.total.isFinite else { throw TrainingDiverged(step: globalStep + 1, what: "the loss") }
         let phase = plan.phase

@@ -32,6 +32,8 @@ public enum TrainingBenchmark {
         public var segments: Int
         public var seconds: Double
         public var meanPolyphony: Double
+        /// Trained values of the model (what ranks exchange as gradients each step).
+        public var parameters: Int
         public var segmentsPerSecond: Double { Double(segments) / seconds }
     }
 
@@ -50,8 +52,45 @@ public enum TrainingBenchmark {
             segments += try trainer.step().segments; steps += 1
         }
         let poly = set.performances[0].polyphony.map { Double(min($0, 16)) }
+        var parameters = 0
+        trainer.replicas[0].network.forEachParameter { _, _, value, _ in parameters += value.count }
         return Result(threads: threads, steps: steps, segments: segments, seconds: Date().timeIntervalSince(start),
-                      meanPolyphony: poly.reduce(0, +) / Double(poly.count))
+                      meanPolyphony: poly.reduce(0, +) / Double(poly.count), parameters: parameters)
+    }
+
+    /// Upstream's schedule (`TrainingPhase.upstream`: 20 epochs at batches 6, 3, 6) on `machines`
+    /// machines of `threads` replicas each, from one replica's measured rate on such a machine
+    /// (`segmentsPerSecond` with all its threads busy, divided by them). A step lasts as long
+    /// as the largest part of its batch (a replica computes ⌈batch / replicas⌉ segments, so
+    /// replicas beyond the batch size wait), plus the exchange between machines: every rank
+    /// receives every replica's gradient (`parameters` floats) and the batch's windows, over
+    /// `networkBytesPerSecond`. `growBatch`: batches of at least one segment per replica (a
+    /// different optimisation: upstream's learning rates were tuned for its batches).
+    public struct ClusterProjection: Sendable {
+        public var machines: Int
+        public var replicas: Int
+        public var batches: [Int]
+        public var hoursPerEpoch: Double   // phase 1's batch
+        public var totalHours: Double      // the 20 epochs
+    }
+
+    public static func projectCluster(machines: Int, threads: Int, replicaSegmentsPerSecond rate: Double, parameters: Int,
+                                      audioHours: Double, networkBytesPerSecond: Double, growBatch: Bool) -> ClusterProjection {
+        let replicas = machines * threads
+        let windows = audioHours * 3600 / 1.5
+        // A window as ranks send it: 3 s of 16-kHz target, 750 frames of 16 voices' (pitch,
+        // velocity) and of 4 pedals, as float32.
+        let windowBytes: Double = 4 * (48_000 + 750 * 16 * 2 + 750 * 4)
+        func epochHours(_ batch: Int) -> Double {
+            let b = growBatch ? max(batch, replicas) : batch
+            var step = Double((b + replicas - 1) / replicas) / rate
+            if machines > 1 { step += (Double(min(b, replicas)) * Double(parameters) * 4 + Double(b) * windowBytes) / networkBytesPerSecond }
+            return windows / Double(b) * step / 3600
+        }
+        let phases = TrainingPhase.upstream
+        let batches = phases.map { growBatch ? max($0.batchSize, replicas) : $0.batchSize }
+        return ClusterProjection(machines: machines, replicas: replicas, batches: batches, hoursPerEpoch: epochHours(phases[0].batchSize),
+                                 totalHours: phases.reduce(0) { $0 + Double($1.epochs) * epochHours($1.batchSize) })
     }
 
     /// Hours to train on `hours` of audio for `epochs` epochs at `segmentsPerSecond` (3-s

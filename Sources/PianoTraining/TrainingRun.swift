@@ -1,5 +1,6 @@
 import DDSPPiano
 import Foundation
+import PianoFormats
 import PianoIO
 
 /// What `ddsp-piano-train train` was asked for: the options that decide where a run starts.
@@ -21,6 +22,7 @@ public struct TrainingRunOptions: Sendable {
     public var steps: String?
     public var batchSize: String?
     public var learningRate: String?
+    /// Threads (model replicas) of this process; an MPI run has ranks × threads replicas.
     public var threads = 1
     public var seed: UInt64 = 1
     public var harmonicPrior: Float = 1
@@ -62,8 +64,17 @@ public final class TrainingRun {
     /// Seconds of training before this session (from the checkpoint when resuming).
     public let elapsedBefore: Double
     public let resumed: Bool
+    /// A resumed run's replicas before this session (from its checkpoint).
+    public private(set) var replicasBefore: Int?
     public let validateEvery: Int
     public let checkpointEvery: Int
+    /// Only rank 0 writes the run folder (checkpoints, log, pictures) and validates.
+    public var isRoot: Bool { trainer.ranks.isRoot }
+    /// Under MPI, rank 0 keeps the last step's checkpoint in memory: a launcher stopping the job
+    /// (Ctrl-C on mpirun, a failed rank) gives the ranks about a second before it kills them,
+    /// less than a step, so the checkpoint is written from memory (`saveLatest`).
+    public let latest: LatestCheckpoint?
+    public var keepsLatest: Bool { latest != nil }
 
     /// This session: its start, steps and segments, the last 20 losses, the last validation loss.
     public let started = Date()
@@ -78,18 +89,30 @@ public final class TrainingRun {
         self.elapsedBefore = elapsedBefore; self.resumed = resumed
         validateEvery = max(1, o.validateEvery); checkpointEvery = max(1, o.checkpointEvery)
         lastValidationLoss = folder.validationCurve.last?.loss
+        latest = trainer.ranks.size > 1 && trainer.ranks.isRoot ? LatestCheckpoint(url: folder.checkpointURL) : nil
     }
 
     /// Resumes (the checkpoint's data, configuration and position) or starts a run (initial
     /// weights, phase plan, initial.safetensors). `skipped` hears one line per unusable pair.
-    public static func prepare(_ o: TrainingRunOptions, skipped: (String) -> Void = { _ in }) throws -> TrainingRun {
-        let folder = try TrainingRunFolder(o.runFolder)
+    /// Under MPI (`ranks`) every rank calls it: each loads its share of the data, rank 0 reads
+    /// the checkpoint or the initial weights and sends them, and only rank 0 writes the folder.
+    /// A plain `--resume` keeps the run's replicas (an exact continuation); under MPI there are
+    /// ranks × `threads` replicas.
+    public static func prepare(_ o: TrainingRunOptions, ranks: Ranks = .solo, skipped: (String) -> Void = { _ in }) throws -> TrainingRun {
+        let root = ranks.isRoot
+        let folder = root ? try TrainingRunFolder(o.runFolder) : TrainingRunFolder(unwritten: o.runFolder)
+        let replicas = ranks.size * max(1, o.threads)
         if o.resume {
-            guard FileManager.default.fileExists(atPath: folder.checkpointURL.path) else {
-                throw TrainingDataError("\(folder.checkpointURL.path): no checkpoint to resume from")
+            var bytes: [UInt8] = []
+            if root {
+                guard FileManager.default.fileExists(atPath: folder.checkpointURL.path) else {
+                    throw TrainingDataError("\(folder.checkpointURL.path): no checkpoint to resume from")
+                }
+                do { bytes = try WeightStore.readBytes(folder.checkpointURL, limit: Int.max) }
+                catch { throw TrainingDataError("\(folder.checkpointURL.path): \(error)") }
             }
             let c: TrainingCheckpoint
-            do { c = try TrainingCheckpoint.load(folder.checkpointURL) } catch { throw TrainingDataError("\(folder.checkpointURL.path): \(error)") }
+            do { c = try TrainingCheckpoint(bytes: ranks.broadcast(bytes)) } catch { throw TrainingDataError("\(folder.checkpointURL.path): \(error)") }
             guard let json = c.state["data"], var source = try? JSONDecoder().decode(TrainingDataSource.self, from: Data(json.utf8)) else {
                 throw TrainingDataError("\(folder.checkpointURL.path): the checkpoint does not say which data it was trained on")
             }
@@ -97,14 +120,16 @@ public final class TrainingRun {
             if let d = o.data { source.data = d; source.maestro = nil }
             if let m = o.maestro { source.maestro = m; source.data = nil }
             var instruments = c.weights.instruments
-            let (t, v) = try loadSets(source, instruments: &instruments, threads: o.threads, skipped: skipped)
+            let (t, v, table) = try loadSets(source, instruments: &instruments, threads: o.threads, ranks: ranks, skipped: skipped)
             guard instruments == c.weights.instruments else {
                 throw TrainingDataError("the data now has instruments the checkpoint lacks (\(instruments.filter { !c.weights.instruments.contains($0) }.joined(separator: ", ")))")
             }
-            let trainer = try Trainer(checkpoint: c, train: t, validation: v)
-            try folder.openLog(resumingAt: trainer.completedSteps)
-            return TrainingRun(folder: folder, trainer: trainer, source: source,
-                               elapsedBefore: c.state["seconds"].flatMap(Double.init) ?? 0, resumed: true, options: o)
+            let trainer = try Trainer(checkpoint: c, train: t, validation: v, replicas: ranks.size > 1 ? replicas : nil, ranks: ranks, table: table)
+            if root { try folder.openLog(resumingAt: trainer.completedSteps) }
+            let run = TrainingRun(folder: folder, trainer: trainer, source: source,
+                                  elapsedBefore: c.state["seconds"].flatMap(Double.init) ?? 0, resumed: true, options: o)
+            run.replicasBefore = Trainer.config(of: c)?.threads
+            return run
         }
         let source = TrainingDataSource(data: o.data, maestro: o.maestro, validation: o.validation, maxSecondsPerFile: o.maxSecondsPerFile)
         var aliases: [String: String] = [:]
@@ -113,19 +138,26 @@ public final class TrainingRun {
             guard p.count == 2 else { throw TrainingOptionError("--map takes NAME=OLD, not '\(m)'") }
             aliases[String(p[0])] = String(p[1])
         }
-        let initial: PianoWeights? = try o.initialWeights.map { try WeightStore.load(URL(fileURLWithPath: $0)) }
+        // Rank 0 reads the initial weights; the other ranks start from what it sends.
+        var initial: PianoWeights? = root ? try o.initialWeights.map { try WeightStore.load(URL(fileURLWithPath: $0)) } : nil
+        if ranks.size > 1, o.initialWeights != nil {
+            let bytes = ranks.broadcast(initial?.safetensors().serialized() ?? [])
+            if !root { initial = try PianoWeights(safetensors: try Safetensors(bytes: bytes)) }
+        }
         var instruments = initial?.instruments ?? []
-        let (t, v) = try loadSets(source, instruments: &instruments, threads: o.threads, skipped: skipped)
+        let (t, v, table) = try loadSets(source, instruments: &instruments, threads: o.threads, ranks: ranks, skipped: skipped)
         let weights = try initial.map { try $0.withInstruments(instruments, aliases: aliases) }
             ?? PianoWeights.initial(instruments: instruments, seed: o.seed, harmonicPrior: o.harmonicPrior)
         var config = TrainerConfig()
-        config.seed = o.seed; config.threads = o.threads; config.validationSegments = o.validationSegments
-        config.phases = try phasePlans(o, segments: t.windows.count)
-        let trainer = try Trainer(weights: weights, config: config, train: t, validation: v)
-        try folder.openLog(resumingAt: 0)
-        // The starting point, for comparisons ("untrained" in an evaluation) and re-runs.
-        do { try WeightStore.install(weights, at: folder.url.appendingPathComponent("initial.safetensors")) }
-        catch { throw TrainingDataError("\(folder.url.path): cannot write initial.safetensors (\(error))") }
+        config.seed = o.seed; config.threads = replicas; config.validationSegments = o.validationSegments
+        config.phases = try phasePlans(o, segments: table.count)
+        let trainer = try Trainer(weights: weights, config: config, train: t, validation: v, ranks: ranks, table: table)
+        if root {
+            try folder.openLog(resumingAt: 0)
+            // The starting point, for comparisons ("untrained" in an evaluation) and re-runs.
+            do { try WeightStore.install(weights, at: folder.url.appendingPathComponent("initial.safetensors")) }
+            catch { throw TrainingDataError("\(folder.url.path): cannot write initial.safetensors (\(error))") }
+        }
         return TrainingRun(folder: folder, trainer: trainer, source: source, elapsedBefore: 0, resumed: false, options: o)
     }
 
@@ -161,55 +193,70 @@ public final class TrainingRun {
         return values
     }
 
-    /// Loads the sets, reports skipped pairs and refuses data with no usable segment.
-    static func loadSets(_ source: TrainingDataSource, instruments: inout [String], threads: Int,
-                         skipped: (String) -> Void) throws -> (TrainingSet, TrainingSet?) {
-        let (t, v) = try loadSetsQuietly(source, instruments: &instruments, threads: threads)
+    /// Loads the sets (this rank's share of the training pieces; the validation set on rank 0
+    /// only), reports skipped pairs and refuses data with no usable segment.
+    static func loadSets(_ source: TrainingDataSource, instruments: inout [String], threads: Int, ranks: Ranks = .solo,
+                         skipped: (String) -> Void) throws -> (TrainingSet, TrainingSet?, WindowTable) {
+        let (t, v) = try loadSetsQuietly(source, instruments: &instruments, threads: threads, ranks: ranks)
         for s in t.skipped + (v?.skipped ?? []) { skipped("\(s.path): \(s.reason); skipped") }
-        guard !t.windows.isEmpty else {
-            throw TrainingDataError("\(source.data ?? source.maestro ?? "data"): no usable 3-second segment (\(t.performances.count) usable pieces, \(t.skipped.count) files skipped)")
+        let table = WindowTable.gather(t, ranks: ranks)
+        guard table.count > 0 else {
+            throw TrainingDataError("\(source.data ?? source.maestro ?? "data"): no usable 3-second segment (\(table.pieces) usable pieces, \(table.skipped) files skipped)")
         }
-        return (t, v)
+        return (t, v, table)
     }
 
     /// --maestro: its CSV's splits; --data: DIR/train and DIR/validation when so laid out, a
-    /// --validation folder, or every twelfth piece of DIR.
-    static func loadSetsQuietly(_ source: TrainingDataSource, instruments: inout [String], threads: Int) throws -> (TrainingSet, TrainingSet?) {
-        let progress = TerminalProgress(label: "loading data")
+    /// --validation folder, or every twelfth pair of DIR. Rank r of N loads the training pairs
+    /// r, r + N, r + 2N… (every rank lists the same pairs: checked).
+    static func loadSetsQuietly(_ source: TrainingDataSource, instruments: inout [String], threads: Int,
+                                ranks: Ranks = .solo) throws -> (TrainingSet, TrainingSet?) {
+        let progress = TerminalProgress(label: "loading data", enabled: ranks.isRoot && TerminalProgress.stderrIsTerminal)
         defer { progress.finish() }
+        var trainJobs: [TrainingSet.Job], validationJobs: [TrainingSet.Job]?
+        var trainSkipped: [TrainingPairs.Skipped] = [], validationSkipped: [TrainingPairs.Skipped] = []
         if let m = source.maestro {
             let root = URL(fileURLWithPath: m)
-            let t = try TrainingSet.loadMaestro(root: root, split: "train", instruments: &instruments, threads: threads,
-                                                maxSecondsPerFile: source.maxSecondsPerFile) { progress.update(0.9 * $0) }
-            let v = try TrainingSet.loadMaestro(root: root, split: "validation", instruments: &instruments, threads: threads,
-                                                maxSecondsPerFile: source.maxSecondsPerFile)
-            return (t, v)
-        }
-        guard let data = source.data else { throw TrainingDataError("no data: give --data DIR or --maestro DIR") }
-        var trainURL = URL(fileURLWithPath: data)
-        var validationURL = source.validation.map { URL(fileURLWithPath: $0) }
-        let fm = FileManager.default
-        if fm.fileExists(atPath: trainURL.appendingPathComponent("train").path) {
-            if validationURL == nil, fm.fileExists(atPath: trainURL.appendingPathComponent("validation").path) {
-                validationURL = trainURL.appendingPathComponent("validation")
+            trainJobs = try TrainingSet.maestroJobs(root: root, split: "train", instruments: &instruments)
+            validationJobs = try TrainingSet.maestroJobs(root: root, split: "validation", instruments: &instruments)
+        } else {
+            guard let data = source.data else { throw TrainingDataError("no data: give --data DIR or --maestro DIR") }
+            var trainURL = URL(fileURLWithPath: data)
+            var validationURL = source.validation.map { URL(fileURLWithPath: $0) }
+            let fm = FileManager.default
+            if fm.fileExists(atPath: trainURL.appendingPathComponent("train").path) {
+                if validationURL == nil, fm.fileExists(atPath: trainURL.appendingPathComponent("validation").path) {
+                    validationURL = trainURL.appendingPathComponent("validation")
+                }
+                trainURL = trainURL.appendingPathComponent("train")
             }
-            trainURL = trainURL.appendingPathComponent("train")
+            (trainJobs, trainSkipped) = try TrainingSet.jobs(folder: trainURL, instruments: &instruments)
+            if let v = validationURL {
+                let (j, s) = try TrainingSet.jobs(folder: v, instruments: &instruments)
+                validationJobs = j; validationSkipped = s
+            } else if trainJobs.count >= 4 {
+                // No validation folder: every twelfth pair (a fixed choice).
+                validationJobs = trainJobs.enumerated().filter { $0.offset % 12 == 11 }.map(\.element)
+                trainJobs = trainJobs.enumerated().filter { $0.offset % 12 != 11 }.map(\.element)
+            }
         }
-        var t = try TrainingSet.load(folder: trainURL, instruments: &instruments, threads: threads,
-                                     maxSecondsPerFile: source.maxSecondsPerFile) { progress.update(0.9 * $0) }
-        if let v = validationURL {
-            return (t, try TrainingSet.load(folder: v, instruments: &instruments, threads: threads, maxSecondsPerFile: source.maxSecondsPerFile))
+        if ranks.size > 1 {
+            // The ranks must agree on the pairs and instruments (the same data on every machine).
+            let listing = (trainJobs + (validationJobs ?? [])).map { "\($0.name)\t\($0.instrument)" }.joined(separator: "\n")
+                + "\n" + instruments.joined(separator: ",")
+            let mine = SHA256.hash(Array(listing.utf8))
+            for (r, other) in ranks.allgather(mine).enumerated() where other != mine {
+                throw TrainingDataError("\(source.data ?? source.maestro ?? "data"): rank \(r) lists other pairs or instruments than rank \(ranks.rank) (give every machine the same data at the same path)")
+            }
         }
-        // No validation folder: every twelfth piece of each instrument (a fixed choice).
-        guard t.performances.count >= 4 else { return (t, nil) }
-        var train = TrainingSet(instruments: t.instruments), val = TrainingSet(instruments: t.instruments)
-        for i in t.performances.indices {
-            if i % 12 == 11 { val.add(t.performances[i], instrument: t.performanceInstrument[i], name: t.performanceNames[i]) }
-            else { train.add(t.performances[i], instrument: t.performanceInstrument[i], name: t.performanceNames[i]) }
-        }
-        train.skipped = t.skipped
-        t = train
-        return (t, val)
+        let share = trainJobs.indices.filter { $0 % ranks.size == ranks.rank }
+        let t = TrainingSet.load(jobs: share.map { trainJobs[$0] }, keys: share, instruments: instruments,
+                                 skipped: ranks.isRoot ? trainSkipped : [], threads: threads,
+                                 maxSecondsPerFile: source.maxSecondsPerFile) { progress.update(0.9 * $0) }
+        guard ranks.isRoot, let vj = validationJobs else { return (t, nil) }
+        let v = TrainingSet.load(jobs: vj, instruments: instruments, skipped: validationSkipped, threads: threads,
+                                 maxSecondsPerFile: source.maxSecondsPerFile, progress: nil)
+        return (t, v)
     }
 
     /// One optimiser step, its record in the log, then a validation every `validateEvery` steps
@@ -229,14 +276,24 @@ public final class TrainingRun {
         folder.append(["step": r.globalStep, "phase": r.phase, "epoch": r.epoch, "loss": r.losses.total, "spectral_loss": r.losses.spectral,
                        "reverb_loss": r.losses.reverb, "inharmonicity_l1": r.losses.inharmonicityL1, "gradient_norm": r.gradientNorm,
                        "learning_rate": r.learningRate, "seconds": dt, "segments": r.segments, "time": Date().timeIntervalSince1970])
-        if r.globalStep % validateEvery == 0 || trainer.isFinished { try validateAndDraw(step: r.globalStep) }
+        if isRoot, r.globalStep % validateEvery == 0 || trainer.isFinished { try validateAndDraw(step: r.globalStep) }
+        if keepsLatest { keepLatest() }
         if r.globalStep % checkpointEvery == 0 || trainer.isFinished { try save() }
         return r
+    }
+
+    /// Rank 0 of an MPI run: the checkpoint after this step, in memory.
+    private func keepLatest() {
+        let state = checkpointState(seconds: elapsedBefore + Date().timeIntervalSince(started),
+                                    lastLoss: recentLosses.last, lastValidationLoss: lastValidationLoss)
+        guard let bytes = try? trainer.checkpoint(state: state).serialized() else { return }
+        latest?.keep(bytes, step: trainer.completedSteps)
     }
 
     /// Validation loss (logged), loss plot and a validation spectrogram; the plot only when
     /// there is no validation set.
     public func validateAndDraw(step: Int) throws {
+        guard isRoot else { return }
         guard let v = trainer.validationLoss() else { try folder.writeLossPlot(); return }
         lastValidationLoss = v
         folder.append(["step": step, "validation_loss": v, "time": Date().timeIntervalSince1970])
@@ -246,8 +303,10 @@ public final class TrainingRun {
         }
     }
 
-    /// Writes the checkpoint (then renames it: a failure leaves the previous one).
+    /// Writes the checkpoint (then renames it: a failure leaves the previous one); rank 0 only.
     public func save() throws {
+        guard isRoot else { return }
+        if let l = latest, try l.save(step: trainer.completedSteps) { return }
         let state = checkpointState(seconds: elapsedBefore + Date().timeIntervalSince(started),
                                     lastLoss: recentLosses.last, lastValidationLoss: lastValidationLoss)
         do { try trainer.checkpoint(state: state).save(to: folder.checkpointURL) }
@@ -261,5 +320,41 @@ public final class TrainingRun {
         if let l = lastLoss { state["last_loss"] = String(l) }
         if let v = lastValidationLoss { state["last_validation_loss"] = String(v) }
         return state
+    }
+}
+
+/// Rank 0 of an MPI run keeps the checkpoint of the last finished step in memory, so that it can
+/// be written from another thread at once when the launcher stops the job (`TrainCommand`).
+// @unchecked Sendable: every field is under `lock`.
+public final class LatestCheckpoint: @unchecked Sendable {
+    public let url: URL
+    private let lock = NSLock()
+    private var bytes: [UInt8]?
+    private var step = 0
+    private var saved = false
+
+    init(url: URL) { self.url = url }
+
+    func keep(_ bytes: [UInt8], step: Int) {
+        lock.lock(); defer { lock.unlock() }
+        self.bytes = bytes; self.step = step; saved = false
+    }
+
+    /// Writes the kept checkpoint if it is of `step`; false when it is not.
+    func save(step wanted: Int) throws -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard let b = bytes, step == wanted else { return false }
+        do { try WeightStore.writeAtomically(b, to: url) }
+        catch { throw TrainingDataError("\(url.path): cannot save the checkpoint (\(error)); the previous one is intact") }
+        saved = true
+        return true
+    }
+
+    /// Writes the kept checkpoint unless already written; the step it holds, or nil.
+    public func saveNow() -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard let b = bytes, !saved, (try? WeightStore.writeAtomically(b, to: url)) != nil else { return nil }
+        saved = true
+        return step
     }
 }

@@ -16,6 +16,9 @@ public final class TrainingRunFolder: @unchecked Sendable {
     public private(set) var validationCurve: [(step: Int, loss: Double)] = []
     private var log: FileHandle?
 
+    /// The folder as other ranks than 0 know it: they never write it.
+    public init(unwritten url: URL) { self.url = url }
+
     public init(_ url: URL) throws {
         self.url = url
         do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }

@@ -17,6 +17,9 @@ public struct TrainingSet: Sendable {
     public var performances: [Performance] = []
     public var performanceInstrument: [Int] = []
     public var performanceNames: [String] = []
+    /// Per performance, its place in the list of pairs it was loaded from (`Job`): a rank's
+    /// share of a data-parallel run knows where its pieces stand among everyone's.
+    public var performanceKeys: [Int] = []
     public var windows: [Window] = []
     public var skipped: [TrainingPairs.Skipped] = []
     public var droppedForPolyphony = 0
@@ -31,9 +34,11 @@ public struct TrainingSet: Sendable {
 
     /// Adds a loaded performance and its windows (upstream's split rule: windows every
     /// seconds·(1 − overlap) that fit entirely, minus those holding more than 16 notes at once).
-    public mutating func add(_ p: Performance, instrument: Int, name: String, sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate, frameRate: Int = UpstreamDefaults.frameRate) {
+    public mutating func add(_ p: Performance, instrument: Int, name: String, key: Int? = nil,
+                             sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate, frameRate: Int = UpstreamDefaults.frameRate) {
         let index = performances.count
         performances.append(p); performanceInstrument.append(instrument); performanceNames.append(name)
+        performanceKeys.append(key ?? index)
         let n = Int(segmentSeconds * Double(sampleRate)), f = Int(segmentSeconds * Double(frameRate))
         let hopN = Int(Double(n) * (1 - overlap)), hopF = Int(Double(f) * (1 - overlap))
         func count(_ length: Int, _ size: Int, _ hop: Int) -> Int { length < size ? 0 : (length - size) / hop + 1 }
@@ -48,21 +53,40 @@ public struct TrainingSet: Sendable {
     public func samplesPerSegment(sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate) -> Int { Int(segmentSeconds * Double(sampleRate)) }
     public func framesPerSegment(frameRate: Int = UpstreamDefaults.frameRate) -> Int { Int(segmentSeconds * Double(frameRate)) }
 
+    /// One window's model inputs and target, as a batch holds them (what ranks send each other).
+    public struct Record: Sendable, Equatable {
+        public var conditioning: [Float]   // [frames, voices, 2]
+        public var pedal: [Float]          // [frames, 4]
+        public var target: [Float]         // [samples]
+        public var instrument: Int
+        public var voices: Int
+    }
+
+    public func record(_ i: Int) -> Record {
+        let n = samplesPerSegment(), f = framesPerSegment()
+        let w = windows[i], p = performances[w.performance], V = p.conditioning.voices
+        return Record(conditioning: Array(p.conditioning.conditioning[(w.frameStart * V * 2)..<((w.frameStart + f) * V * 2)]),
+                      pedal: Array(p.conditioning.pedal[(w.frameStart * 4)..<((w.frameStart + f) * 4)]),
+                      target: Array(p.audio[w.audioStart..<(w.audioStart + n)]),
+                      instrument: performanceInstrument[w.performance], voices: V)
+    }
+
     /// Windows `indices` as a model batch and its target audio [batch, samples].
     public func batch(_ indices: [Int]) -> (batch: SegmentBatch, target: [Float]) {
-        let n = samplesPerSegment(), f = framesPerSegment()
-        let V = performances[windows[indices[0]].performance].conditioning.voices
+        Self.batch(indices.map(record), frames: framesPerSegment())
+    }
+
+    /// Records as a model batch and its target audio [batch, samples].
+    public static func batch(_ records: [Record], frames f: Int) -> (batch: SegmentBatch, target: [Float]) {
+        let V = records[0].voices
         var conditioning = [Float](), pedal = [Float](), target = [Float](), instruments = [Int]()
-        conditioning.reserveCapacity(indices.count * f * V * 2); pedal.reserveCapacity(indices.count * f * 4)
-        target.reserveCapacity(indices.count * n)
-        for i in indices {
-            let w = windows[i], p = performances[w.performance]
-            conditioning += p.conditioning.conditioning[(w.frameStart * V * 2)..<((w.frameStart + f) * V * 2)]
-            pedal += p.conditioning.pedal[(w.frameStart * 4)..<((w.frameStart + f) * 4)]
-            target += p.audio[w.audioStart..<(w.audioStart + n)]
-            instruments.append(performanceInstrument[w.performance])
+        conditioning.reserveCapacity(records.count * f * V * 2); pedal.reserveCapacity(records.count * f * 4)
+        target.reserveCapacity(records.count * (records[0].target.count))
+        for r in records {
+            conditioning += r.conditioning; pedal += r.pedal; target += r.target
+            instruments.append(r.instrument)
         }
-        return (SegmentBatch(batch: indices.count, frames: f, voices: V, conditioning: conditioning, pedal: pedal, instruments: instruments), target)
+        return (SegmentBatch(batch: records.count, frames: f, voices: V, conditioning: conditioning, pedal: pedal, instruments: instruments), target)
     }
 
     // MARK: - Loading
@@ -85,13 +109,13 @@ public struct TrainingSet: Sendable {
         return subfolders.map { ($0, folder.appendingPathComponent($0)) }
     }
 
-    /// Loads every pair under the instrument folders of `folder`; instruments not in
+    /// A pair to load: its files, its instrument's index, its name (instrument/stem).
+    public typealias Job = (pair: TrainingPairs.Pair, instrument: Int, name: String)
+
+    /// Every pair under the instrument folders of `folder`, in a fixed order; instruments not in
     /// `instruments` are appended to it. Unusable pairs are listed in `skipped` with the reason.
-    /// Files are decoded on `threads` threads; the set's order does not depend on it.
-    public static func load(folder: URL, instruments: inout [String], threads: Int = 2, maxSecondsPerFile: Double? = nil,
-                            segmentSeconds: Double = 3, overlap: Double = 0.5,
-                            progress: ((Double) -> Void)? = nil) throws -> TrainingSet {
-        var jobs: [(pair: TrainingPairs.Pair, instrument: Int, name: String)] = []
+    public static func jobs(folder: URL, instruments: inout [String]) throws -> (jobs: [Job], skipped: [TrainingPairs.Skipped]) {
+        var jobs: [Job] = []
         var skipped: [TrainingPairs.Skipped] = []
         for (name, url) in try instrumentFolders(folder) {
             let (pairs, s) = try TrainingPairs.scan(folder: url)
@@ -101,33 +125,50 @@ public struct TrainingSet: Sendable {
             let index = instruments.firstIndex(of: name)!
             for p in pairs { jobs.append((p, index, name + "/" + (p.stem as NSString).lastPathComponent)) }
         }
+        return (jobs, skipped)
+    }
+
+    /// Loads every pair under the instrument folders of `folder` (`jobs(folder:)`).
+    /// Files are decoded on `threads` threads; the set's order does not depend on it.
+    public static func load(folder: URL, instruments: inout [String], threads: Int = 2, maxSecondsPerFile: Double? = nil,
+                            segmentSeconds: Double = 3, overlap: Double = 0.5,
+                            progress: ((Double) -> Void)? = nil) throws -> TrainingSet {
+        let (jobs, skipped) = try jobs(folder: folder, instruments: &instruments)
         return load(jobs: jobs, instruments: instruments, skipped: skipped, threads: threads, maxSecondsPerFile: maxSecondsPerFile,
                     segmentSeconds: segmentSeconds, overlap: overlap, progress: progress)
     }
 
-    /// MAESTRO v3: `maestro-v3.0.0.csv` in `root`, the rows of `split`, instrument = the year
+    /// MAESTRO v3's pairs of `split` (`maestro-v3.0.0.csv` in `root`), instrument = the year
     /// (upstream's order: sorted distinct years of the training rows).
-    public static func loadMaestro(root: URL, split: String, instruments: inout [String], threads: Int = 2, maxSecondsPerFile: Double? = nil,
-                                   progress: ((Double) -> Void)? = nil) throws -> TrainingSet {
+    public static func maestroJobs(root: URL, split: String, instruments: inout [String]) throws -> [Job] {
         let csvURL = root.appendingPathComponent("maestro-v3.0.0.csv")
         guard let text = try? String(contentsOf: csvURL, encoding: .utf8) else { throw TrainingDataError("\(csvURL.path): cannot read the MAESTRO CSV") }
         let entries: [MaestroEntry]
         do { entries = try MaestroCSV.parse(text) } catch { throw TrainingDataError("\(csvURL.path): \(error)") }
         if instruments.isEmpty { instruments = MaestroCSV.instrumentYears(entries.filter { $0.split == "train" }) }
-        var jobs: [(pair: TrainingPairs.Pair, instrument: Int, name: String)] = []
+        var jobs: [Job] = []
         for e in entries where e.split == split {
             if !instruments.contains(e.year) { instruments.append(e.year) }
             let pair = TrainingPairs.Pair(stem: e.midiFilename, audio: root.appendingPathComponent(e.audioFilename).path,
                                           midi: root.appendingPathComponent(e.midiFilename).path)
             jobs.append((pair, instruments.firstIndex(of: e.year)!, e.year + "/" + e.midiFilename))
         }
+        return jobs
+    }
+
+    /// MAESTRO v3: the rows of `split` (`maestroJobs`), loaded.
+    public static func loadMaestro(root: URL, split: String, instruments: inout [String], threads: Int = 2, maxSecondsPerFile: Double? = nil,
+                                   progress: ((Double) -> Void)? = nil) throws -> TrainingSet {
+        let jobs = try maestroJobs(root: root, split: split, instruments: &instruments)
         return load(jobs: jobs, instruments: instruments, skipped: [], threads: threads, maxSecondsPerFile: maxSecondsPerFile,
                     segmentSeconds: 3, overlap: 0.5, progress: progress)
     }
 
-    static func load(jobs: [(pair: TrainingPairs.Pair, instrument: Int, name: String)], instruments: [String],
-                     skipped: [TrainingPairs.Skipped], threads: Int, maxSecondsPerFile: Double?,
-                     segmentSeconds: Double, overlap: Double, progress: ((Double) -> Void)?) -> TrainingSet {
+    /// Loads `jobs` on `threads` threads; `keys` (default: the jobs' positions) are the
+    /// performances' `performanceKeys`. A pair that fails is listed in `skipped`.
+    public static func load(jobs: [Job], keys: [Int]? = nil, instruments: [String],
+                            skipped: [TrainingPairs.Skipped], threads: Int, maxSecondsPerFile: Double?,
+                            segmentSeconds: Double = 3, overlap: Double = 0.5, progress: ((Double) -> Void)?) -> TrainingSet {
         // @unchecked Sendable: shared fields are under `lock` (the next job, the slots); read after all workers joined.
         final class Results: @unchecked Sendable {
             var items: [Result<Performance, Error>?]
@@ -156,7 +197,7 @@ public struct TrainingSet: Sendable {
         set.skipped = skipped
         for (i, job) in jobs.enumerated() {
             switch results.items[i]! {
-            case .success(let p): set.add(p, instrument: job.instrument, name: job.name)
+            case .success(let p): set.add(p, instrument: job.instrument, name: job.name, key: keys?[i] ?? i)
             case .failure(let e):
                 // The loader's messages start with the file they are about.
                 let d = "\(e)"

@@ -10,7 +10,9 @@ struct BenchCommand: ParsableCommand {
         Runs phase-1 steps (forward, backward, Adam) of the full model on a generated, pedalled \
         piano texture (6-12 notes sounding, like MAESTRO) with 1 thread and with --threads, and \
         projects upstream's schedule (20 epochs of about 200 hours of MAESTRO audio, 3-s \
-        segments every 1.5 s) onto this machine. Build with -c release.
+        segments every 1.5 s) onto this machine, and onto clusters of such machines (MPI ranks, \
+        `mpirun -np N`): with upstream's batch sizes (6, 3, 6: more than 6 replicas wait) and \
+        with batches grown to one segment per replica. Build with -c release.
         """
     )
 
@@ -26,6 +28,12 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("maestro-hours"), help: ArgumentHelp("Hours of audio to project onto.", valueName: "h"))
     var maestroHours: Double = 200
 
+    @Option(name: .customLong("network-gbits"), help: ArgumentHelp("Network between machines, in Gbit/s, for the cluster projection.", valueName: "g"))
+    var networkGbits: Double = 10
+
+    @Option(help: ArgumentHelp("Machine counts of the cluster projection.", valueName: "list"))
+    var machines: String = "1,2,4,8,16"
+
     func run() throws {
         var results: [TrainingBenchmark.Result] = []
         for t in Array(Set([1, threads])).sorted() {
@@ -39,5 +47,23 @@ struct BenchCommand: ParsableCommand {
         let full = TrainingBenchmark.projectedHours(audioHours: maestroHours, epochs: 20, segmentsPerSecond: best.segmentsPerSecond)
         print(String(format: "MAESTRO (%.0f h of audio = %.0f segments per epoch) with %d thread(s): %.0f h per epoch, %.0f h (%.0f days) for upstream's 20 epochs",
                      maestroHours, maestroHours * 2400, best.threads, epoch, full, full / 24))
+
+        // Clusters of this machine: one replica's rate with every thread busy.
+        let counts = machines.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 >= 1 }
+        let rate = best.segmentsPerSecond / Double(best.threads)
+        print(String(format: "mpirun across machines like this one (one rank of %d thread(s) each; %d parameters exchanged per replica and step; %.0f Gbit/s network):",
+                     best.threads, best.parameters, networkGbits))
+        func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+        print("  machines  replicas | upstream batches 6,3,6: h/epoch  20 epochs | batches >= replicas: batches  h/epoch  20 epochs")
+        for m in counts {
+            let a = TrainingBenchmark.projectCluster(machines: m, threads: best.threads, replicaSegmentsPerSecond: rate, parameters: best.parameters,
+                                                     audioHours: maestroHours, networkBytesPerSecond: networkGbits * 1e9 / 8, growBatch: false)
+            let b = TrainingBenchmark.projectCluster(machines: m, threads: best.threads, replicaSegmentsPerSecond: rate, parameters: best.parameters,
+                                                     audioHours: maestroHours, networkBytesPerSecond: networkGbits * 1e9 / 8, growBatch: true)
+            print("  " + pad(String(m), 8) + "  " + pad(String(a.replicas), 8) + " | "
+                  + pad(String(format: "%.1f", a.hoursPerEpoch), 31) + pad(String(format: "%.1f days", a.totalHours / 24), 11) + " | "
+                  + pad(b.batches.map(String.init).joined(separator: ","), 28) + pad(String(format: "%.1f", b.hoursPerEpoch), 9)
+                  + pad(String(format: "%.1f days", b.totalHours / 24), 11))
+        }
     }
 }

@@ -24,6 +24,13 @@ struct TrainCommand: ParsableCommand {
         norm 3, lr × 0.98 every 10 000 steps), multi-scale spectral loss + reverb and \
         inharmonicity regularisers.
 
+        Across processes and machines: `mpirun -np N ddsp-piano-train train …` (Open MPI; or \
+        Slurm's srun) runs N data-parallel ranks of --threads replicas each. Each rank loads \
+        its share of the pieces (every machine needs the data at the same path), the gradients \
+        are summed in a fixed order (a seed gives the same run for the same number of replicas, \
+        however spread), and rank 0 writes the run folder. Ctrl-C on mpirun, --max-minutes or a \
+        failed rank stop every rank with a checkpoint; --resume works with another N.
+
         The run folder gets checkpoint.safetensors (every --checkpoint-every steps, on Ctrl-C, \
         at the end; written then renamed), initial.safetensors (the weights it started from), \
         log.jsonl, loss.png, spectrogram.png. --resume \
@@ -68,8 +75,8 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("learning-rate"), help: ArgumentHelp("Initial learning rate per phase (upstream: 1e-3,1e-5,1e-3).", valueName: "list"))
     var learningRate: String?
 
-    @Option(help: ArgumentHelp("Threads (model replicas working on parts of each batch).", valueName: "n"))
-    var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @Option(help: ArgumentHelp("Threads (model replicas working on parts of each batch) of this process (default: the usable cores; under MPI, shared among the machine's ranks).", valueName: "n"))
+    var threads: Int?
 
     @Option(help: ArgumentHelp("Seed of the initialisation, data order and noise.", valueName: "n"))
     var seed: UInt64 = 1
@@ -98,7 +105,7 @@ struct TrainCommand: ParsableCommand {
         } else {
             guard data == nil || maestro == nil else { throw ValidationError("give at most one of --data DIR or --maestro DIR") }
         }
-        guard threads >= 1, threads <= 64 else { throw ValidationError("--threads must be between 1 and 64") }
+        if let t = threads { guard t >= 1, t <= 64 else { throw ValidationError("--threads must be between 1 and 64") } }
         guard validateEvery >= 1, checkpointEvery >= 1 else { throw ValidationError("--validate-every and --checkpoint-every must be at least 1") }
         if let m = maxMinutes { guard m > 0 else { throw ValidationError("--max-minutes must be positive") } }
         guard harmonicPrior >= 0, harmonicPrior <= 10 else { throw ValidationError("--harmonic-prior must be between 0 and 10") }
@@ -106,20 +113,40 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        do { try train() } catch let e as TrainingOptionError {
+        // Started by mpirun or srun: join the job first; a rank's error stops every rank.
+        let ranks: Ranks
+        if Ranks.launchedByMPI() {
+            do { ranks = try Ranks.start() } catch {
+                FileHandle.standardError.write(Data("ddsp-piano-train: \(error)\n".utf8)); throw ExitCode(1)
+            }
+        } else { ranks = .solo }
+        func fail(_ message: String, _ status: Int32) -> ExitCode {
+            let who = ranks.size > 1 ? "ddsp-piano-train (rank \(ranks.rank) of \(ranks.size))" : "ddsp-piano-train"
+            FileHandle.standardError.write(Data("\(who): \(message)\n".utf8))
+            if ranks.size > 1 { ranks.abort(status) }
+            return ExitCode(status)
+        }
+        do { try train(ranks) } catch let e as TrainingOptionError {
+            if ranks.size > 1 { throw fail(e.description, 64) }
             throw ValidationError(e.description)
         } catch let e as TrainingDataError {
-            FileHandle.standardError.write(Data("ddsp-piano-train: \(e.description)\n".utf8)); throw ExitCode(1)
+            throw fail(e.description, 1)
         } catch let e as TrainingDiverged {
-            FileHandle.standardError.write(Data("ddsp-piano-train: \(e.description)\n".utf8)); throw ExitCode(3)
+            throw fail(e.description, 3)
         } catch let e as WeightStoreError {
-            FileHandle.standardError.write(Data("ddsp-piano-train: \(e)\n".utf8)); throw ExitCode(1)
+            throw fail("\(e)", 1)
         } catch let e as WeightsError {
-            FileHandle.standardError.write(Data("ddsp-piano-train: \(e)\n".utf8)); throw ExitCode(1)
+            throw fail("\(e)", 1)
         }
+        ranks.finish()
     }
 
-    func train() throws {
+    /// Threads of this process: --threads, or the usable cores shared among this machine's ranks.
+    func threadsPerRank() -> Int {
+        threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / Ranks.localSize())
+    }
+
+    func train(_ ranks: Ranks) throws {
         var options = TrainingRunOptions(runFolder: URL(fileURLWithPath: runFolder))
         options.resume = resume
         options.data = data; options.maestro = maestro; options.validation = validation
@@ -127,27 +154,35 @@ struct TrainCommand: ParsableCommand {
         options.initialWeights = `init`; options.maps = maps
         options.phases = phases; options.epochs = epochs; options.steps = steps
         options.batchSize = batchSize; options.learningRate = learningRate
-        options.threads = threads; options.seed = seed; options.harmonicPrior = harmonicPrior
+        options.threads = threadsPerRank(); options.seed = seed; options.harmonicPrior = harmonicPrior
         options.validationSegments = validationSegments
         options.validateEvery = validateEvery; options.checkpointEvery = checkpointEvery
-        let run = try TrainingRun.prepare(options) { FileHandle.standardError.write(Data("ddsp-piano-train: \($0)\n".utf8)) }
+        let run = try TrainingRun.prepare(options, ranks: ranks) { FileHandle.standardError.write(Data("ddsp-piano-train: \($0)\n".utf8)) }
         let folder = run.folder, trainer = run.trainer
-        if run.resumed { print("resuming \(folder.checkpointURL.path) at step \(trainer.completedSteps) of \(trainer.totalSteps)") }
-        let t = trainer.train
-        print(String(format: "data: %d pieces, %.1f min, %d segments (%d dropped: over 16 notes), instruments %@; validation: %d segments",
-                     t.performances.count, t.seconds / 60, t.windows.count, t.droppedForPolyphony, t.instruments.joined(separator: ", "),
-                     trainer.validationWindows.count))
-        print("plan: " + trainer.config.phases.map { "phase \($0.number): \($0.steps) steps of \($0.batchSize) (lr \($0.learningRate))" }.joined(separator: "; ")
-              + "; \(trainer.config.threads) thread(s); run folder \(folder.url.path)")
-
         // SIGINT/SIGTERM (`Signals`): the loop saves a checkpoint after the current step and stops.
         Signals.receive([SIGINT, SIGTERM])
+        if let latest = run.latest { watchForTheLauncher(latest) }
+        let root = ranks.isRoot
+        if root {
+            if run.resumed { print("resuming \(folder.checkpointURL.path) at step \(trainer.completedSteps) of \(trainer.totalSteps)") }
+            let t = trainer.table
+            print(String(format: "data: %d pieces, %.1f min, %d segments (%d dropped: over 16 notes), instruments %@; validation: %d segments",
+                         t.pieces, t.seconds / 60, t.count, t.droppedForPolyphony, trainer.train.instruments.joined(separator: ", "),
+                         trainer.validationWindows.count))
+            let layout = ranks.size > 1 ? "\(ranks.size) MPI ranks × \(trainer.replicas.count) thread(s)" : "\(trainer.config.threads) thread(s)"
+            print("plan: " + trainer.config.phases.map { "phase \($0.number): \($0.steps) steps of \($0.batchSize) (lr \($0.learningRate))" }.joined(separator: "; ")
+                  + "; \(layout); run folder \(folder.url.path)")
+            if run.resumed, let before = run.replicasBefore, before != trainer.config.threads {
+                print("the run had \(before) replicas and goes on with \(trainer.config.threads): the same schedule, gradients summed over other parts (not the same bits as before)")
+            }
+            fflush(nil)
+        }
         if trainer.completedSteps == 0 {
             try run.validateAndDraw(step: 0)
-            print(String(format: "validation loss before training: %.4f", run.lastValidationLoss ?? .nan))
+            if root { print(String(format: "validation loss before training: %.4f", run.lastValidationLoss ?? .nan)) }
         }
 
-        let tty = TerminalProgress.stderrIsTerminal
+        let tty = root && TerminalProgress.stderrIsTerminal
         while !trainer.isFinished {
             let r: Trainer.StepReport
             do { r = try run.step() } catch let e as TrainingDiverged {
@@ -163,23 +198,46 @@ struct TrainCommand: ParsableCommand {
                               run.lastValidationLoss.map { String(format: "%.3f", $0) } ?? "-", Double(run.segmentsThisSession) / session,
                               eta.isFinite ? TerminalProgress.clock(eta) : "-")
             if tty { FileHandle.standardError.write(Data("\r\(line)\u{1b}[K".utf8)) }
-            else if r.globalStep % 10 == 0 || trainer.isFinished { print(line); fflush(nil) }
+            else if root, r.globalStep % 10 == 0 || trainer.isFinished { print(line); fflush(nil) }
 
-            let outOfTime = maxMinutes.map { session >= $0 * 60 } ?? false
-            let interrupted = Signals.received != 0
+            // Rank 0's clock decides the time limit; a signal on any rank stops them all.
+            var outOfTime = root && (maxMinutes.map { session >= $0 * 60 } ?? false)
+            var interrupted = Signals.received != 0
+            if ranks.size > 1 {
+                let votes = ranks.allgather([outOfTime ? 1 : 0, interrupted ? 1 : 0])
+                outOfTime = votes.contains { $0[0] == 1 }; interrupted = votes.contains { $0[1] == 1 }
+            }
             if interrupted || outOfTime {
+                guard root else { if interrupted { throw ExitCode(130) }; return }
                 try run.save(); try folder.writeLossPlot()
                 if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-                print("\(interrupted ? "interrupted" : "time limit reached") at step \(r.globalStep): checkpoint saved to \(folder.checkpointURL.path); continue with: ddsp-piano-train train --run \(runFolder) --resume")
+                print("\(interrupted ? "interrupted" : "time limit reached") at step \(r.globalStep): checkpoint saved to \(folder.checkpointURL.path); continue with: \(ranks.size > 1 ? "mpirun -np N " : "")ddsp-piano-train train --run \(runFolder) --resume")
+                fflush(nil)
                 folder.close()
-                if interrupted { throw ExitCode(130) }
+                if interrupted { ranks.finish(); throw ExitCode(130) }
                 return
             }
         }
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
         folder.close()
+        guard root else { return }
         print(String(format: "done: %d steps, validation loss %@, %.0f s this session; export with: ddsp-piano-train export %@ -o model.safetensors",
                      trainer.completedSteps, run.lastValidationLoss.map { String(format: "%.4f", $0) } ?? "-", Date().timeIntervalSince(run.started),
                      folder.checkpointURL.path))
+    }
+
+    /// Rank 0 of an MPI run: when a signal comes (mpirun passes Ctrl-C on as SIGTERM, and sends
+    /// it when a rank fails), the checkpoint of the last finished step is written at once from
+    /// memory, because the launcher kills the ranks a second later, before a step could end.
+    func watchForTheLauncher(_ latest: LatestCheckpoint) {
+        let path = latest.url.path, folder = runFolder
+        let t = Thread {
+            while Signals.received == 0 { usleep(10_000) }
+            if let step = latest.saveNow() {
+                print("stopping (signal \(Signals.received)): checkpoint of step \(step) saved to \(path); continue with: mpirun -np N ddsp-piano-train train --run \(folder) --resume")
+                fflush(nil)
+            }
+        }
+        t.start()
     }
 }
