@@ -16,64 +16,92 @@ public enum FDNReverb {
     public static let allpassesPerLine = 4
     public static let sampleRate = Double(V2Weights.sampleRate)
 
-    /// The `V2Weights.reverbLength` (48000) samples of piano `instrument`'s `reverb_ir`.
-    public static func impulseResponse(weights w: V2Weights, instrument p: Int) -> [Float] {
-        let L = lines, A = allpassesPerLine
-        func row(_ name: String) -> [Float] {
-            let t = w[name]
-            let n = t.count / w.instruments.count
-            return Array(t.values[(p * n)..<((p + 1) * n)])
+    /// One piano's reverb parameters, as the weight file holds them (before relu and sigmoid).
+    public struct Parameters: Sendable, Equatable {
+        public var inputGain: [Float]      // [8]
+        public var outputGain: [Float]     // [8]
+        public var gainAllpass: [Float]    // [32]: line i, allpass j at 8j + i (reshape_embedding)
+        public var delaysAllpass: [Float]  // [32], samples, same order
+        public var timeRev: Float          // T60 at DC in s, through relu
+        public var alphaTone: Float        // HF/DC decay ratio, through sigmoid
+        public var earlyIR: [Float]        // [200]
+
+        public init(weights w: V2Weights, instrument p: Int) {
+            func row(_ name: String) -> [Float] {
+                let t = w[name]
+                let n = t.count / w.instruments.count
+                return Array(t.values[(p * n)..<((p + 1) * n)])
+            }
+            inputGain = row("reverb.input_gain"); outputGain = row("reverb.output_gain")
+            gainAllpass = row("reverb.gain_allpass"); delaysAllpass = row("reverb.delays_allpass")
+            timeRev = row("reverb.time_rev_0_sec")[0]; alphaTone = row("reverb.alpha_tone")[0]
+            earlyIR = row("reverb.early_ir")
         }
-        let inGain = row("reverb.input_gain").map(Double.init)
-        let outGain = row("reverb.output_gain").map(Double.init)
-        let gainAllpass = row("reverb.gain_allpass"), delaysAllpass = row("reverb.delays_allpass")
-        let early = row("reverb.early_ir")
-        // reshape_embedding: split [32] into 4 chunks of 8 and stack on the last axis, so line i,
-        // allpass j is entry 8j + i.
-        var G = [Double](repeating: 0, count: L * A)
-        var D = [Float](repeating: 0, count: L * A)
-        for i in 0..<L {
-            for j in 0..<A {
-                G[i * A + j] = Double(gainAllpass[L * j + i])
-                D[i * A + j] = delaysAllpass[L * j + i]
+    }
+
+    /// The per-line quantities every bin uses: allpass gains and delays by (line, allpass), the
+    /// loss filters' gain and pole, and what they were made from.
+    struct Lines {
+        var G: [Double]        // [8·4]
+        var D: [Float]         // [8·4]
+        var seconds: [Double]  // [8]: the line's total delay in s
+        var t60: Double, alpha: Double
+        var k: [Double], kpi: [Double], g: [Double], pole: [Double]
+
+        init(_ q: Parameters) {
+            let L = lines, A = allpassesPerLine
+            G = [Double](repeating: 0, count: L * A); D = [Float](repeating: 0, count: L * A)
+            for i in 0..<L {
+                for j in 0..<A {
+                    G[i * A + j] = Double(q.gainAllpass[L * j + i])
+                    D[i * A + j] = q.delaysAllpass[L * j + i]
+                }
+            }
+            t60 = max(Double(q.timeRev), 0)                 // relu
+            alpha = 1 / (1 + exp(-Double(q.alphaTone)))     // sigmoid
+            seconds = [Double](repeating: 0, count: L); k = seconds; kpi = seconds; g = seconds; pole = seconds
+            for i in 0..<L {
+                var total = delays[i]
+                for j in 0..<A { total += Double(D[i * A + j]) }
+                seconds[i] = total / sampleRate
+                // One-pole loss filter per line: DC gain k (−60 dB after T60), k_π at Nyquist.
+                k[i] = pow(10, -3 * seconds[i] / t60)
+                kpi[i] = pow(10, -3 * seconds[i] / (alpha * t60))
+                // T60 = 0 (or so small that both underflow): upstream divides 0 by 0 (a NaN IR);
+                // this is the limit, lines that lose everything at once (F = 0).
+                g[i] = k[i] + kpi[i] > 0 ? 2 * k[i] * kpi[i] / (k[i] + kpi[i]) : 0
+                pole[i] = k[i] + kpi[i] > 0 ? (k[i] - kpi[i]) / (k[i] + kpi[i]) : 0
             }
         }
-        let t60 = max(Double(row("reverb.time_rev_0_sec")[0]), 0)             // relu
-        let alphaTone = 1 / (1 + exp(-Double(row("reverb.alpha_tone")[0])))   // sigmoid
-        // One-pole loss filter per line: DC gain k (−60 dB after T60), k_π at Nyquist.
-        var g = [Double](repeating: 0, count: L), pole = [Double](repeating: 0, count: L)
-        for i in 0..<L {
-            var total = delays[i]
-            for j in 0..<A { total += Double(D[i * A + j]) }
-            let seconds = total / sampleRate
-            let k = pow(10, -3 * seconds / t60)
-            let kpi = pow(10, -3 * seconds / (alphaTone * t60))
-            // T60 = 0 (or so small that both underflow): upstream divides 0 by 0 (a NaN IR);
-            // this is the limit, lines that lose everything at once (F = 0).
-            g[i] = k + kpi > 0 ? 2 * k * kpi / (k + kpi) : 0
-            pole[i] = k + kpi > 0 ? (k - kpi) / (k + kpi) : 0
-        }
+    }
 
-        let n = V2Weights.reverbLength, bins = n / 2 + 1
-        let twoPi32 = Float(2 * Double.pi)
-        var spectrum = [Complex](repeating: Complex(0, 0), count: bins)
-        var m = [Complex](repeating: Complex(0, 0), count: L * L)   // I − F M AP Z
-        var x = [Complex](repeating: Complex(0, 0), count: L)
-        var f = [Complex](repeating: Complex(0, 0), count: L)
-        var ap = [Complex](repeating: Complex(0, 0), count: L)
-        var z = [Complex](repeating: Complex(0, 0), count: L)
-        for kb in 0..<bins {
-            let w32 = twoPi32 * Float(kb) / Float(n)
+    /// One bin's network: F, AP (with its factors), Z, and I − F M AP Z.
+    struct Bin {
+        var w32: Float
+        var zInv: Complex                 // e^{−jw}
+        var f: [Complex], ap: [Complex], z: [Complex]
+        var factors: [Complex]            // [8·4]: (1 + G e)/(G + e)
+        var e: [Complex]                  // [8·4]: e^{jwD}
+        var m: [Complex]                  // [8·8]: I − F M AP Z
+
+        init(_ kb: Int, _ c: Lines) {
+            let L = lines, A = allpassesPerLine, n = V2Weights.reverbLength
+            w32 = Float(2 * Double.pi) * Float(kb) / Float(n)
             let w = Double(w32)
-            let zInv = Complex(cos(w), -sin(w))                      // e^{−jw}
+            zInv = Complex(cos(w), -sin(w))
+            f = [Complex](repeating: Complex(0, 0), count: L); ap = f; z = f
+            factors = [Complex](repeating: Complex(0, 0), count: L * A); e = factors
+            m = [Complex](repeating: Complex(0, 0), count: L * L)
             for i in 0..<L {
-                f[i] = Complex(g[i], 0) / (Complex(1 + 1e-8, 0) - Complex(pole[i], 0) * zInv)
+                f[i] = Complex(c.g[i], 0) / (Complex(1 + 1e-8, 0) - Complex(c.pole[i], 0) * zInv)
                 var prod = Complex(1, 0)
                 for j in 0..<A {
-                    let phase = Double(w32 * D[i * A + j])            // float32 product, as TF
-                    let e = Complex(cos(phase), sin(phase))
-                    let gj = G[i * A + j]
-                    prod = prod * ((Complex(1, 0) + Complex(gj, 0) * e) / (Complex(gj, 0) + e))
+                    let phase = Double(w32 * c.D[i * A + j])            // float32 product, as TF
+                    let ej = Complex(cos(phase), sin(phase))
+                    let gj = c.G[i * A + j]
+                    let factor = (Complex(1, 0) + Complex(gj, 0) * ej) / (Complex(gj, 0) + ej)
+                    e[i * A + j] = ej; factors[i * A + j] = factor
+                    prod = prod * factor
                 }
                 ap[i] = prod
                 let phaseD = Double(w32 * Float(delays[i]))
@@ -82,25 +110,43 @@ public enum FDNReverb {
             // M = −I + ½: (F M AP Z)[i][j] = F_i · M_ij · AP_j · Z_j.
             for i in 0..<L {
                 for j in 0..<L {
-                    let mij = (i == j ? -1.0 : 0.0) + 0.5
-                    let a = f[i] * Complex(mij, 0) * ap[j] * z[j]
+                    let a = f[i] * Complex(mixing(i, j), 0) * ap[j] * z[j]
                     m[i * L + j] = Complex(i == j ? 1 : 0, 0) - a
                 }
-                x[i] = Complex(inGain[i], 0)
             }
-            solve(&m, &x, size: L)
+        }
+    }
+
+    @inline(__always) static func mixing(_ i: Int, _ j: Int) -> Double { (i == j ? -1.0 : 0.0) + 0.5 }
+
+    /// The `V2Weights.reverbLength` (48000) samples of piano `instrument`'s `reverb_ir`.
+    public static func impulseResponse(weights w: V2Weights, instrument p: Int) -> [Float] {
+        impulseResponse(Parameters(weights: w, instrument: p))
+    }
+
+    /// The 48000 samples of `reverb_ir` from one piano's parameters.
+    public static func impulseResponse(_ q: Parameters) -> [Float] {
+        let L = lines
+        let c = Lines(q)
+        let n = V2Weights.reverbLength, bins = n / 2 + 1
+        var spectrum = [Complex](repeating: Complex(0, 0), count: bins)
+        var x = [Complex](repeating: Complex(0, 0), count: L)
+        for kb in 0..<bins {
+            var bin = Bin(kb, c)
+            for i in 0..<L { x[i] = Complex(Double(q.inputGain[i]), 0) }
+            solve(&bin.m, &x, size: L)
             var h = Complex(0, 0)
-            for i in 0..<L { h = h + Complex(outGain[i], 0) * z[i] * x[i] }
+            for i in 0..<L { h = h + Complex(Double(q.outputGain[i]), 0) * bin.z[i] * x[i] }
             spectrum[kb] = h
         }
         var ir = inverseRealFFT(spectrum, count: n)
-        for i in 0..<min(early.count, n) { ir[i] += Double(early[i]) }
+        for i in 0..<min(q.earlyIR.count, n) { ir[i] += Double(q.earlyIR[i]) }
         return ir.map { Float($0) }
     }
 
     // MARK: - Complex arithmetic, 8×8 solve, inverse real FFT (Double; load time only)
 
-    struct Complex {
+    struct Complex: Sendable {
         var re: Double, im: Double
         init(_ re: Double, _ im: Double) { self.re = re; self.im = im }
         static func + (a: Complex, b: Complex) -> Complex { Complex(a.re + b.re, a.im + b.im) }
@@ -113,6 +159,7 @@ public enum FDNReverb {
             return Complex((a.re * b.re + a.im * b.im) / d, (a.im * b.re - a.re * b.im) / d)
         }
         var magnitude: Double { (re * re + im * im).squareRoot() }
+        var conjugate: Complex { Complex(re, -im) }
     }
 
     /// Solves m·x = b in place (Gaussian elimination with partial pivoting); `x` holds b on entry.
