@@ -26,6 +26,12 @@ public enum FDNReverb {
         public var alphaTone: Float        // HF/DC decay ratio, through sigmoid
         public var earlyIR: [Float]        // [200]
 
+        public init(inputGain: [Float], outputGain: [Float], gainAllpass: [Float], delaysAllpass: [Float],
+                    timeRev: Float, alphaTone: Float, earlyIR: [Float]) {
+            self.inputGain = inputGain; self.outputGain = outputGain; self.gainAllpass = gainAllpass
+            self.delaysAllpass = delaysAllpass; self.timeRev = timeRev; self.alphaTone = alphaTone; self.earlyIR = earlyIR
+        }
+
         public init(weights w: V2Weights, instrument p: Int) {
             func row(_ name: String) -> [Float] {
                 let t = w[name]
