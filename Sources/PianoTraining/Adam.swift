@@ -35,16 +35,22 @@ public struct Adam: Sendable {
     /// clipping (over those tensors only, like upstream's frozen modules).
     @discardableResult
     public mutating func update(_ model: inout PianoNetworkTraining, trainable: (String, PianoNetworkTraining.Group) -> Bool) -> Double {
+        update { body in model.forEachParameter { name, group, value, grad in if trainable(name, group) { body(name, &value, &grad) } } }
+    }
+
+    /// One update of the tensors `parameters` visits (name, value, gradient): any model's.
+    /// Returns the global gradient norm before clipping.
+    @discardableResult
+    public mutating func update(_ parameters: ((_ name: String, _ value: inout [Float], _ grad: inout [Float]) -> Void) -> Void) -> Double {
         var grads: [[Float]] = []
-        model.forEachParameter { name, group, _, grad in if trainable(name, group) { grads.append(grad) } }
+        parameters { _, _, grad in grads.append(grad) }
         let norm = Self.globalNorm(grads)
         let clip: Float = (clipNorm.map { norm > $0 ? Float($0 / norm) : 1 }) ?? 1
         let t = Double(step + 1)
         let lrT = Float(currentLearningRate * (1 - pow(beta2, t)).squareRoot() / (1 - pow(beta1, t)))
         let b1 = Float(beta1), b2 = Float(beta2), eps = Float(epsilon)
         var m = self.m, v = self.v
-        model.forEachParameter { name, group, value, grad in
-            guard trainable(name, group) else { return }
+        parameters { name, value, grad in
             var mt = m[name] ?? value.zeroed, vt = v[name] ?? value.zeroed
             for i in value.indices {
                 let g = grad[i] * clip

@@ -25,17 +25,19 @@ public struct TrainingSet: Sendable {
     public var droppedForPolyphony = 0
     public let segmentSeconds: Double
     public let overlap: Double
+    /// The model's rate, which the audio is held at (dafx22 16 kHz, v2 24 kHz).
+    public let sampleRate: Int
 
-    public var seconds: Double { performances.reduce(0) { $0 + Double($1.audio.count) } / Double(PianoWeights.Hyper.dafx22.sampleRate) }
+    public var seconds: Double { performances.reduce(0) { $0 + Double($1.audio.count) } / Double(sampleRate) }
 
-    public init(instruments: [String], segmentSeconds: Double = 3, overlap: Double = 0.5) {
-        self.instruments = instruments; self.segmentSeconds = segmentSeconds; self.overlap = overlap
+    public init(instruments: [String], segmentSeconds: Double = 3, overlap: Double = 0.5,
+                sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate) {
+        self.instruments = instruments; self.segmentSeconds = segmentSeconds; self.overlap = overlap; self.sampleRate = sampleRate
     }
 
     /// Adds a loaded performance and its windows (upstream's split rule: windows every
     /// seconds·(1 − overlap) that fit entirely, minus those holding more than 16 notes at once).
-    public mutating func add(_ p: Performance, instrument: Int, name: String, key: Int? = nil,
-                             sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate, frameRate: Int = UpstreamDefaults.frameRate) {
+    public mutating func add(_ p: Performance, instrument: Int, name: String, key: Int? = nil, frameRate: Int = UpstreamDefaults.frameRate) {
         let index = performances.count
         performances.append(p); performanceInstrument.append(instrument); performanceNames.append(name)
         performanceKeys.append(key ?? index)
@@ -50,7 +52,7 @@ public struct TrainingSet: Sendable {
         }
     }
 
-    public func samplesPerSegment(sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate) -> Int { Int(segmentSeconds * Double(sampleRate)) }
+    public func samplesPerSegment() -> Int { Int(segmentSeconds * Double(sampleRate)) }
     public func framesPerSegment(frameRate: Int = UpstreamDefaults.frameRate) -> Int { Int(segmentSeconds * Double(frameRate)) }
 
     /// One window's model inputs and target, as a batch holds them (what ranks send each other).
@@ -131,11 +133,11 @@ public struct TrainingSet: Sendable {
     /// Loads every pair under the instrument folders of `folder` (`jobs(folder:)`).
     /// Files are decoded on `threads` threads; the set's order does not depend on it.
     public static func load(folder: URL, instruments: inout [String], threads: Int = 2, maxSecondsPerFile: Double? = nil,
-                            segmentSeconds: Double = 3, overlap: Double = 0.5,
+                            segmentSeconds: Double = 3, overlap: Double = 0.5, sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate,
                             progress: ((Double) -> Void)? = nil) throws -> TrainingSet {
         let (jobs, skipped) = try jobs(folder: folder, instruments: &instruments)
         return load(jobs: jobs, instruments: instruments, skipped: skipped, threads: threads, maxSecondsPerFile: maxSecondsPerFile,
-                    segmentSeconds: segmentSeconds, overlap: overlap, progress: progress)
+                    segmentSeconds: segmentSeconds, overlap: overlap, sampleRate: sampleRate, progress: progress)
     }
 
     /// MAESTRO v3's pairs of `split` (`maestro-v3.0.0.csv` in `root`), instrument = the year
@@ -168,7 +170,8 @@ public struct TrainingSet: Sendable {
     /// performances' `performanceKeys`. A pair that fails is listed in `skipped`.
     public static func load(jobs: [Job], keys: [Int]? = nil, instruments: [String],
                             skipped: [TrainingPairs.Skipped], threads: Int, maxSecondsPerFile: Double?,
-                            segmentSeconds: Double = 3, overlap: Double = 0.5, progress: ((Double) -> Void)?) -> TrainingSet {
+                            segmentSeconds: Double = 3, overlap: Double = 0.5, sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate,
+                            progress: ((Double) -> Void)?) -> TrainingSet {
         // @unchecked Sendable: shared fields are under `lock` (the next job, the slots); read after all workers joined.
         final class Results: @unchecked Sendable {
             var items: [Result<Performance, Error>?]
@@ -185,15 +188,16 @@ public struct TrainingSet: Sendable {
                 guard i < jobs.count else { return }
                 let job = jobs[i]
                 let r = Result {
-                    var p = try PerformanceLoader.load(audio: URL(fileURLWithPath: job.pair.audio), midi: URL(fileURLWithPath: job.pair.midi))
-                    if let cap = maxSecondsPerFile { p = p.cropped(seconds: cap) }
+                    var p = try PerformanceLoader.load(audio: URL(fileURLWithPath: job.pair.audio), midi: URL(fileURLWithPath: job.pair.midi),
+                                                       sampleRate: sampleRate)
+                    if let cap = maxSecondsPerFile { p = p.cropped(seconds: cap, sampleRate: sampleRate) }
                     return p
                 }
                 results.lock.lock(); results.items[i] = r; results.done += 1; let d = results.done; results.lock.unlock()
                 progress?(Double(d) / Double(jobs.count))
             }
         }
-        var set = TrainingSet(instruments: instruments, segmentSeconds: segmentSeconds, overlap: overlap)
+        var set = TrainingSet(instruments: instruments, segmentSeconds: segmentSeconds, overlap: overlap, sampleRate: sampleRate)
         set.skipped = skipped
         for (i, job) in jobs.enumerated() {
             switch results.items[i]! {

@@ -16,17 +16,18 @@ final class FineTuneTests: XCTestCase {
         ["/usr/bin/fluidsynth", "/usr/local/bin/fluidsynth"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    func render(_ midi: URL, into folder: URL) throws {
+    /// Renders `midi` through FluidR3 at `rate` into `folder` as a (wav, mid) pair.
+    static func render(_ midi: URL, into folder: URL, rate: Int = 16_000) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let stem = midi.deletingPathExtension().lastPathComponent
         try FileManager.default.copyItem(at: midi, to: folder.appendingPathComponent(stem + ".mid"))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.fluidsynth()!)
-        p.arguments = ["-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", "16000", "-F", folder.appendingPathComponent(stem + ".wav").path,
+        p.arguments = ["-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", String(rate), "-F", folder.appendingPathComponent(stem + ".wav").path,
                        Self.soundFont, midi.path]
         p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
         try p.run(); p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, "fluidsynth on \(midi.path)")
+        guard p.terminationStatus == 0 else { throw TrainingDataError("fluidsynth failed on \(midi.path)") }
     }
 
     func testFineTuningDafx22OnASoundFontPianoLowersValidationLoss() throws {
@@ -39,9 +40,9 @@ final class FineTuneTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let midi = TestKit.shared.appendingPathComponent("midi")
         for name in ["score/music21corpus__mozart_k545_movement1_exposition.mid", "score/music21corpus__schoenberg_opus19_movement2.mid"] {
-            try render(midi.appendingPathComponent(name), into: dir.appendingPathComponent("train/fluidr3"))
+            try Self.render(midi.appendingPathComponent(name), into: dir.appendingPathComponent("train/fluidr3"))
         }
-        try render(midi.appendingPathComponent("performance/parangonar__mozart_k265_var1.mid"), into: dir.appendingPathComponent("validation/fluidr3"))
+        try Self.render(midi.appendingPathComponent("performance/parangonar__mozart_k265_var1.mid"), into: dir.appendingPathComponent("validation/fluidr3"))
 
         let upstream = try PianoWeights(upstreamCheckpoint: try Safetensors(bytes: [UInt8](try Data(contentsOf: raw))).tensors)
         var instruments = upstream.instruments
