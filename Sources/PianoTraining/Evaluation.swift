@@ -6,7 +6,7 @@ import PianoStudy
 /// How close a model's renders of MIDI files are to recordings of the same files: the
 /// multi-scale spectral distance (FFT sizes 2048…64, 75 % overlap, L1 on magnitude and log
 /// magnitude, as the training loss) between `ddsp-piano render`'s output and the recording,
-/// both at 16 kHz, over their common length.
+/// both at the model's rate (dafx22 16 kHz, v2 24 kHz), over their common length.
 public enum Evaluation {
     public struct Item: Sendable {
         public var name: String
@@ -20,7 +20,13 @@ public enum Evaluation {
     /// compared with the recording. `maxSeconds` limits both to their beginning.
     public static func distance(audio audioURL: URL, midi midiURL: URL, weights: PianoWeights, piano: Int,
                                 settings base: RenderSettings = RenderSettings(), maxSeconds: Double? = nil) throws -> (distance: Double, seconds: Double) {
-        let rate = weights.hyper.sampleRate
+        try distance(audio: audioURL, midi: midiURL, model: PianoModel(.dafx22(weights)), piano: piano, settings: base, maxSeconds: maxSeconds)
+    }
+
+    /// `distance` with a model of either architecture (built once for many pairs).
+    public static func distance(audio audioURL: URL, midi midiURL: URL, model: PianoModel, piano: Int,
+                                settings base: RenderSettings = RenderSettings(), maxSeconds: Double? = nil) throws -> (distance: Double, seconds: Double) {
+        let rate = model.sampleRate
         let recording = try PerformanceLoader.monoAudio(audioURL, sampleRate: rate).samples
         let midi: MIDIFile
         do { midi = try MIDIFile(bytes: [UInt8](try Data(contentsOf: midiURL))) } catch { throw TrainingDataError("\(midiURL.path): \(error)") }
@@ -28,7 +34,7 @@ public enum Evaluation {
         settings.instrument = piano
         settings.sampleRate = Double(rate)
         if let m = maxSeconds { settings.duration = m }
-        let rendered = try OfflineRenderer.render(midi: midi, weights: weights, settings: settings).wet
+        let rendered = try OfflineRenderer.render(midi: midi, model: model, settings: settings).wet
         var n = min(rendered.count, recording.count)
         if let m = maxSeconds { n = min(n, Int(m * Double(rate))) }
         guard n >= 2048 else { throw TrainingDataError("\(audioURL.path): too short to compare") }

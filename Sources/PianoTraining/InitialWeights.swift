@@ -143,3 +143,55 @@ extension PianoWeights {
         return out
     }
 }
+
+extension V2Weights {
+    /// The per-piano tensors (first dimension = instrument): the piano embedding, the seven
+    /// tuning values and the seven reverb parameters.
+    static var perInstrumentNames: [String] {
+        ["context.piano_embedding"] + tuningParameters.map { "tuning.\($0)" } + V2ReverbTraining.names
+    }
+
+    /// These weights with the instrument list `names`, as `PianoWeights.withInstruments`: kept
+    /// rows, aliases' rows, or the mean of the file's rows for a new piano.
+    public func withInstruments(_ names: [String], aliases: [String: String] = [:]) throws -> V2Weights {
+        if names == instruments { return self }
+        var sources: [Int?] = []
+        for name in names {
+            let existing = aliases[name] ?? name
+            if let i = instruments.firstIndex(of: existing) { sources.append(i) }
+            else if aliases[name] != nil {
+                throw WeightsError("instrument '\(existing)' (for '\(name)') is not in the weights; they have \(instruments.joined(separator: ", "))")
+            } else { sources.append(nil) }
+        }
+        var out = self
+        out.instruments = names
+        let n = instruments.count
+        for name in Self.perInstrumentNames {
+            let t = self[name]
+            let row = t.count / n
+            var values = [Float](); values.reserveCapacity(names.count * row)
+            for source in sources {
+                if let s = source { values += t.values[(s * row)..<((s + 1) * row)] }
+                else {
+                    for j in 0..<row {
+                        var sum: Float = 0
+                        for i in 0..<n { sum += t.values[i * row + j] }
+                        values.append(sum / Float(n))
+                    }
+                }
+            }
+            out.tensors[name] = Tensor(shape: [names.count] + Array(t.shape.dropFirst()), values: values)
+        }
+        return out
+    }
+}
+
+extension WeightFile {
+    /// `withInstruments` of either architecture.
+    public func withInstruments(_ names: [String], aliases: [String: String] = [:]) throws -> WeightFile {
+        switch self {
+        case .dafx22(let w): .dafx22(try w.withInstruments(names, aliases: aliases))
+        case .v2(let w): .v2(try w.withInstruments(names, aliases: aliases))
+        }
+    }
+}

@@ -55,14 +55,14 @@ public final class Trainer: @unchecked Sendable {
     public let validation: TrainingSet?
     public let ranks: Ranks
     /// This rank's replicas: global replicas firstReplica ..< firstReplica + replicas.count.
-    public private(set) var replicas: [PianoModelTraining]
+    public private(set) var replicas: [any TrainingModel]
     public let firstReplica: Int
     public private(set) var adam: Adam
     /// Position in the schedule: phase index into config.phases and steps done in it.
     public private(set) var phaseIndex: Int
     public private(set) var stepInPhase: Int
-    /// Fixed tensors, shapes, names and metadata of the exported weights.
-    public let base: PianoWeights
+    /// Fixed tensors, shapes, names and metadata of the exported weights (either architecture).
+    public let base: WeightFile
 
     public struct StepReport: Sendable {
         public var globalStep: Int       // completed steps over the whole run, this one included
@@ -75,13 +75,24 @@ public final class Trainer: @unchecked Sendable {
         public var segments: Int
     }
 
-    public init(weights: PianoWeights, config: TrainerConfig, train: TrainingSet, validation: TrainingSet?,
+    public convenience init(weights: PianoWeights, config: TrainerConfig, train: TrainingSet, validation: TrainingSet?,
+                            adam: Adam? = nil, phaseIndex: Int = 0, stepInPhase: Int = 0, ranks: Ranks = .solo, table: WindowTable? = nil) throws {
+        try self.init(file: .dafx22(weights), config: config, train: train, validation: validation, adam: adam, phaseIndex: phaseIndex,
+                      stepInPhase: stepInPhase, ranks: ranks, table: table)
+    }
+
+    /// A run of either architecture (`file`: the weights it starts from); the data must be at
+    /// the model's sample rate.
+    public init(file weights: WeightFile, config: TrainerConfig, train: TrainingSet, validation: TrainingSet?,
                 adam: Adam? = nil, phaseIndex: Int = 0, stepInPhase: Int = 0, ranks: Ranks = .solo, table: WindowTable? = nil) throws {
         guard !config.phases.isEmpty else { throw TrainingDataError("no training phase planned") }
         let table = table ?? .solo(train)
         guard table.count > 0 else { throw TrainingDataError("the training set has no usable 3-second segment") }
         guard weights.instruments.count >= train.instruments.count else {
             throw TrainingDataError("the weights have \(weights.instruments.count) instruments but the data \(train.instruments.count)")
+        }
+        guard train.sampleRate == weights.sampleRate, validation.map({ $0.sampleRate == weights.sampleRate }) ?? true else {
+            throw TrainingDataError("the data is held at \(train.sampleRate) Hz but the \(weights.architecture) model runs at \(weights.sampleRate) Hz")
         }
         let total = max(1, config.threads)
         guard total % ranks.size == 0 else {
@@ -92,7 +103,7 @@ public final class Trainer: @unchecked Sendable {
         self.phaseIndex = phaseIndex; self.stepInPhase = stepInPhase
         let perRank = total / ranks.size
         firstReplica = ranks.rank * perRank
-        replicas = (0..<perRank).map { _ in PianoModelTraining(weights: weights, lossSizes: config.lossSizes) }
+        replicas = (0..<perRank).map { _ in weights.trainingModel(lossSizes: config.lossSizes) }
         self.adam = adam ?? Adam(learningRate: config.phases[0].learningRate)
         if phaseIndex < config.phases.count { enter(phase: phaseIndex, resetLearningRate: adam == nil) }
         // Threads are ours: OpenBLAS's own would compete with the replicas for the cores.
@@ -109,7 +120,7 @@ public final class Trainer: @unchecked Sendable {
             throw TrainingDataError("the checkpoint lacks the run's configuration or position")
         }
         if let r = replicas { config.threads = r }
-        try self.init(weights: c.weights, config: config, train: train, validation: validation, adam: c.adam, phaseIndex: p, stepInPhase: s,
+        try self.init(file: c.file, config: config, train: train, validation: validation, adam: c.adam, phaseIndex: p, stepInPhase: s,
                       ranks: ranks, table: table)
     }
 
@@ -124,7 +135,7 @@ public final class Trainer: @unchecked Sendable {
 
     private func enter(phase i: Int, resetLearningRate: Bool) {
         let plan = config.phases[i]
-        for r in replicas { plan.phase.configure(&r.network) }
+        for r in replicas { r.configure(plan.phase) }
         if resetLearningRate { adam.learningRate = plan.learningRate }
     }
 
@@ -185,13 +196,13 @@ public final class Trainer: @unchecked Sendable {
     func gatheredGradients(_ count: Int, _ losses: [PianoModelTraining.Losses?]) -> [(losses: PianoModelTraining.Losses, grads: [[Float]])]? {
         guard ranks.size > 1 else { return nil }
         var sizes: [Int] = []
-        replicas[0].network.forEachParameter { _, _, _, grad in sizes.append(grad.count) }
+        replicas[0].forEachParameter { _, _, _, grad in sizes.append(grad.count) }
         let total = sizes.reduce(0, +)
         var send: [UInt8] = []
         for i in replicas.indices where firstReplica + i < count {
             let l = losses[i]!
             send += [UInt8](raw: [l.spectral, l.reverb, l.inharmonicityL1])
-            replicas[i].network.forEachParameter { _, _, _, grad in send += [UInt8](raw: grad) }
+            replicas[i].forEachParameter { _, _, _, grad in send += [UInt8](raw: grad) }
         }
         var all: [(losses: PianoModelTraining.Losses, grads: [[Float]])] = []
         for bytes in ranks.allgather(send) {
@@ -225,9 +236,10 @@ public final class Trainer: @unchecked Sendable {
             let i = mine[k]
             let (batch, target) = batches[i]!
             let model = replicas[i]
-            model.network.zeroGrad()
-            box.losses[i] = model.step(batch, target: target,
-                                       noiseSeed: TrainingRNG.derive(config.seed, UInt64(globalStep), UInt64(firstReplica + i))).losses
+            model.zeroGrad()
+            box.losses[i] = model.trainingStep(batch, target: target,
+                                               noiseSeed: TrainingRNG.derive(config.seed, UInt64(globalStep), UInt64(firstReplica + i)),
+                                               gradients: true).losses
         }
         // Replica r's losses and gradients: its own in a single process, else gathered.
         let gathered = gatheredGradients(ranges.count, box.losses)
@@ -238,12 +250,12 @@ public final class Trainer: @unchecked Sendable {
         for i in 1..<ranges.count {
             if let g = gathered { grads.append(g[i].grads); continue }
             var g: [[Float]] = []
-            replicas[i].network.forEachParameter { _, _, _, grad in g.append(grad) }
+            replicas[i].forEachParameter { _, _, _, grad in g.append(grad) }
             grads.append(g)
         }
         let share0 = Float(ranges[0].count) / B
         var t = 0
-        replicas[0].network.forEachParameter { _, _, _, grad in
+        replicas[0].forEachParameter { _, _, _, grad in
             if let g = gathered { grad = g[0].grads[t] }
             for j in grad.indices { grad[j] *= share0 }
             for i in 1..<ranges.count {
@@ -262,16 +274,17 @@ public final class Trainer: @unchecked Sendable {
         guard losses.total.isFinite else { throw TrainingDiverged(step: globalStep + 1, what: "the loss") }
         let phase = plan.phase
         var trainable: [[Float]] = []
-        replicas[0].network.forEachParameter { name, group, _, grad in if phase.trains(group) { trainable.append(grad) } }
+        replicas[0].forEachParameter { _, group, _, grad in if phase.trains(group) { trainable.append(grad) } }
         let norm = Adam.globalNorm(trainable)
         guard norm.isFinite else { throw TrainingDiverged(step: globalStep + 1, what: "the gradient") }
         let lr = adam.currentLearningRate
-        adam.update(&replicas[0].network) { _, group in phase.trains(group) }
+        let first = replicas[0]
+        adam.update { body in first.forEachParameter { name, group, value, grad in if phase.trains(group) { body(name, &value, &grad) } } }
         var values: [[Float]] = []
-        replicas[0].network.forEachParameter { _, _, value, _ in values.append(value) }
+        first.forEachParameter { _, _, value, _ in values.append(value) }
         for r in replicas.dropFirst() {
             var k = 0
-            r.network.forEachParameter { _, _, value, _ in value = values[k]; k += 1 }
+            r.forEachParameter { _, _, value, _ in value = values[k]; k += 1 }
         }
         stepInPhase += 1
         let report = StepReport(globalStep: globalStep + 1, phase: plan.number, stepInPhase: stepInPhase, epoch: epoch,
@@ -304,7 +317,7 @@ public final class Trainer: @unchecked Sendable {
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             for c in stride(from: w, to: chunks.count, by: workers) {
                 let (batch, target) = v.batch(chunks[c])
-                let l = replicas[w].step(batch, target: target, noiseSeed: TrainingRNG.derive(config.seed, 0xFA11, UInt64(c)), gradients: false).losses
+                let l = replicas[w].trainingStep(batch, target: target, noiseSeed: TrainingRNG.derive(config.seed, 0xFA11, UInt64(c)), gradients: false).losses
                 box.sums[c] = l.spectral * Double(chunks[c].count)
             }
         }
@@ -315,12 +328,12 @@ public final class Trainer: @unchecked Sendable {
     public func validationExample(_ k: Int = 0) -> (target: [Float], model: [Float])? {
         guard let v = validation, !validationWindows.isEmpty else { return nil }
         let (batch, target) = v.batch([validationWindows[k % validationWindows.count]])
-        let audio = replicas[0].step(batch, target: target, noiseSeed: TrainingRNG.derive(config.seed, 0xFA11, 0), gradients: false).audio
+        let audio = replicas[0].trainingStep(batch, target: target, noiseSeed: TrainingRNG.derive(config.seed, 0xFA11, 0), gradients: false).audio
         return (target, audio)
     }
 
     /// The current parameters as a weight file.
-    public func weights() throws -> PianoWeights { try replicas[0].network.weights(updating: base) }
+    public func weights() throws -> WeightFile { try replicas[0].weightFile(updating: base) }
 
     /// A checkpoint from which `init(checkpoint:…)` continues exactly; `state` adds run facts.
     public func checkpoint(state extra: [String: String] = [:]) throws -> TrainingCheckpoint {
@@ -329,6 +342,6 @@ public final class Trainer: @unchecked Sendable {
         state["phase_index"] = String(phaseIndex)
         state["step_in_phase"] = String(stepInPhase)
         let phase = isFinished ? config.phases.last!.number : config.phases[phaseIndex].number
-        return TrainingCheckpoint(weights: try weights(), adam: adam, phase: phase, state: state)
+        return TrainingCheckpoint(file: try weights(), adam: adam, phase: phase, state: state)
     }
 }

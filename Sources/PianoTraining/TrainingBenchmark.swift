@@ -53,7 +53,7 @@ public enum TrainingBenchmark {
         }
         let poly = set.performances[0].polyphony.map { Double(min($0, 16)) }
         var parameters = 0
-        trainer.replicas[0].network.forEachParameter { _, _, value, _ in parameters += value.count }
+        trainer.replicas[0].forEachParameter { _, _, value, _ in parameters += value.count }
         return Result(threads: threads, steps: steps, segments: segments, seconds: Date().timeIntervalSince(start),
                       meanPolyphony: poly.reduce(0, +) / Double(poly.count), parameters: parameters)
     }

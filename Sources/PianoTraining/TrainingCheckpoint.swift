@@ -9,19 +9,30 @@ import PianoIO
 /// One safetensors file: the weight tensors under their usual names, the moments as
 /// `adam.m.<name>` / `adam.v.<name>`, the rest as metadata under `train.`.
 public struct TrainingCheckpoint: Sendable {
-    public var weights: PianoWeights
+    /// The parameters, either architecture.
+    public var file: WeightFile
     public var adam: Adam
     public var phase: Int
     public var state: [String: String]
 
+    public init(file: WeightFile, adam: Adam, phase: Int, state: [String: String] = [:]) {
+        self.file = file; self.adam = adam; self.phase = phase; self.state = state
+    }
+
     public init(weights: PianoWeights, adam: Adam, phase: Int, state: [String: String] = [:]) {
-        self.weights = weights; self.adam = adam; self.phase = phase; self.state = state
+        self.init(file: .dafx22(weights), adam: adam, phase: phase, state: state)
+    }
+
+    /// The dafx22 parameters; nil for a v2 checkpoint.
+    public var weights: PianoWeights? {
+        if case .dafx22(let w) = file { return w }
+        return nil
     }
 
     static let prefix = "train."
 
     public func serialized() -> [UInt8] {
-        var file = weights.safetensors()
+        var file = self.file.safetensors()
         for (name, m) in adam.m {
             let shape = file.tensors[name]?.shape ?? [m.count]
             file.tensors["adam.m." + name] = Tensor(shape: shape, values: m)
@@ -73,7 +84,7 @@ public struct TrainingCheckpoint: Sendable {
         for (k, v) in meta where k.hasPrefix(Self.prefix + "state.") { state[String(k.dropFirst((Self.prefix + "state.").count))] = v }
         file.tensors = file.tensors.filter { !$0.key.hasPrefix("adam.") }
         file.metadata = meta.filter { !$0.key.hasPrefix(Self.prefix) }
-        self.init(weights: try PianoWeights(safetensors: file), adam: adam, phase: phase, state: state)
+        self.init(file: try WeightFile(safetensors: file), adam: adam, phase: phase, state: state)
     }
 
     /// Written to a temporary file and renamed: the previous checkpoint survives a failed save.

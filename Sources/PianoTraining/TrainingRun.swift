@@ -119,10 +119,11 @@ public final class TrainingRun {
             // The data may have moved (a rebuilt dataset, another machine): --data overrides.
             if let d = o.data { source.data = d; source.maestro = nil }
             if let m = o.maestro { source.maestro = m; source.data = nil }
-            var instruments = c.weights.instruments
-            let (t, v, table) = try loadSets(source, instruments: &instruments, threads: o.threads, ranks: ranks, skipped: skipped)
-            guard instruments == c.weights.instruments else {
-                throw TrainingDataError("the data now has instruments the checkpoint lacks (\(instruments.filter { !c.weights.instruments.contains($0) }.joined(separator: ", ")))")
+            var instruments = c.file.instruments
+            let (t, v, table) = try loadSets(source, instruments: &instruments, threads: o.threads, sampleRate: c.file.sampleRate,
+                                             ranks: ranks, skipped: skipped)
+            guard instruments == c.file.instruments else {
+                throw TrainingDataError("the data now has instruments the checkpoint lacks (\(instruments.filter { !c.file.instruments.contains($0) }.joined(separator: ", ")))")
             }
             let trainer = try Trainer(checkpoint: c, train: t, validation: v, replicas: ranks.size > 1 ? replicas : nil, ranks: ranks, table: table)
             if root { try folder.openLog(resumingAt: trainer.completedSteps) }
@@ -139,19 +140,21 @@ public final class TrainingRun {
             aliases[String(p[0])] = String(p[1])
         }
         // Rank 0 reads the initial weights; the other ranks start from what it sends.
-        var initial: PianoWeights? = root ? try o.initialWeights.map { try WeightStore.load(URL(fileURLWithPath: $0)) } : nil
+        // Either architecture: a v2 file trains the v2 model (on 24-kHz audio).
+        var initial: WeightFile? = root ? try o.initialWeights.map { try WeightStore.readFile(URL(fileURLWithPath: $0)) } : nil
         if ranks.size > 1, o.initialWeights != nil {
             let bytes = ranks.broadcast(initial?.safetensors().serialized() ?? [])
-            if !root { initial = try PianoWeights(safetensors: try Safetensors(bytes: bytes)) }
+            if !root { initial = try WeightFile(safetensors: try Safetensors(bytes: bytes)) }
         }
         var instruments = initial?.instruments ?? []
-        let (t, v, table) = try loadSets(source, instruments: &instruments, threads: o.threads, ranks: ranks, skipped: skipped)
+        let sampleRate = initial?.sampleRate ?? PianoWeights.Hyper.dafx22.sampleRate
+        let (t, v, table) = try loadSets(source, instruments: &instruments, threads: o.threads, sampleRate: sampleRate, ranks: ranks, skipped: skipped)
         let weights = try initial.map { try $0.withInstruments(instruments, aliases: aliases) }
-            ?? PianoWeights.initial(instruments: instruments, seed: o.seed, harmonicPrior: o.harmonicPrior)
+            ?? .dafx22(PianoWeights.initial(instruments: instruments, seed: o.seed, harmonicPrior: o.harmonicPrior))
         var config = TrainerConfig()
         config.seed = o.seed; config.threads = replicas; config.validationSegments = o.validationSegments
         config.phases = try phasePlans(o, segments: table.count)
-        let trainer = try Trainer(weights: weights, config: config, train: t, validation: v, ranks: ranks, table: table)
+        let trainer = try Trainer(file: weights, config: config, train: t, validation: v, ranks: ranks, table: table)
         if root {
             try folder.openLog(resumingAt: 0)
             // The starting point, for comparisons ("untrained" in an evaluation) and re-runs.
@@ -195,9 +198,10 @@ public final class TrainingRun {
 
     /// Loads the sets (this rank's share of the training pieces; the validation set on rank 0
     /// only), reports skipped pairs and refuses data with no usable segment.
-    static func loadSets(_ source: TrainingDataSource, instruments: inout [String], threads: Int, ranks: Ranks = .solo,
+    static func loadSets(_ source: TrainingDataSource, instruments: inout [String], threads: Int,
+                         sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate, ranks: Ranks = .solo,
                          skipped: (String) -> Void) throws -> (TrainingSet, TrainingSet?, WindowTable) {
-        let (t, v) = try loadSetsQuietly(source, instruments: &instruments, threads: threads, ranks: ranks)
+        let (t, v) = try loadSetsQuietly(source, instruments: &instruments, threads: threads, sampleRate: sampleRate, ranks: ranks)
         for s in t.skipped + (v?.skipped ?? []) { skipped("\(s.path): \(s.reason); skipped") }
         let table = WindowTable.gather(t, ranks: ranks)
         guard table.count > 0 else {
@@ -210,7 +214,7 @@ public final class TrainingRun {
     /// --validation folder, or every twelfth pair of DIR. Rank r of N loads the training pairs
     /// r, r + N, r + 2N… (every rank lists the same pairs: checked).
     static func loadSetsQuietly(_ source: TrainingDataSource, instruments: inout [String], threads: Int,
-                                ranks: Ranks = .solo) throws -> (TrainingSet, TrainingSet?) {
+                                sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate, ranks: Ranks = .solo) throws -> (TrainingSet, TrainingSet?) {
         let progress = TerminalProgress(label: "loading data", enabled: ranks.isRoot && TerminalProgress.stderrIsTerminal)
         defer { progress.finish() }
         var trainJobs: [TrainingSet.Job], validationJobs: [TrainingSet.Job]?
@@ -252,10 +256,10 @@ public final class TrainingRun {
         let share = trainJobs.indices.filter { $0 % ranks.size == ranks.rank }
         let t = TrainingSet.load(jobs: share.map { trainJobs[$0] }, keys: share, instruments: instruments,
                                  skipped: ranks.isRoot ? trainSkipped : [], threads: threads,
-                                 maxSecondsPerFile: source.maxSecondsPerFile) { progress.update(0.9 * $0) }
+                                 maxSecondsPerFile: source.maxSecondsPerFile, sampleRate: sampleRate) { progress.update(0.9 * $0) }
         guard ranks.isRoot, let vj = validationJobs else { return (t, nil) }
         let v = TrainingSet.load(jobs: vj, instruments: instruments, skipped: validationSkipped, threads: threads,
-                                 maxSecondsPerFile: source.maxSecondsPerFile, progress: nil)
+                                 maxSecondsPerFile: source.maxSecondsPerFile, sampleRate: sampleRate, progress: nil)
         return (t, v)
     }
 

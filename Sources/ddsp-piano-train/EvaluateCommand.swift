@@ -11,7 +11,7 @@ struct EvaluateCommand: ParsableCommand {
         discussion: """
         DIR holds one sub-folder per instrument with .wav/.flac + .mid pairs (as `dataset` \
         writes DATA/heldout). Each MIDI file is rendered as `ddsp-piano render` would (streaming \
-        engine, 16 kHz; --exact for the two-pass path) on the piano of the same name in the \
+        engine, at the model's rate; --exact for dafx22's two-pass path) on the piano of the same name in the \
         weight file, or on --piano for all, and compared with its recording: FFT sizes \
         2048…64 with 75 % overlap, mean |ΔS| + mean |Δlog S| summed over sizes (lower is closer).
         """
@@ -46,14 +46,15 @@ struct EvaluateCommand: ParsableCommand {
         }
     }
 
-    func pianoIndex(_ text: String, _ w: PianoWeights) throws -> Int {
+    func pianoIndex(_ text: String, _ w: WeightFile) throws -> Int {
         if let i = w.instruments.firstIndex(of: text) { return i }
         if let i = Int(text), i >= 0, i < w.instruments.count { return i }
         throw TrainingDataError("\(weights): no piano '\(text)' (it has \(w.instruments.joined(separator: ", ")))")
     }
 
     func evaluate() throws {
-        let w = try WeightStore.load(URL(fileURLWithPath: weights))
+        let w = try WeightStore.readFile(URL(fileURLWithPath: weights))
+        let model = try PianoModel(w)
         var settings = RenderSettings()
         settings.exact = exact
         var rows: [[String: Any]] = []
@@ -70,7 +71,7 @@ struct EvaluateCommand: ParsableCommand {
                 for p in pianos {
                     let r: (distance: Double, seconds: Double)
                     do {
-                        r = try Evaluation.distance(audio: URL(fileURLWithPath: pair.audio), midi: URL(fileURLWithPath: pair.midi), weights: w,
+                        r = try Evaluation.distance(audio: URL(fileURLWithPath: pair.audio), midi: URL(fileURLWithPath: pair.midi), model: model,
                                                     piano: p, settings: settings, maxSeconds: maxSeconds)
                     } catch let e as TrainingDataError {
                         FileHandle.standardError.write(Data("ddsp-piano-train: \(e.description); skipped\n".utf8)); continue

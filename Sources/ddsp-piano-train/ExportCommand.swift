@@ -10,10 +10,11 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Write a checkpoint's model as a weight file ddsp-piano and ddsp-pianod load.",
         discussion: """
-        The weight file gets the run's facts as metadata (data, steps, phases, losses, \
-        instruments, training time) and a normalisation calibration measured on MIDI files \
-        (by default the training data's, first 60 s of up to 24 pieces; see `ddsp-piano weights \
-        calibrate`), which the streaming engine needs to sound right from the first note.
+        The weight file (dafx22 or v2, as the run) gets the run's facts as metadata (data, \
+        steps, phases, losses, instruments, training time); a dafx22 file also a normalisation \
+        calibration measured on MIDI files (by default the training data's, first 60 s of up to \
+        24 pieces; see `ddsp-piano weights calibrate`), which the streaming engine needs to \
+        sound right from the first note (v2 normalises per frame and needs none).
         """
     )
 
@@ -54,7 +55,6 @@ struct ExportCommand: ParsableCommand {
         let url = URL(fileURLWithPath: checkpoint)
         let c: TrainingCheckpoint
         do { c = try TrainingCheckpoint.load(url) } catch { throw TrainingDataError("\(checkpoint): \(error)") }
-        var w = c.weights
         // The run's facts, for the model card and `ddsp-piano weights info`.
         var meta: [String: String] = [:]
         if let json = c.state["config"], let config = try? TrainerConfig.from(json: json) {
@@ -70,12 +70,29 @@ struct ExportCommand: ParsableCommand {
         if let l = c.state["last_loss"] { meta["training.last_loss"] = l }
         if let v = c.state["last_validation_loss"] { meta["training.validation_loss"] = v }
         if let i = c.state["instruments_trained"] { meta["training.instruments_trained"] = i }
-        meta["training.instruments"] = w.instruments.joined(separator: ",")
+        meta["training.instruments"] = c.file.instruments.joined(separator: ",")
         meta["training.tool"] = "ddsp-piano-train"
         meta["training.exported"] = ISO8601DateFormatter().string(from: Date())
         if let note { meta["training.note"] = note }
-        for (k, v) in meta { w.provenance[k] = v }
+        let file: WeightFile
+        switch c.file {
+        case .v2(var w):
+            // v2 normalises every frame on its own: there is no calibration to measure.
+            for (k, v) in meta { w.provenance[k] = v }
+            file = .v2(w)
+        case .dafx22(var w):
+            for (k, v) in meta { w.provenance[k] = v }
+            try calibrate(&w, c)
+            file = .dafx22(w)
+        }
+        let out = URL(fileURLWithPath: output)
+        try WeightStore.install(file, at: out)
+        print("wrote \(out.path): \(file.architecture), \(file.instruments.count) instruments (\(file.instruments.joined(separator: ", "))), step \(meta["training.steps"] ?? "?")"
+              + (meta["training.validation_loss"].map { ", validation loss \($0)" } ?? ""))
+    }
 
+    /// dafx22: the normalisation calibration on the training MIDI (or --calibrate-midi).
+    func calibrate(_ w: inout PianoWeights, _ c: TrainingCheckpoint) throws {
         if !noCalibration {
             var files: [URL] = []
             if calibrateMIDI.isEmpty {
@@ -108,9 +125,5 @@ struct ExportCommand: ParsableCommand {
             progress.finish()
             w.provenance["calibration"] = "\(pieces.count) MIDI files (first 60 s), ddsp-piano-train export"
         }
-        let out = URL(fileURLWithPath: output)
-        try WeightStore.install(w, at: out)
-        print("wrote \(out.path): \(w.instruments.count) instruments (\(w.instruments.joined(separator: ", "))), step \(meta["training.steps"] ?? "?")"
-              + (meta["training.validation_loss"].map { ", validation loss \($0)" } ?? ""))
     }
 }

@@ -42,7 +42,7 @@ final class CheckpointTests: XCTestCase {
 
         let loaded = try TrainingCheckpoint.load(url)
         XCTAssertEqual(loaded.phase, 1); XCTAssertEqual(loaded.state, ["next_step": "2"]); XCTAssertEqual(loaded.adam.step, 2)
-        let c = PianoModelTraining(weights: loaded.weights)
+        let c = PianoModelTraining(weights: loaded.weights!)
         phase.configure(&c.network)
         var adamC = loaded.adam
         curveB += train(c, &adamC, steps: 2..<3)

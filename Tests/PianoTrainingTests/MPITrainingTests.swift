@@ -94,7 +94,7 @@ final class MPITrainingTests: XCTestCase {
     /// difference is printed.
     func assertSameBits(_ a: TrainingCheckpoint, _ b: TrainingCheckpoint, _ what: String) {
         XCTAssertEqual(a.adam.step, b.adam.step, what)
-        let ta = a.weights.safetensors().tensors, tb = b.weights.safetensors().tensors
+        let ta = a.file.safetensors().tensors, tb = b.file.safetensors().tensors
         XCTAssertEqual(Set(ta.keys), Set(tb.keys), what)
         var differing: [String] = [], worst: Float = 0
         for (name, t) in ta {
@@ -153,7 +153,7 @@ final class MPITrainingTests: XCTestCase {
         let c = try checkpoint("more")
         XCTAssertEqual(c.adam.step, 4)
         XCTAssertEqual(try logged("more", "loss").count, 4, "each step logged once")
-        XCTAssertTrue(c.weights.safetensors().tensors.values.allSatisfy { $0.values.allSatisfy(\.isFinite) })
+        XCTAssertTrue(c.file.safetensors().tensors.values.allSatisfy { $0.values.allSatisfy(\.isFinite) })
     }
 
     /// Waits until the run's log has a record of `step`.

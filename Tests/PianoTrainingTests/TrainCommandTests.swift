@@ -111,6 +111,56 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertTrue(evaluated.out.contains("mean over all 1 renders"), evaluated.out)
     }
 
+    /// v2 as a user trains it: a v2 weight file as --init (the seeded StructuralV2, real layout)
+    /// makes the run a v2 run on 24-kHz audio; a new piano is added; checkpoint, --resume,
+    /// export as a v2 file, render it with `ddsp-piano`, evaluate it.
+    func testTrainV2FromAV2WeightFile() throws {
+        _ = try TestKit.executable("ddsp-piano-train")
+        let data = dir.appendingPathComponent("data")
+        try TrainerTests.writePair(folder: data.appendingPathComponent("train/mine"), name: "a", seconds: 8, seed: 1)
+        try TrainerTests.writePair(folder: data.appendingPathComponent("train/mine"), name: "b", seconds: 7, seed: 2)
+        try TrainerTests.writePair(folder: data.appendingPathComponent("validation/mine"), name: "c", seconds: 5, seed: 3)
+        let initial = dir.appendingPathComponent("v2.safetensors")
+        try WeightStore.install(.v2(StructuralV2.weights()), at: initial)
+        let runDir = dir.appendingPathComponent("run")
+        let first = try run("ddsp-piano-train", ["train", "--data", data.path, "--run", runDir.path, "--init", initial.path, "--phases", "1",
+                                                 "--steps", "3", "--batch-size", "2", "--validate-every", "3", "--checkpoint-every", "100",
+                                                 "--validation-segments", "2", "--seed", "5", "--max-minutes", "0.0001"])
+        XCTAssertEqual(first.status, 0, first.err)
+        XCTAssertTrue(first.out.contains("time limit reached at step 1"), first.out)
+        let checkpoint = try TrainingCheckpoint.load(runDir.appendingPathComponent("checkpoint.safetensors"))
+        XCTAssertEqual(checkpoint.file.architecture, "v2")
+        XCTAssertEqual(checkpoint.file.instruments.last, "mine", "the data's piano is added")
+        XCTAssertEqual(checkpoint.file.instruments.count, 11)
+        let resumed = try run("ddsp-piano-train", ["train", "--run", runDir.path, "--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertTrue(resumed.out.contains("done: 3 steps"), resumed.out)
+        let log = try String(contentsOf: runDir.appendingPathComponent("log.jsonl"), encoding: .utf8)
+        let losses = log.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .compactMap { $0["loss"] as? Double }
+        print("v2 training losses: \(losses)")
+        XCTAssertEqual(losses.count, 3)
+        XCTAssertTrue(losses.allSatisfy { $0.isFinite && $0 > 0 })
+
+        let model = dir.appendingPathComponent("model.safetensors")
+        let exported = try run("ddsp-piano-train", ["export", runDir.appendingPathComponent("checkpoint.safetensors").path, "-o", model.path])
+        XCTAssertEqual(exported.status, 0, exported.err)
+        guard case .v2(let w) = try WeightStore.readFile(model) else { return XCTFail("export wrote no v2 file") }
+        XCTAssertEqual(w.provenance["training.steps"], "3")
+        let wav = dir.appendingPathComponent("out.wav")
+        let rendered = try run("ddsp-piano", ["render", "--weights", model.path, "--piano", "mine",
+                                              data.appendingPathComponent("train/mine/a.mid").path, wav.path])
+        XCTAssertEqual(rendered.status, 0, rendered.err)
+        let audio = try AudioFile.read(wav).mono()
+        let peak = audio.map { abs($0) }.max() ?? 0
+        print("render with the exported v2 weights: \(audio.count) samples, peak \(peak)")
+        XCTAssertTrue(audio.allSatisfy(\.isFinite))
+        XCTAssertGreaterThan(peak, 1e-4)
+        let evaluated = try run("ddsp-piano-train", ["evaluate", "--weights", model.path, "--data", data.appendingPathComponent("validation").path])
+        XCTAssertEqual(evaluated.status, 0, evaluated.err)
+        XCTAssertTrue(evaluated.out.contains("mean over all 1 renders"), evaluated.out)
+    }
+
     func testBadInputGetsOneLineNamingTheFile() throws {
         _ = try TestKit.executable("ddsp-piano-train")
         let missing = dir.appendingPathComponent("nothing-here").path
