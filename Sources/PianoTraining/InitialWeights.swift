@@ -195,3 +195,92 @@ extension WeightFile {
         }
     }
 }
+
+extension V2Weights {
+    /// The parametric tuning's per-piano values upstream starts every v2 model from (and keeps:
+    /// they are not trained), for the ten MAESTRO pianos in `defaultInstruments` order: the
+    /// `pretrained_weights` of `maestro-v2.gin`'s JointParametricInharmTuning, in
+    /// `tuningParameters` order (alpha_b, beta_b, alpha_t, beta_t, pitch_ref, K, alpha).
+    static let maestroTuning: [[Double]] = [
+        [-0.10498029539736882, -0.103397365808098, -0.10397382934390406, -0.1027632010509, -0.11412346536287879,
+         -0.11243111008749364, -0.11022918531006379, -0.11304421044489406, -0.11219238911478058, -0.1136117886037094],
+        [-6.866829367443394, -6.866783669374699, -6.866856843404174, -6.866760472755433, -6.867112758686625,
+         -6.8670459701993005, -6.867005412258342, -6.8671280834048325, -6.867070224363755, -6.867052838812242],
+        [0.09405108370762505, 0.09428687197916932, 0.09291646217556483, 0.09378490184341534, 0.09473960700044547,
+         0.0946312366279332, 0.09482173401504473, 0.09484584668584539, 0.09450426855549614, 0.09488582813469065],
+        [-13.70498337594341, -13.704972884604071, -13.704819779849357, -13.704887473133587, -13.704897802616232,
+         -13.704882990638756, -13.704938991009339, -13.704922186081077, -13.704935675526722, -13.705007198537064],
+        [54.71379282301681, 64.33843910839924, 66.95422366370335, 59.712390413785336, 70.81419678430807,
+         64.0, 57.2228467711826, 67.82028990072976, 60.680246191463425, 63.02110904860535],
+        [9.302255937632737, 7.223599560962571, 12.223855769942192, 8.29737874759059, 4.558871484570812,
+         4.51, 13.316667367055667, 7.368416722448197, 12.849204042784237, 11.251719911066072],
+        [27.57823832089277, 23.84183259556874, 23.99969267752787, 21.115926380302316, 15.724893584533097,
+         24.0, 17.339843953212842, 19.173967085386415, 10.727522068281395, 17.215322155578242],
+    ]
+
+    /// A fresh v2 model as upstream builds it before training (`maestro-v2.gin`, Keras
+    /// defaults): dense and GRU input kernels Glorot-uniform, recurrent kernels orthogonal,
+    /// biases zero, LayerNorm γ 1 and β 0, the piano embedding uniform in ±0.05, the release
+    /// 1.1 s; the reverb's embeddings as upstream initialises them (gains N(0.25, 0.1), allpass
+    /// delays N(400, 60) samples, T60 N(2, 0.5) s, tone and early taps N(0, 0.1)); the frozen
+    /// tuning from `maestroTuning` (a MAESTRO year takes its row, another piano the rows' mean).
+    /// `harmonicPrior` as `PianoWeights.initial` (0: Keras' flat start): the amplitude's and the
+    /// 128 partials' output biases start at −a and −a·ln k.
+    public static func initial(instruments: [String], seed: UInt64, harmonicPrior a: Float = 1) -> V2Weights {
+        let n = instruments.count
+        var w = V2Weights(instruments: instruments)
+        var rng = TrainingRNG(seed: seed)
+        for e in layout(instruments: n) {
+            let count = e.shape.reduce(1, *)
+            var v = [Float](repeating: 0, count: count)
+            let name = e.name
+            func normal(_ mean: Double, _ sd: Double) { for i in v.indices { v[i] = Float(mean + sd * rng.normal()) } }
+            if name.hasSuffix("recurrent_kernel") {
+                // Orthonormal rows (Gram–Schmidt on Gaussian rows), as Keras' Orthogonal for a wide matrix.
+                let rows = e.shape[0], cols = e.shape[1]
+                var m = (0..<count).map { _ in rng.normal() }
+                for r in 0..<rows {
+                    for q in 0..<r {
+                        var dot = 0.0
+                        for c in 0..<cols { dot += m[r * cols + c] * m[q * cols + c] }
+                        for c in 0..<cols { m[r * cols + c] -= dot * m[q * cols + c] }
+                    }
+                    var norm = 0.0
+                    for c in 0..<cols { norm += m[r * cols + c] * m[r * cols + c] }
+                    for c in 0..<cols { m[r * cols + c] /= norm.squareRoot() }
+                }
+                v = m.map { Float($0) }
+            } else if name.hasSuffix(".kernel") {
+                let limit = (6 / Double(e.shape[0] + e.shape[1])).squareRoot()
+                for i in v.indices { v[i] = Float((2 * rng.uniform() - 1) * limit) }
+            } else if name.hasSuffix(".gamma") {
+                v = [Float](repeating: 1, count: count)
+            } else if name == "context.piano_embedding" {
+                for i in v.indices { v[i] = Float((2 * rng.uniform() - 1) * 0.05) }
+            } else if name == "note_release.duration" {
+                v = [1.1]
+            } else if name.hasPrefix("tuning.") {
+                let row = maestroTuning[tuningParameters.firstIndex(of: String(name.dropFirst("tuning.".count)))!]
+                let mean = row.reduce(0, +) / Double(row.count)
+                v = instruments.map { Float(defaultInstruments.firstIndex(of: $0).map { row[$0] } ?? mean) }
+            } else {
+                switch name {
+                case "reverb.input_gain", "reverb.output_gain", "reverb.gain_allpass": normal(0.25, 0.1)
+                case "reverb.delays_allpass": normal(400, 60)
+                case "reverb.time_rev_0_sec": normal(2, 0.5)
+                case "reverb.alpha_tone", "reverb.early_ir": normal(0, 0.1)
+                default: break   // biases and β: zero
+                }
+            }
+            w.tensors[name] = Tensor(shape: e.shape, values: v)
+        }
+        if a > 0 {
+            var b = w["mono.dense_out.bias"]
+            b.values[0] = -a
+            for k in 0..<harmonics { b.values[1 + k] = -a * logf(Float(k + 1)) }
+            w.tensors["mono.dense_out.bias"] = b
+        }
+        w.provenance["initialisation"] = "ddsp-piano-train: maestro-v2.gin's initialisation, seed \(seed), harmonic prior \(a)"
+        return w
+    }
+}

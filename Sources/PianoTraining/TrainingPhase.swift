@@ -32,6 +32,9 @@ public struct TrainingPhase: Sendable, Equatable {
         isFirstPhaseStrategy ? group == .other : group == .frequency
     }
 
+    /// Even phases train only the partial-frequency parts, which v2 does not train.
+    public var trainsNothingInV2: Bool { !isFirstPhaseStrategy }
+
     /// Sets the model up for the phase (detuning on only in even phases).
     public func configure(_ network: inout PianoNetworkTraining) {
         network.detuner.useDetune = !isFirstPhaseStrategy

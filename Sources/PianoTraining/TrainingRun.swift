@@ -26,6 +26,9 @@ public struct TrainingRunOptions: Sendable {
     public var threads = 1
     public var seed: UInt64 = 1
     public var harmonicPrior: Float = 1
+    /// The architecture of a fresh model (`--model`): "dafx22" or "v2". With `initialWeights`
+    /// the file's architecture is the run's.
+    public var model = "dafx22"
     public var validationSegments = 24
     /// Steps between validations (with the pictures) and between checkpoints.
     public var validateEvery = 50
@@ -146,14 +149,17 @@ public final class TrainingRun {
             let bytes = ranks.broadcast(initial?.safetensors().serialized() ?? [])
             if !root { initial = try WeightFile(safetensors: try Safetensors(bytes: bytes)) }
         }
+        guard ["dafx22", V2Weights.architecture].contains(o.model) else { throw TrainingOptionError("--model takes dafx22 or v2, not '\(o.model)'") }
+        let v2 = initial.map { $0.architecture == V2Weights.architecture } ?? (o.model == V2Weights.architecture)
         var instruments = initial?.instruments ?? []
-        let sampleRate = initial?.sampleRate ?? PianoWeights.Hyper.dafx22.sampleRate
+        let sampleRate = v2 ? V2Weights.sampleRate : PianoWeights.Hyper.dafx22.sampleRate
         let (t, v, table) = try loadSets(source, instruments: &instruments, threads: o.threads, sampleRate: sampleRate, ranks: ranks, skipped: skipped)
         let weights = try initial.map { try $0.withInstruments(instruments, aliases: aliases) }
-            ?? .dafx22(PianoWeights.initial(instruments: instruments, seed: o.seed, harmonicPrior: o.harmonicPrior))
+            ?? (v2 ? .v2(V2Weights.initial(instruments: instruments, seed: o.seed, harmonicPrior: o.harmonicPrior))
+                   : .dafx22(PianoWeights.initial(instruments: instruments, seed: o.seed, harmonicPrior: o.harmonicPrior)))
         var config = TrainerConfig()
         config.seed = o.seed; config.threads = replicas; config.validationSegments = o.validationSegments
-        config.phases = try phasePlans(o, segments: table.count)
+        config.phases = try phasePlans(o, segments: table.count, architecture: weights.architecture)
         let trainer = try Trainer(file: weights, config: config, train: t, validation: v, ranks: ranks, table: table)
         if root {
             try folder.openLog(resumingAt: 0)
@@ -166,7 +172,17 @@ public final class TrainingRun {
 
     /// The phases of a new run: upstream's batch size, learning rate and epochs for each phase
     /// asked for, unless given; epochs become steps over `segments` training segments.
-    public static func phasePlans(_ o: TrainingRunOptions, segments: Int) throws -> [PhasePlan] {
+    /// v2 has no phase 2: it trains only the partial-frequency parts, which v2 freezes (its
+    /// parametric tuning is not trainable upstream), so it is left out of a v2 plan.
+    public static func phasePlans(_ o: TrainingRunOptions, segments: Int, architecture: String = "dafx22") throws -> [PhasePlan] {
+        let plans = try allPhasePlans(o, segments: segments)
+        guard architecture == V2Weights.architecture else { return plans }
+        let kept = plans.filter { !$0.phase.trainsNothingInV2 }
+        guard !kept.isEmpty else { throw TrainingOptionError("v2 trains nothing in phase 2 (its tuning is frozen); choose phases 1 and 3") }
+        return kept
+    }
+
+    static func allPhasePlans(_ o: TrainingRunOptions, segments: Int) throws -> [PhasePlan] {
         let phaseNumbers = try list(o.phases, "phases", count: o.phases.split(separator: ",").count) { Int($0) }!
         guard phaseNumbers.allSatisfy({ (1...3).contains($0) }) else { throw TrainingOptionError("--phases takes numbers among 1, 2, 3") }
         let n = phaseNumbers.count

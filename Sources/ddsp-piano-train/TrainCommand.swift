@@ -54,8 +54,11 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue the run in --run from its checkpoint (on the data it was trained on, or --data/--maestro if it moved).")
     var resume = false
 
-    @Option(help: ArgumentHelp("Start from these weights (fine-tuning), e.g. imported dafx22 weights; default: a fresh model.", valueName: "file"))
+    @Option(help: ArgumentHelp("Start from these weights (fine-tuning), dafx22 or v2 (the run is then of that architecture); default: a fresh model.", valueName: "file"))
     var `init`: String?
+
+    @Option(help: ArgumentHelp("Architecture of a fresh model: dafx22 (16 kHz) or v2 (upstream's maestro-v2.gin, 24 kHz; v2 has no phase 2: its tuning is frozen).", valueName: "name"))
+    var model: String = "dafx22"
 
     @Option(name: .customLong("map"), help: ArgumentHelp("Data instrument NAME starts as the --init file's instrument OLD (repeatable).", valueName: "NAME=OLD"))
     var maps: [String] = []
@@ -109,6 +112,7 @@ struct TrainCommand: ParsableCommand {
         guard validateEvery >= 1, checkpointEvery >= 1 else { throw ValidationError("--validate-every and --checkpoint-every must be at least 1") }
         if let m = maxMinutes { guard m > 0 else { throw ValidationError("--max-minutes must be positive") } }
         guard harmonicPrior >= 0, harmonicPrior <= 10 else { throw ValidationError("--harmonic-prior must be between 0 and 10") }
+        guard ["dafx22", "v2"].contains(model) else { throw ValidationError("--model takes dafx22 or v2, not '\(model)'") }
         for m in maps { guard m.split(separator: "=").count == 2 else { throw ValidationError("--map takes NAME=OLD, not '\(m)'") } }
     }
 
@@ -154,7 +158,7 @@ struct TrainCommand: ParsableCommand {
         options.initialWeights = `init`; options.maps = maps
         options.phases = phases; options.epochs = epochs; options.steps = steps
         options.batchSize = batchSize; options.learningRate = learningRate
-        options.threads = threadsPerRank(); options.seed = seed; options.harmonicPrior = harmonicPrior
+        options.threads = threadsPerRank(); options.seed = seed; options.harmonicPrior = harmonicPrior; options.model = model
         options.validationSegments = validationSegments
         options.validateEvery = validateEvery; options.checkpointEvery = checkpointEvery
         let run = try TrainingRun.prepare(options, ranks: ranks) { FileHandle.standardError.write(Data("ddsp-piano-train: \($0)\n".utf8)) }
@@ -170,6 +174,10 @@ struct TrainCommand: ParsableCommand {
                          t.pieces, t.seconds / 60, t.count, t.droppedForPolyphony, trainer.train.instruments.joined(separator: ", "),
                          trainer.validationWindows.count))
             let layout = ranks.size > 1 ? "\(ranks.size) MPI ranks × \(trainer.replicas.count) thread(s)" : "\(trainer.config.threads) thread(s)"
+            let arch = trainer.base.architecture
+            let dropped = arch == "v2" && phases.split(separator: ",").contains("2") && !run.resumed
+            print("model: \(arch), \(trainer.base.sampleRate) Hz, \(trainer.base.parameterCount) parameters"
+                  + (dropped ? " (phase 2 left out: it trains only the partial frequencies, which v2 freezes)" : ""))
             print("plan: " + trainer.config.phases.map { "phase \($0.number): \($0.steps) steps of \($0.batchSize) (lr \($0.learningRate))" }.joined(separator: "; ")
                   + "; \(layout); run folder \(folder.url.path)")
             if run.resumed, let before = run.replicasBefore, before != trainer.config.threads {

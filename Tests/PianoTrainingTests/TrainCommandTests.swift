@@ -161,6 +161,36 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertTrue(evaluated.out.contains("mean over all 1 renders"), evaluated.out)
     }
 
+    /// A fresh v2 model (`--model v2`): upstream's initialisation, upstream's phases without
+    /// phase 2 (it would train only v2's frozen tuning), and a model the engine plays.
+    func testFreshV2RunLeavesOutPhase2() throws {
+        _ = try TestKit.executable("ddsp-piano-train")
+        let data = dir.appendingPathComponent("data")
+        try TrainerTests.writePair(folder: data.appendingPathComponent("train/mine"), name: "a", seconds: 7, seed: 1)
+        try TrainerTests.writePair(folder: data.appendingPathComponent("validation/mine"), name: "c", seconds: 5, seed: 3)
+        let runDir = dir.appendingPathComponent("run")
+        let r = try run("ddsp-piano-train", ["train", "--model", "v2", "--data", data.path, "--run", runDir.path, "--phases", "1,2,3",
+                                             "--steps", "1,1,1", "--batch-size", "2,2,2", "--validation-segments", "1", "--seed", "9"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("model: v2, 24000 Hz") && r.out.contains("phase 2 left out"), r.out)
+        XCTAssertTrue(r.out.contains("plan: phase 1: 1 steps of 2 (lr 0.001); phase 3: 1 steps of 2"), r.out)
+        XCTAssertTrue(r.out.contains("done: 2 steps"), r.out)
+        guard case .v2(let w) = try WeightStore.readFile(runDir.appendingPathComponent("initial.safetensors")) else { return XCTFail("not v2") }
+        XCTAssertEqual(w.instruments, ["mine"])
+        XCTAssertEqual(w.releaseDuration, 1.1)
+        // A piano that is no MAESTRO year starts from the mean of upstream's ten tunings.
+        XCTAssertEqual(Double(w["tuning.K"].values[0]), 9.0901, accuracy: 1e-3)
+        let gamma = w["mono.out_stack.1.gamma"].values
+        XCTAssertTrue(gamma.allSatisfy { $0 == 1 })
+        let model = try PianoModel(.v2(w))
+        XCTAssertEqual(model.instruments, ["mine"])
+        // Phase 2 alone is refused in one line.
+        let only2 = try run("ddsp-piano-train", ["train", "--model", "v2", "--data", data.path, "--run", dir.appendingPathComponent("r2").path,
+                                                 "--phases", "2", "--steps", "1"])
+        XCTAssertNotEqual(only2.status, 0)
+        XCTAssertTrue(only2.err.contains("v2 trains nothing in phase 2"), only2.err)
+    }
+
     func testBadInputGetsOneLineNamingTheFile() throws {
         _ = try TestKit.executable("ddsp-piano-train")
         let missing = dir.appendingPathComponent("nothing-here").path
