@@ -7,7 +7,7 @@ public enum TrainingBenchmark {
     /// A generated performance: a dense, pedalled texture of 6–12 sounding notes (MAESTRO-like
     /// polyphony), `seconds` long, with decaying-partial audio (the content does not change the
     /// cost, the active voices do).
-    public static func performance(seconds: Double, seed: UInt64 = 1) -> Performance {
+    public static func performance(seconds: Double, seed: UInt64 = 1, sampleRate: Int = PianoWeights.Hyper.dafx22.sampleRate) -> Performance {
         var rng = TrainingRNG(seed: seed)
         var notes: [NoteSequence.Note] = [], controls: [NoteSequence.ControlChange] = []
         var t = 0.0
@@ -20,9 +20,9 @@ public enum TrainingBenchmark {
         while p < seconds { controls.append(.init(time: p, controller: 64, value: 127)); controls.append(.init(time: p + 1.6, controller: 64, value: 0)); p += 2 }
         let sequence = NoteSequence(notes: notes, controlChanges: controls, totalTime: seconds).applyingSustain()
         let c = UpstreamConditioning.make(sequence: sequence, warmUp: 0, duration: seconds)
-        let n = Int(seconds * Double(PianoWeights.Hyper.dafx22.sampleRate))
+        let n = Int(seconds * Double(sampleRate))
         var audio = [Float](repeating: 0, count: n)
-        for i in 0..<n { audio[i] = Float(0.1 * sin(Double(i) * 0.05) * rng.uniform()) }
+        for i in 0..<n { audio[i] = Float(0.1 * sin(Double(i) * 0.05 * 16_000 / Double(sampleRate)) * rng.uniform()) }
         return Performance(audio: audio, conditioning: c, polyphony: Segmenter.polyphony(sequence, frames: c.frames))
     }
 
@@ -38,13 +38,18 @@ public enum TrainingBenchmark {
     }
 
     /// Runs phase-1 steps of `batchSize` for at least `minSeconds` (after one warm-up step).
-    public static func run(threads: Int, batchSize: Int = 6, minSeconds: Double = 20, seed: UInt64 = 1) throws -> Result {
-        var set = TrainingSet(instruments: ["bench"])
-        set.add(performance(seconds: 120, seed: seed), instrument: 0, name: "bench")
+    /// `model`: "dafx22" (16 kHz) or "v2" (24 kHz), a fresh model of that architecture.
+    public static func run(threads: Int, batchSize: Int = 6, minSeconds: Double = 20, seed: UInt64 = 1, model: String = "dafx22") throws -> Result {
+        let v2 = model == V2Weights.architecture
+        let rate = v2 ? V2Weights.sampleRate : PianoWeights.Hyper.dafx22.sampleRate
+        var set = TrainingSet(instruments: ["bench"], sampleRate: rate)
+        set.add(performance(seconds: 120, seed: seed, sampleRate: rate), instrument: 0, name: "bench")
         var config = TrainerConfig()
         config.threads = threads; config.seed = seed
         config.phases = [PhasePlan(number: 1, batchSize: batchSize, learningRate: 1e-3, steps: 1_000_000)]
-        let trainer = try Trainer(weights: PianoWeights.initial(instruments: ["bench"], seed: seed), config: config, train: set, validation: nil)
+        let file: WeightFile = v2 ? .v2(V2Weights.initial(instruments: ["bench"], seed: seed))
+                                  : .dafx22(PianoWeights.initial(instruments: ["bench"], seed: seed))
+        let trainer = try Trainer(file: file, config: config, train: set, validation: nil)
         _ = try trainer.step()
         let start = Date()
         var steps = 0, segments = 0
@@ -74,8 +79,9 @@ public enum TrainingBenchmark {
         public var totalHours: Double      // the 20 epochs
     }
 
+    /// `v2`: without phase 2 (v2 trains nothing there).
     public static func projectCluster(machines: Int, threads: Int, replicaSegmentsPerSecond rate: Double, parameters: Int,
-                                      audioHours: Double, networkBytesPerSecond: Double, growBatch: Bool) -> ClusterProjection {
+                                      audioHours: Double, networkBytesPerSecond: Double, growBatch: Bool, v2: Bool = false) -> ClusterProjection {
         let replicas = machines * threads
         let windows = audioHours * 3600 / 1.5
         // A window as ranks send it: 3 s of 16-kHz target, 750 frames of 16 voices' (pitch,
@@ -87,7 +93,7 @@ public enum TrainingBenchmark {
             if machines > 1 { step += (Double(min(b, replicas)) * Double(parameters) * 4 + Double(b) * windowBytes) / networkBytesPerSecond }
             return windows / Double(b) * step / 3600
         }
-        let phases = TrainingPhase.upstream
+        let phases = TrainingPhase.upstream.filter { !v2 || !$0.trainsNothingInV2 }
         let batches = phases.map { growBatch ? max($0.batchSize, replicas) : $0.batchSize }
         return ClusterProjection(machines: machines, replicas: replicas, batches: batches, hoursPerEpoch: epochHours(phases[0].batchSize),
                                  totalHours: phases.reduce(0) { $0 + Double($1.epochs) * epochHours($1.batchSize) })

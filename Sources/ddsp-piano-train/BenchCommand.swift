@@ -34,12 +34,19 @@ struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Machine counts of the cluster projection.", valueName: "list"))
     var machines: String = "1,2,4,8,16"
 
+    @Option(help: ArgumentHelp("Architecture to measure: dafx22 (16 kHz) or v2 (24 kHz).", valueName: "name"))
+    var model: String = "dafx22"
+
+    func validate() throws {
+        guard ["dafx22", "v2"].contains(model) else { throw ValidationError("--model takes dafx22 or v2, not '\(model)'") }
+    }
+
     func run() throws {
         var results: [TrainingBenchmark.Result] = []
         for t in Array(Set([1, threads])).sorted() {
-            let r = try TrainingBenchmark.run(threads: t, batchSize: batchSize, minSeconds: seconds)
+            let r = try TrainingBenchmark.run(threads: t, batchSize: batchSize, minSeconds: seconds, model: model)
             results.append(r)
-            print(String(format: "%d thread(s): %d steps of %d segments in %.1f s = %.3f segments/s (%.2f s per segment; mean polyphony %.1f)",
+            print(String(format: "\(model), %d thread(s): %d steps of %d segments in %.1f s = %.3f segments/s (%.2f s per segment; mean polyphony %.1f)",
                          t, r.steps, batchSize, r.seconds, r.segmentsPerSecond, r.seconds / Double(r.segments), r.meanPolyphony))
         }
         let best = results.max { $0.segmentsPerSecond < $1.segmentsPerSecond }!
@@ -54,12 +61,13 @@ struct BenchCommand: ParsableCommand {
         print(String(format: "mpirun across machines like this one (one rank of %d thread(s) each; %d parameters exchanged per replica and step; %.0f Gbit/s network):",
                      best.threads, best.parameters, networkGbits))
         func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
-        print("  machines  replicas | upstream batches 6,3,6: h/epoch  20 epochs | batches >= replicas: batches  h/epoch  20 epochs")
+        let schedule = model == "v2" ? "upstream batches 6,6 (v2: no phase 2), 17 epochs" : "upstream batches 6,3,6, 20 epochs"
+        print("  machines  replicas | \(schedule): h/epoch  total | batches >= replicas: batches  h/epoch  total")
         for m in counts {
             let a = TrainingBenchmark.projectCluster(machines: m, threads: best.threads, replicaSegmentsPerSecond: rate, parameters: best.parameters,
-                                                     audioHours: maestroHours, networkBytesPerSecond: networkGbits * 1e9 / 8, growBatch: false)
+                                                     audioHours: maestroHours, networkBytesPerSecond: networkGbits * 1e9 / 8, growBatch: false, v2: model == "v2")
             let b = TrainingBenchmark.projectCluster(machines: m, threads: best.threads, replicaSegmentsPerSecond: rate, parameters: best.parameters,
-                                                     audioHours: maestroHours, networkBytesPerSecond: networkGbits * 1e9 / 8, growBatch: true)
+                                                     audioHours: maestroHours, networkBytesPerSecond: networkGbits * 1e9 / 8, growBatch: true, v2: model == "v2")
             print("  " + pad(String(m), 8) + "  " + pad(String(a.replicas), 8) + " | "
                   + pad(String(format: "%.1f", a.hoursPerEpoch), 31) + pad(String(format: "%.1f days", a.totalHours / 24), 11) + " | "
                   + pad(b.batches.map(String.init).joined(separator: ","), 28) + pad(String(format: "%.1f", b.hoursPerEpoch), 9)
