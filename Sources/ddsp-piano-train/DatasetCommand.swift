@@ -44,11 +44,15 @@ struct DatasetCommand: ParsableCommand {
     @Option(name: .long, help: "fluidsynth gain (-g); the same for every file so loudness follows velocity.")
     var gain: Double = DatasetBuilder.Options(out: URL(fileURLWithPath: "."), midi: nil).gain
 
+    @Option(name: .long, help: "Sample rate of the audio: 16000 for dafx22, 24000 for v2 (a model trains at its own rate; lower-rate audio would lack its top octave).")
+    var sampleRate: Int = DatasetBuilder.Options(out: URL(fileURLWithPath: "."), midi: nil).sampleRate
+
     func validate() throws {
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard generatedMinutes >= 0, corpusMinutes >= 0 else { throw ValidationError("--generated-minutes and --corpus-minutes must not be negative") }
         guard maxSecondsPerFile > 0 else { throw ValidationError("--max-seconds-per-file must be positive") }
         guard gain > 0, gain <= 10 else { throw ValidationError("--gain must be in (0, 10]") }
+        guard (8_000...96_000).contains(sampleRate) else { throw ValidationError("--sample-rate must be between 8000 and 96000") }
     }
 
     func run() throws {
@@ -74,6 +78,7 @@ struct DatasetCommand: ParsableCommand {
         options.maxSecondsPerFile = maxSecondsPerFile
         options.jobs = jobs
         options.gain = gain
+        options.sampleRate = sampleRate
 
         let summary: DatasetBuilder.Summary
         do {
