@@ -38,6 +38,54 @@ public struct TrainingRNG: Sendable {
     }
 }
 
+
+/// Where each row of an instrument list comes from in a weight file's list: its own row, an
+/// alias's, or nil (a new instrument: the mean of the file's rows).
+func instrumentSources(_ names: [String], in instruments: [String], aliases: [String: String]) throws -> [Int?] {
+    try names.map { name in
+        let existing = aliases[name] ?? name
+        if let i = instruments.firstIndex(of: existing) { return i }
+        if aliases[name] != nil {
+            throw WeightsError("instrument '\(existing)' (for '\(name)') is not in the weights; they have \(instruments.joined(separator: ", "))")
+        }
+        return nil
+    }
+}
+
+/// A per-instrument tensor (first dimension = instrument, `from` of them) with the rows `sources` name.
+func instrumentRows(_ t: Tensor, from n: Int, _ sources: [Int?]) -> Tensor {
+    let row = t.count / n
+    var values = [Float](); values.reserveCapacity(sources.count * row)
+    for source in sources {
+        if let s = source { values += t.values[(s * row)..<((s + 1) * row)] }
+        else {
+            for j in 0..<row {
+                var sum: Float = 0
+                for i in 0..<n { sum += t.values[i * row + j] }
+                values.append(sum / Float(n))
+            }
+        }
+    }
+    return Tensor(shape: [sources.count] + Array(t.shape.dropFirst()), values: values)
+}
+
+/// [rows, cols] with orthonormal rows (Gram–Schmidt on Gaussian rows), as Keras' Orthogonal
+/// initializer gives for a wide matrix.
+func orthogonalRows(_ rows: Int, _ cols: Int, _ rng: inout TrainingRNG) -> [Float] {
+    var m = (0..<(rows * cols)).map { _ in rng.normal() }
+    for r in 0..<rows {
+        for q in 0..<r {
+            var dot = 0.0
+            for c in 0..<cols { dot += m[r * cols + c] * m[q * cols + c] }
+            for c in 0..<cols { m[r * cols + c] -= dot * m[q * cols + c] }
+        }
+        var norm = 0.0
+        for c in 0..<cols { norm += m[r * cols + c] * m[r * cols + c] }
+        for c in 0..<cols { m[r * cols + c] /= norm.squareRoot() }
+    }
+    return m.map { Float($0) }
+}
+
 extension PianoWeights {
     /// A fresh model as upstream builds it before training (Keras defaults): dense and GRU input
     /// kernels Glorot-uniform, recurrent kernels orthogonal, biases zero, Normalize scale 1 and
@@ -62,22 +110,8 @@ extension PianoWeights {
             uniform(p, (6.0 / Double(s[0] + s[1])).squareRoot())
         }
         func orthogonal(_ p: WritableKeyPath<PianoWeights, Tensor>) {
-            // [units, 3·units]: orthonormal rows (Gram–Schmidt on Gaussian rows), as Keras'
-            // Orthogonal initializer gives for a wide matrix.
-            let s = w[keyPath: p].shape, rows = s[0], cols = s[1]
-            var m = (0..<(rows * cols)).map { _ in rng.normal() }
-            for r in 0..<rows {
-                for q in 0..<r {
-                    var dot = 0.0
-                    for c in 0..<cols { dot += m[r * cols + c] * m[q * cols + c] }
-                    for c in 0..<cols { m[r * cols + c] -= dot * m[q * cols + c] }
-                }
-                var norm = 0.0
-                for c in 0..<cols { norm += m[r * cols + c] * m[r * cols + c] }
-                norm = norm.squareRoot()
-                for c in 0..<cols { m[r * cols + c] /= norm }
-            }
-            w[keyPath: p].values = m.map { Float($0) }
+            let s = w[keyPath: p].shape
+            w[keyPath: p].values = orthogonalRows(s[0], s[1], &rng)
         }
         func fill(_ p: WritableKeyPath<PianoWeights, Tensor>, _ v: Float) {
             w[keyPath: p].values = [Float](repeating: v, count: w[keyPath: p].count)
@@ -112,34 +146,11 @@ extension PianoWeights {
     /// normalisation calibration is dropped when the list changes (`export` measures a new one).
     public func withInstruments(_ names: [String], aliases: [String: String] = [:]) throws -> PianoWeights {
         if names == instruments { return self }
-        var sources: [Int?] = []
-        for name in names {
-            let existing = aliases[name] ?? name
-            if let i = instruments.firstIndex(of: existing) { sources.append(i) }
-            else if aliases[name] != nil {
-                throw WeightsError("instrument '\(existing)' (for '\(name)') is not in the weights; they have \(instruments.joined(separator: ", "))")
-            } else { sources.append(nil) }
-        }
+        let sources = try instrumentSources(names, in: instruments, aliases: aliases)
         var out = self
         out.instruments = names
         out.calibration = nil
-        let n = instruments.count
-        for p in Self.perInstrumentTensors {
-            let t = self[keyPath: p]
-            let row = t.count / n
-            var values = [Float](); values.reserveCapacity(names.count * row)
-            for source in sources {
-                if let s = source { values += t.values[(s * row)..<((s + 1) * row)] }
-                else {
-                    for j in 0..<row {
-                        var sum: Float = 0
-                        for i in 0..<n { sum += t.values[i * row + j] }
-                        values.append(sum / Float(n))
-                    }
-                }
-            }
-            out[keyPath: p] = Tensor(shape: [names.count] + Array(t.shape.dropFirst()), values: values)
-        }
+        for p in Self.perInstrumentTensors { out[keyPath: p] = instrumentRows(self[keyPath: p], from: instruments.count, sources) }
         return out
     }
 }
@@ -155,33 +166,10 @@ extension V2Weights {
     /// rows, aliases' rows, or the mean of the file's rows for a new piano.
     public func withInstruments(_ names: [String], aliases: [String: String] = [:]) throws -> V2Weights {
         if names == instruments { return self }
-        var sources: [Int?] = []
-        for name in names {
-            let existing = aliases[name] ?? name
-            if let i = instruments.firstIndex(of: existing) { sources.append(i) }
-            else if aliases[name] != nil {
-                throw WeightsError("instrument '\(existing)' (for '\(name)') is not in the weights; they have \(instruments.joined(separator: ", "))")
-            } else { sources.append(nil) }
-        }
+        let sources = try instrumentSources(names, in: instruments, aliases: aliases)
         var out = self
         out.instruments = names
-        let n = instruments.count
-        for name in Self.perInstrumentNames {
-            let t = self[name]
-            let row = t.count / n
-            var values = [Float](); values.reserveCapacity(names.count * row)
-            for source in sources {
-                if let s = source { values += t.values[(s * row)..<((s + 1) * row)] }
-                else {
-                    for j in 0..<row {
-                        var sum: Float = 0
-                        for i in 0..<n { sum += t.values[i * row + j] }
-                        values.append(sum / Float(n))
-                    }
-                }
-            }
-            out.tensors[name] = Tensor(shape: [names.count] + Array(t.shape.dropFirst()), values: values)
-        }
+        for name in Self.perInstrumentNames { out.tensors[name] = instrumentRows(self[name], from: instruments.count, sources) }
         return out
     }
 }
@@ -236,21 +224,7 @@ extension V2Weights {
             let name = e.name
             func normal(_ mean: Double, _ sd: Double) { for i in v.indices { v[i] = Float(mean + sd * rng.normal()) } }
             if name.hasSuffix("recurrent_kernel") {
-                // Orthonormal rows (Gram–Schmidt on Gaussian rows), as Keras' Orthogonal for a wide matrix.
-                let rows = e.shape[0], cols = e.shape[1]
-                var m = (0..<count).map { _ in rng.normal() }
-                for r in 0..<rows {
-                    for q in 0..<r {
-                        var dot = 0.0
-                        for c in 0..<cols { dot += m[r * cols + c] * m[q * cols + c] }
-                        for c in 0..<cols { m[r * cols + c] -= dot * m[q * cols + c] }
-                    }
-                    var norm = 0.0
-                    for c in 0..<cols { norm += m[r * cols + c] * m[r * cols + c] }
-                    for c in 0..<cols { m[r * cols + c] /= norm.squareRoot() }
-                }
-                v = m.map { Float($0) }
-            } else if name.hasSuffix(".kernel") {
+                v = orthogonalRows(e.shape[0], e.shape[1], &rng)            } else if name.hasSuffix(".kernel") {
                 let limit = (6 / Double(e.shape[0] + e.shape[1])).squareRoot()
                 for i in v.indices { v[i] = Float((2 * rng.uniform() - 1) * limit) }
             } else if name.hasSuffix(".gamma") {

@@ -2,6 +2,7 @@ import DDSPPiano
 import Foundation
 import PianoTestKit
 import PianoTraining
+import XCTest
 
 /// Σ wᵢ·yᵢ in Double: a scalar loss whose gradient w.r.t. y is w.
 func weightedSum(_ y: [Float], _ w: [Float]) -> Double {
@@ -63,4 +64,16 @@ func directionalCheck<M>(_ model: M, _ path: WritableKeyPath<M, [Float]>, analyt
     for i in 0..<n { a += Double(analytic[i]) * Double(d[i]) }
     let l1 = analytic.reduce(0.0) { $0 + Double(abs($1)) }
     return abs(a - numeric) / max(l1, 1e-30)
+}
+
+/// A layer's check as LayerGradientTests makes it: per entry (float32 noise limits it to
+/// ~1e-3..1e-2 on small gradients; tolerance 2e-2) and along a random direction over the whole
+/// tensor (tolerance 1e-3); both printed.
+func checkLayerGradient<M>(_ name: String, _ model: M, _ path: WritableKeyPath<M, [Float]>, _ analytic: [Float], samples: Int = 24,
+                           eps: Float = 1e-2, loss: (M) -> Double, file: StaticString = #filePath, line: UInt = #line) {
+    let entry = gradientCheck(model, path, analytic: analytic, eps: eps, samples: samples, loss: loss)
+    let directional = directionalCheck(model, path, analytic: analytic, eps: eps, loss: loss)
+    print(String(format: "gradient check %-42@ entries max rel err %.2e, directional %.2e", name as NSString, entry, directional))
+    XCTAssertLessThan(entry, 2e-2, name, file: file, line: line)
+    XCTAssertLessThan(directional, 1e-3, name, file: file, line: line)
 }

@@ -10,18 +10,11 @@ import XCTest
 /// float32 noise against truncation: the inharmonicity's exponentials (slopes ~12) use 3e-3, the
 /// detuner (f0 in Hz, rounded to ~6e-8 relative, but nearly linear in its parameters) 5e-2.
 final class LayerGradientTests: XCTestCase {
-    let entryTolerance = 2e-2
     let directionalTolerance = 1e-3
 
-    /// Per-entry check (float32 noise limits it to ~1e-3..1e-2 on small gradients) and the
-    /// directional check over the whole tensor (1e-3).
     func check<M>(_ name: String, _ model: M, _ path: WritableKeyPath<M, [Float]>, _ analytic: [Float], samples: Int = 24, eps: Float = 1e-2,
                   loss: (M) -> Double, file: StaticString = #filePath, line: UInt = #line) {
-        let entry = gradientCheck(model, path, analytic: analytic, eps: eps, samples: samples, loss: loss)
-        let directional = directionalCheck(model, path, analytic: analytic, eps: eps, loss: loss)
-        print(String(format: "gradient check %-40@ entries max rel err %.2e, directional %.2e", name as NSString, entry, directional))
-        XCTAssertLessThan(entry, entryTolerance, name, file: file, line: line)
-        XCTAssertLessThan(directional, directionalTolerance, name, file: file, line: line)
+        checkLayerGradient(name, model, path, analytic, samples: samples, eps: eps, loss: loss, file: file, line: line)
     }
 
     func testDense() {

@@ -17,16 +17,11 @@ import XCTest
 /// step of 1e-4 (few kinks crossed, float32 noise still far below the derivative): 1e-3 for a
 /// stack, `networkTolerance` for the networks.
 final class V2NetworkGradientTests: XCTestCase {
-    let entryTolerance = 2e-2
     let directionalTolerance = 1e-3
 
     func check<M>(_ name: String, _ model: M, _ path: WritableKeyPath<M, [Float]>, _ analytic: [Float], samples: Int = 24, eps: Float = 1e-2,
                   loss: (M) -> Double, file: StaticString = #filePath, line: UInt = #line) {
-        let entry = gradientCheck(model, path, analytic: analytic, eps: eps, samples: samples, loss: loss)
-        let directional = directionalCheck(model, path, analytic: analytic, eps: eps, loss: loss)
-        print(String(format: "gradient check %-42@ entries max rel err %.2e, directional %.2e", name as NSString, entry, directional))
-        XCTAssertLessThan(entry, entryTolerance, name, file: file, line: line)
-        XCTAssertLessThan(directional, directionalTolerance, name, file: file, line: line)
+        checkLayerGradient(name, model, path, analytic, samples: samples, eps: eps, loss: loss, file: file, line: line)
     }
 
     /// Four random directions over the whole tensor, step 1e-4, each within `tolerance`.

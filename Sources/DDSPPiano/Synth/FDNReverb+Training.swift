@@ -98,22 +98,8 @@ extension FDNReverb {
     /// dL/dH [N/2 + 1] from dL/dIR through numpy's irfft (see `parameterGradient`).
     static func spectrumGradient(_ g: [Float]) -> [Complex] {
         let n = g.count, bins = n / 2 + 1
-        // The forward transform Σ g[m] e^{−2πikm/N}, by the same mixed-radix FFT with conjugate twiddles.
-        let input = g.map { Complex(Double($0), 0) }
-        var out = [Complex](repeating: Complex(0, 0), count: n)
-        var twiddles = [Complex](repeating: Complex(0, 0), count: n)
-        for j in 0..<n {
-            let a = 2 * Double.pi * Double(j) / Double(n)
-            twiddles[j] = Complex(cos(a), -sin(a))
-        }
-        var scratch = [Complex](repeating: Complex(0, 0), count: largestFactor(n))
-        input.withUnsafeBufferPointer { src in
-        out.withUnsafeMutableBufferPointer { dst in
-        twiddles.withUnsafeBufferPointer { tw in
-        scratch.withUnsafeMutableBufferPointer { s in
-            fft(src.baseAddress!, stride: 1, count: n, into: dst.baseAddress!, twiddles: tw.baseAddress!,
-                twiddleStride: 1, total: n, scratch: s.baseAddress!)
-        }}}}
+        // The forward transform Σ g[m] e^{−2πikm/N}.
+        let out = transform(g.map { Complex(Double($0), 0) }, inverse: false)
         var dH = [Complex](repeating: Complex(0, 0), count: bins)
         for k in 0..<bins {
             let edge = k == 0 || (n % 2 == 0 && k == n / 2)

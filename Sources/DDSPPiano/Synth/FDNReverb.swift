@@ -201,23 +201,28 @@ public enum FDNReverb {
         full[0].im = 0
         if n % 2 == 0 { full[n / 2].im = 0 }
         for k in 1..<((n + 1) / 2) { full[n - k] = Complex(half[k].re, -half[k].im) }
+        let scale = 1 / Double(n)
+        return transform(full, inverse: true).map { $0.re * scale }
+    }
+
+    /// The unscaled DFT of `x`: Σ x[j] e^{∓2πi jk/n} (− forward, + `inverse`), mixed radix.
+    static func transform(_ x: [Complex], inverse: Bool) -> [Complex] {
+        let n = x.count
         var out = [Complex](repeating: Complex(0, 0), count: n)
-        // e^{+2πi j/n}: the inverse transform's twiddles.
         var twiddles = [Complex](repeating: Complex(0, 0), count: n)
         for j in 0..<n {
             let a = 2 * Double.pi * Double(j) / Double(n)
-            twiddles[j] = Complex(cos(a), sin(a))
+            twiddles[j] = Complex(cos(a), inverse ? sin(a) : -sin(a))
         }
         var scratch = [Complex](repeating: Complex(0, 0), count: largestFactor(n))
-        full.withUnsafeBufferPointer { src in
+        x.withUnsafeBufferPointer { src in
         out.withUnsafeMutableBufferPointer { dst in
         twiddles.withUnsafeBufferPointer { tw in
         scratch.withUnsafeMutableBufferPointer { s in
             fft(src.baseAddress!, stride: 1, count: n, into: dst.baseAddress!, twiddles: tw.baseAddress!,
                 twiddleStride: 1, total: n, scratch: s.baseAddress!)
         }}}}
-        let scale = 1 / Double(n)
-        return out.map { $0.re * scale }
+        return out
     }
 
     static func smallestFactor(_ n: Int) -> Int {
