@@ -156,6 +156,20 @@ final class MPITrainingTests: XCTestCase {
         XCTAssertTrue(c.file.safetensors().tensors.values.allSatisfy { $0.values.allSatisfy(\.isFinite) })
     }
 
+    /// v2 (upstream's default model) spread over ranks: the same bits as the same replicas on threads.
+    func testV2TrainsAcrossRanksAsOnThreads() throws {
+        let initial = dir.appendingPathComponent("v2.safetensors")
+        try WeightStore.install(.v2(StructuralV2.weights()), at: initial)
+        let v2 = ["--init", initial.path]
+        let plain = try run(ranks: 0, trainArgs("v2threads", steps: 2, threads: 2) + v2)
+        XCTAssertEqual(plain.status, 0, plain.err)
+        let mpi = try run(ranks: 2, trainArgs("v2ranks", steps: 2, threads: 1) + v2)
+        XCTAssertEqual(mpi.status, 0, mpi.err)
+        XCTAssertTrue(mpi.out.contains("model: v2"), mpi.out)
+        XCTAssertEqual(try logged("v2threads", "loss"), try logged("v2ranks", "loss"))
+        assertSameBits(try checkpoint("v2threads"), try checkpoint("v2ranks"), "v2: -np 2 against --threads 2")
+    }
+
     /// Waits until the run's log has a record of `step`.
     func waitForStep(_ run: String, _ step: Int, while p: Process, seconds: Double = 300) {
         let log = dir.appendingPathComponent(run).appendingPathComponent("log.jsonl")
