@@ -15,14 +15,20 @@ struct TrainCommand: ParsableCommand {
         Data: --data DIR with one sub-folder per instrument holding .wav/.flac + .mid pairs of \
         the same name (or DIR/train and DIR/validation so laid out, as `ddsp-piano-train \
         dataset` writes), or --maestro DIR (MAESTRO v3: its CSV's train and validation splits, \
-        one instrument per year). Audio is resampled to 16 kHz and cut into 3-second segments \
-        overlapping by half; segments with more than 16 simultaneous notes are dropped.
+        one instrument per year). Audio is resampled to the model's rate (dafx22 16 kHz, v2 \
+        24 kHz) and cut into 3-second segments overlapping by half; segments with more than 16 \
+        simultaneous notes are dropped.
+
+        Models: dafx22 (the 2022 paper's) by default; v2 (upstream's maestro-v2.gin) with \
+        --model v2 or a v2 file as --init. v2 trains its networks and each piano's reverb; its \
+        tuning and note release are frozen as upstream's, its loss is the spectral loss alone, \
+        and its plan leaves out phase 2 (which would train only the frozen tuning).
 
         Schedule: upstream's three phases by default (1: everything except the partial \
         frequencies, detuning off, batch 6, lr 1e-3, 7 epochs; 2: only the frequency parts, \
         batch 3, lr 1e-5, 3 epochs; 3: as 1 for 10 epochs). Adam (ε 1e-7, gradients clipped to \
         norm 3, lr × 0.98 every 10 000 steps), multi-scale spectral loss + reverb and \
-        inharmonicity regularisers.
+        inharmonicity regularisers (dafx22).
 
         Across processes and machines: `mpirun -np N ddsp-piano-train train …` (Open MPI; or \
         Slurm's srun) runs N data-parallel ranks of --threads replicas each. Each rank loads \
