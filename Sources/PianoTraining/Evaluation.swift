@@ -23,18 +23,25 @@ public enum Evaluation {
         try distance(audio: audioURL, midi: midiURL, model: PianoModel(.dafx22(weights)), piano: piano, settings: base, maxSeconds: maxSeconds)
     }
 
-    /// `distance` with a model of either architecture (built once for many pairs).
+    /// `distance` with a model of either architecture (built once for many pairs), at `sampleRate`
+    /// (default: the model's; another rate compares models of different rates on equal terms:
+    /// the render, at the model's rate, and the recording are both resampled to it by libsoxr).
     public static func distance(audio audioURL: URL, midi midiURL: URL, model: PianoModel, piano: Int,
-                                settings base: RenderSettings = RenderSettings(), maxSeconds: Double? = nil) throws -> (distance: Double, seconds: Double) {
-        let rate = model.sampleRate
+                                settings base: RenderSettings = RenderSettings(), maxSeconds: Double? = nil,
+                                sampleRate: Int? = nil) throws -> (distance: Double, seconds: Double) {
+        let rate = sampleRate ?? model.sampleRate
         let recording = try PerformanceLoader.monoAudio(audioURL, sampleRate: rate).samples
         let midi: MIDIFile
         do { midi = try MIDIFile(bytes: [UInt8](try Data(contentsOf: midiURL))) } catch { throw TrainingDataError("\(midiURL.path): \(error)") }
         var settings = base
         settings.instrument = piano
-        settings.sampleRate = Double(rate)
+        settings.sampleRate = Double(model.sampleRate)
         if let m = maxSeconds { settings.duration = m }
-        let rendered = try OfflineRenderer.render(midi: midi, model: model, settings: settings).wet
+        var rendered = try OfflineRenderer.render(midi: midi, model: model, settings: settings).wet
+        if rate != model.sampleRate {
+            do { rendered = try OfflineResampler.resample(rendered, from: Double(model.sampleRate), to: Double(rate)) }
+            catch { throw TrainingDataError("\(midiURL.path): cannot resample the render (\(error))") }
+        }
         var n = min(rendered.count, recording.count)
         if let m = maxSeconds { n = min(n, Int(m * Double(rate))) }
         guard n >= 2048 else { throw TrainingDataError("\(audioURL.path): too short to compare") }

@@ -35,8 +35,15 @@ struct EvaluateCommand: ParsableCommand {
     @Option(name: .customLong("max-seconds"), help: ArgumentHelp("Compare only the first seconds of each piece.", valueName: "s"))
     var maxSeconds: Double?
 
+    @Option(name: .customLong("sample-rate"), help: ArgumentHelp("Compare at this rate (default: the model's); 16000 puts a v2 model and a dafx22 one on equal terms.", valueName: "Hz"))
+    var sampleRate: Int?
+
     @Option(help: ArgumentHelp("Also write the results as JSON here.", valueName: "file"))
     var json: String?
+
+    func validate() throws {
+        if let r = sampleRate { guard (8_000...192_000).contains(r) else { throw ValidationError("--sample-rate must be between 8000 and 192000") } }
+    }
 
     func run() throws {
         do { try evaluate() } catch let e as TrainingDataError {
@@ -72,7 +79,7 @@ struct EvaluateCommand: ParsableCommand {
                     let r: (distance: Double, seconds: Double)
                     do {
                         r = try Evaluation.distance(audio: URL(fileURLWithPath: pair.audio), midi: URL(fileURLWithPath: pair.midi), model: model,
-                                                    piano: p, settings: settings, maxSeconds: maxSeconds)
+                                                    piano: p, settings: settings, maxSeconds: maxSeconds, sampleRate: sampleRate)
                     } catch let e as TrainingDataError {
                         FileHandle.standardError.write(Data("ddsp-piano-train: \(e.description); skipped\n".utf8)); continue
                     }

@@ -159,6 +159,14 @@ final class TrainCommandTests: XCTestCase {
         let evaluated = try run("ddsp-piano-train", ["evaluate", "--weights", model.path, "--data", data.appendingPathComponent("validation").path])
         XCTAssertEqual(evaluated.status, 0, evaluated.err)
         XCTAssertTrue(evaluated.out.contains("mean over all 1 renders"), evaluated.out)
+        // At dafx22's rate, to compare with a dafx22 model on equal terms: another value.
+        let at16 = try run("ddsp-piano-train", ["evaluate", "--weights", model.path, "--data", data.appendingPathComponent("validation").path,
+                                                "--sample-rate", "16000"])
+        XCTAssertEqual(at16.status, 0, at16.err)
+        func mean(_ text: String) -> Double? { text.split(separator: " ").last.flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
+        let a = mean(evaluated.out), b = mean(at16.out)
+        print("v2 model evaluated at 24 kHz: \(a ?? .nan), at 16 kHz: \(b ?? .nan)")
+        XCTAssertNotNil(a); XCTAssertNotNil(b); XCTAssertNotEqual(a, b)
     }
 
     /// A fresh v2 model (`--model v2`): upstream's initialisation, upstream's phases without
