@@ -13,7 +13,6 @@ static int (*p_comm_size)(mpi_handle, int *);
 static int (*p_allgather)(const void *, int, mpi_handle, void *, int, mpi_handle, mpi_handle);
 static int (*p_allgatherv)(const void *, int, mpi_handle, void *, const int *, const int *, mpi_handle, mpi_handle);
 static int (*p_bcast)(void *, int, mpi_handle, int, mpi_handle);
-static int (*p_barrier)(mpi_handle);
 static int (*p_abort)(mpi_handle, int);
 static int (*p_finalize)(void);
 static mpi_handle comm_world, byte_type;
@@ -36,7 +35,6 @@ int cmpi_start(char *err, int err_len) {
     RESOLVE(p_allgather, "MPI_Allgather");
     RESOLVE(p_allgatherv, "MPI_Allgatherv");
     RESOLVE(p_bcast, "MPI_Bcast");
-    RESOLVE(p_barrier, "MPI_Barrier");
     RESOLVE(p_abort, "MPI_Abort");
     RESOLVE(p_finalize, "MPI_Finalize");
     RESOLVE(comm_world, "ompi_mpi_comm_world");
@@ -60,8 +58,6 @@ int cmpi_allgatherv(const void *send, int count, void *recv, const int *counts, 
 }
 
 int cmpi_broadcast(void *buffer, int count, int root) { return p_bcast(buffer, count, byte_type, root, comm_world); }
-
-int cmpi_barrier(void) { return p_barrier(comm_world); }
 
 void cmpi_abort(int status) {
     if (p_abort) p_abort(comm_world, status);

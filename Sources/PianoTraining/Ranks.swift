@@ -68,11 +68,6 @@ public final class Ranks: @unchecked Sendable {
         return b
     }
 
-    /// True on every rank when it is true on any.
-    public func any(_ flag: Bool) -> Bool {
-        allgather([flag ? 1 : 0]).contains { $0.first == 1 }
-    }
-
     /// Stops every rank of the job with `status` (the launcher ends the others).
     public func abort(_ status: Int32) -> Never {
         if mpi { cmpi_abort(status) }

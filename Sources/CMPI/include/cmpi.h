@@ -22,7 +22,6 @@ int cmpi_allgather(const void *send, int count, void *recv);
 int cmpi_allgatherv(const void *send, int count, void *recv, const int *counts, const int *displs);
 /* Rank `root`'s `count` bytes reach every rank. */
 int cmpi_broadcast(void *buffer, int count, int root);
-int cmpi_barrier(void);
 /* Stops every rank of the job (MPI_Abort) with this exit status. */
 void cmpi_abort(int status);
 int cmpi_finish(void);
