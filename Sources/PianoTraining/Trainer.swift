@@ -112,16 +112,44 @@ public final class Trainer: @unchecked Sendable {
 
     /// Continues a run from its checkpoint (the data must be the same for an exact continuation).
     /// `replicas` replaces the run's number of replicas (a continuation on other hardware:
-    /// valid, but not the same sums as the original run).
+    /// valid, but not the same sums as the original run). `steps` replaces the phases' lengths
+    /// (one per phase of the run): a run lengthened or cut short where it stands; steps already
+    /// taken cannot be undone.
     public convenience init(checkpoint c: TrainingCheckpoint, train: TrainingSet, validation: TrainingSet?,
-                            replicas: Int? = nil, ranks: Ranks = .solo, table: WindowTable? = nil) throws {
+                            replicas: Int? = nil, steps: [Int]? = nil, ranks: Ranks = .solo, table: WindowTable? = nil) throws {
         guard var config = Self.config(of: c),
-              let p = c.state["phase_index"].flatMap(Int.init), let s = c.state["step_in_phase"].flatMap(Int.init) else {
+              var p = c.state["phase_index"].flatMap(Int.init), var s = c.state["step_in_phase"].flatMap(Int.init) else {
             throw TrainingDataError("the checkpoint lacks the run's configuration or position")
         }
         if let r = replicas { config.threads = r }
+        if let steps {
+            (config.phases, p, s) = try Self.replan(config.phases, phaseIndex: p, stepInPhase: s, steps: steps)
+        }
         try self.init(file: c.file, config: config, train: train, validation: validation, adam: c.adam, phaseIndex: p, stepInPhase: s,
                       ranks: ranks, table: table)
+    }
+
+    /// New phase lengths for a run at (`phaseIndex`, `stepInPhase`): finished phases keep theirs,
+    /// the current one may end where it stands (the next begins), later ones need a step.
+    public static func replan(_ phases: [PhasePlan], phaseIndex: Int, stepInPhase: Int, steps: [Int]) throws
+        -> (phases: [PhasePlan], phaseIndex: Int, stepInPhase: Int) {
+        guard steps.count == phases.count else {
+            throw TrainingOptionError("--steps needs \(phases.count) value(s), one per phase of the run (\(phases.map { String($0.number) }.joined(separator: ",")))")
+        }
+        var plans = phases, p = phaseIndex, s = stepInPhase
+        for (i, n) in steps.enumerated() {
+            if i < p, n != phases[i].steps {
+                throw TrainingOptionError("phase \(phases[i].number) is finished after \(phases[i].steps) steps; --steps cannot change it")
+            }
+            if i == p, n < s {
+                throw TrainingOptionError("phase \(phases[i].number) has already run \(s) steps; --steps cannot give it fewer")
+            }
+            if i > p, n < 1 { throw TrainingOptionError("--steps: phase \(phases[i].number) needs at least 1 step") }
+            plans[i].steps = n
+        }
+        // The current phase cut where it stands: the run moves on to the next.
+        if p < plans.count, s >= plans[p].steps { p += 1; s = 0 }
+        return (plans, p, s)
     }
 
     /// The configuration a checkpoint was written with.

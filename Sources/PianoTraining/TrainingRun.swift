@@ -128,7 +128,10 @@ public final class TrainingRun {
             guard instruments == c.file.instruments else {
                 throw TrainingDataError("the data now has instruments the checkpoint lacks (\(instruments.filter { !c.file.instruments.contains($0) }.joined(separator: ", ")))")
             }
-            let trainer = try Trainer(checkpoint: c, train: t, validation: v, replicas: ranks.size > 1 ? replicas : nil, ranks: ranks, table: table)
+            // --steps lengthens or shortens the run's phases; the rest of the plan is the run's.
+            let steps = try Trainer.config(of: c).flatMap { try list(o.steps, "steps", count: $0.phases.count) { Int($0) } }
+            let trainer = try Trainer(checkpoint: c, train: t, validation: v, replicas: ranks.size > 1 ? replicas : nil, steps: steps,
+                                      ranks: ranks, table: table)
             if root { try folder.openLog(resumingAt: trainer.completedSteps) }
             let run = TrainingRun(folder: folder, trainer: trainer, source: source,
                                   elapsedBefore: c.state["seconds"].flatMap(Double.init) ?? 0, resumed: true, options: o)

@@ -75,7 +75,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Epochs per phase (upstream: 7,3,10).", valueName: "list"))
     var epochs: String?
 
-    @Option(help: ArgumentHelp("Optimiser steps per phase (instead of --epochs).", valueName: "list"))
+    @Option(help: ArgumentHelp("Optimiser steps per phase (instead of --epochs); with --resume, the run's phases' new lengths.", valueName: "list"))
     var steps: String?
 
     @Option(name: .customLong("batch-size"), help: ArgumentHelp("Segments per step, per phase (upstream: 6,3,6).", valueName: "list"))
@@ -113,6 +113,12 @@ struct TrainCommand: ParsableCommand {
             guard (data == nil) != (maestro == nil) else { throw ValidationError("give exactly one of --data DIR or --maestro DIR") }
         } else {
             guard data == nil || maestro == nil else { throw ValidationError("give at most one of --data DIR or --maestro DIR") }
+            // A resumed run keeps its plan; only the phases' lengths may change (--steps).
+            let fixed = [("--epochs", epochs != nil), ("--batch-size", batchSize != nil), ("--learning-rate", learningRate != nil),
+                         ("--init", `init` != nil), ("--map", !maps.isEmpty)].filter { $0.1 }.map { $0.0 }
+            guard fixed.isEmpty else {
+                throw ValidationError("\(fixed.joined(separator: ", ")) cannot change a resumed run (its checkpoint keeps its plan); --steps can lengthen or shorten its phases")
+            }
         }
         if let t = threads { guard t >= 1, t <= 64 else { throw ValidationError("--threads must be between 1 and 64") } }
         guard validateEvery >= 1, checkpointEvery >= 1 else { throw ValidationError("--validate-every and --checkpoint-every must be at least 1") }

@@ -132,21 +132,26 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertEqual(checkpoint.file.architecture, "v2")
         XCTAssertEqual(checkpoint.file.instruments.last, "mine", "the data's piano is added")
         XCTAssertEqual(checkpoint.file.instruments.count, 11)
-        let resumed = try run("ddsp-piano-train", ["train", "--run", runDir.path, "--resume"])
+        // A resumed run keeps its plan: a new batch size is refused in one line, before any work.
+        let refused = try run("ddsp-piano-train", ["train", "--run", runDir.path, "--resume", "--batch-size", "3"])
+        XCTAssertEqual(refused.status, 64)
+        XCTAssertTrue(refused.err.contains("--batch-size cannot change a resumed run"), refused.err)
+        // --steps lengthens it where it stands (3 planned, 4 run).
+        let resumed = try run("ddsp-piano-train", ["train", "--run", runDir.path, "--resume", "--steps", "4"])
         XCTAssertEqual(resumed.status, 0, resumed.err)
-        XCTAssertTrue(resumed.out.contains("done: 3 steps"), resumed.out)
+        XCTAssertTrue(resumed.out.contains("resuming") && resumed.out.contains("of 4") && resumed.out.contains("done: 4 steps"), resumed.out)
         let log = try String(contentsOf: runDir.appendingPathComponent("log.jsonl"), encoding: .utf8)
         let losses = log.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             .compactMap { $0["loss"] as? Double }
         print("v2 training losses: \(losses)")
-        XCTAssertEqual(losses.count, 3)
+        XCTAssertEqual(losses.count, 4)
         XCTAssertTrue(losses.allSatisfy { $0.isFinite && $0 > 0 })
 
         let model = dir.appendingPathComponent("model.safetensors")
         let exported = try run("ddsp-piano-train", ["export", runDir.appendingPathComponent("checkpoint.safetensors").path, "-o", model.path])
         XCTAssertEqual(exported.status, 0, exported.err)
         guard case .v2(let w) = try WeightStore.readFile(model) else { return XCTFail("export wrote no v2 file") }
-        XCTAssertEqual(w.provenance["training.steps"], "3")
+        XCTAssertEqual(w.provenance["training.steps"], "4")
         let wav = dir.appendingPathComponent("out.wav")
         let rendered = try run("ddsp-piano", ["render", "--weights", model.path, "--piano", "mine",
                                               data.appendingPathComponent("train/mine/a.mid").path, wav.path])

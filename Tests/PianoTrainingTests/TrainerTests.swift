@@ -180,6 +180,29 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(maxDiff, 0)
     }
 
+    /// `--resume --steps`: finished phases stay, the current one may grow or end where it
+    /// stands (the run moves to the next phase), nothing already run is taken back.
+    func testReplanOnResume() throws {
+        let plan = [PhasePlan(number: 1, batchSize: 6, learningRate: 1e-3, steps: 100),
+                    PhasePlan(number: 3, batchSize: 6, learningRate: 1e-3, steps: 100)]
+        let longer = try Trainer.replan(plan, phaseIndex: 0, stepInPhase: 40, steps: [300, 50])
+        XCTAssertEqual(longer.phases.map(\.steps), [300, 50]); XCTAssertEqual(longer.phaseIndex, 0); XCTAssertEqual(longer.stepInPhase, 40)
+        let cut = try Trainer.replan(plan, phaseIndex: 0, stepInPhase: 40, steps: [40, 20])
+        XCTAssertEqual(cut.phases.map(\.steps), [40, 20]); XCTAssertEqual(cut.phaseIndex, 1); XCTAssertEqual(cut.stepInPhase, 0)
+        let later = try Trainer.replan(plan, phaseIndex: 1, stepInPhase: 10, steps: [100, 10])
+        XCTAssertEqual(later.phaseIndex, 2, "the last phase cut where it stands finishes the run")
+        XCTAssertThrowsError(try Trainer.replan(plan, phaseIndex: 0, stepInPhase: 40, steps: [39, 20])) {
+            XCTAssertTrue("\($0)".contains("already run 40 steps"), "\($0)")
+        }
+        XCTAssertThrowsError(try Trainer.replan(plan, phaseIndex: 1, stepInPhase: 0, steps: [90, 20])) {
+            XCTAssertTrue("\($0)".contains("phase 1 is finished after 100 steps"), "\($0)")
+        }
+        XCTAssertThrowsError(try Trainer.replan(plan, phaseIndex: 0, stepInPhase: 0, steps: [90])) {
+            XCTAssertTrue("\($0)".contains("one per phase of the run (1,3)"), "\($0)")
+        }
+        XCTAssertThrowsError(try Trainer.replan(plan, phaseIndex: 0, stepInPhase: 0, steps: [90, 0]))
+    }
+
     func testNonFiniteLossStopsWithoutUpdating() throws {
         let (t, v) = try sets()
         let w = PianoWeights.initial(hyper: Self.smallHyper(), instruments: t.instruments, seed: 3)
