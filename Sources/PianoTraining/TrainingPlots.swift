@@ -145,6 +145,50 @@ public enum TrainingPlots {
         return img
     }
 
+    /// The colour of a level `v` dB on a scale whose top is `peak` (80 dB range):
+    /// black → purple → orange → yellow-white.
+    static func heat(_ v: Float, peak: Float) -> (UInt8, UInt8, UInt8) {
+        let t = Double(min(max((v - (peak - 80)) / 80, 0), 1))
+        let stops: [(Double, Double, Double)] = [(0, 0, 0.02), (0.35, 0.05, 0.45), (0.85, 0.35, 0.2), (1, 0.95, 0.6)]
+        let x = t * Double(stops.count - 1), i = min(Int(x), stops.count - 2), f = x - Double(i)
+        let c = (stops[i].0 + f * (stops[i + 1].0 - stops[i].0), stops[i].1 + f * (stops[i + 1].1 - stops[i].1), stops[i].2 + f * (stops[i + 1].2 - stops[i].2))
+        return (UInt8(c.0 * 255), UInt8(c.1 * 255), UInt8(c.2 * 255))
+    }
+
+    /// Height of one panel of `comparison`: 513 bins of a 1024-point frame on 256 rows.
+    public static let panelRows = 256
+    static let labelRows = 22
+
+    /// Spectrograms of several signals of one sample rate, stacked top to bottom with their
+    /// labels, for comparing by eye (the same piece recorded and rendered by several models):
+    /// 1024-point frames, hop 128 (one column each), 0 Hz to Nyquist upwards, pairs of bins
+    /// drawn as one row (their maximum), one dB scale for all (80 dB below the loudest), so a
+    /// quieter panel looks quieter. Signals of different lengths are drawn from their starts.
+    public static func comparison(_ panels: [(label: String, samples: [Float])], title: String = "") -> RGBImage {
+        let stft = STFT(size: 1024, hop: 128)
+        let bins = stft.bins, rows = panelRows
+        let levels = panels.map { p -> (frames: Int, db: [Float]) in
+            let m = p.samples.count >= 1024 ? stft.magnitudes(p.samples) : []
+            return (m.count / bins, m.map { 20 * log10(max($0, 1e-7)) })
+        }
+        let peak = levels.map { $0.db.max() ?? -140 }.max() ?? 0
+        let width = max(320, levels.map(\.frames).max() ?? 0)
+        let top = title.isEmpty ? 0 : labelRows
+        var img = RGBImage(width: width, height: top + panels.count * (labelRows + rows))
+        if !title.isEmpty { img.text(title, x: 4, y: 4) }
+        for (p, l) in levels.enumerated() {
+            let y0 = top + p * (labelRows + rows)
+            img.text(panels[p].label, x: 4, y: y0 + 4)
+            for f in 0..<l.frames {
+                for r in 0..<rows {
+                    let v = max(l.db[f * bins + 2 * r], l.db[f * bins + 2 * r + 1])
+                    img.set(f, y0 + labelRows + rows - 1 - r, heat(v, peak: peak))
+                }
+            }
+        }
+        return img
+    }
+
     /// Log-magnitude spectrograms (1024-point frames, hop 128, 0–8 kHz upwards) of the target
     /// (top) and the model (bottom) on one shared dB scale (80 dB range).
     public static func spectrograms(target: [Float], model: [Float], label: String = "") -> RGBImage {
@@ -157,14 +201,7 @@ public enum TrainingPlots {
         let db: ([Float]) -> [Float] = { m in m.map { 20 * log10(max($0, 1e-7)) } }
         let da = db(a), dbm = db(b)
         let peak = max(da.max() ?? 0, dbm.max() ?? 0)
-        func color(_ v: Float) -> (UInt8, UInt8, UInt8) {
-            let t = Double(min(max((v - (peak - 80)) / 80, 0), 1))
-            // black → purple → orange → yellow-white
-            let stops: [(Double, Double, Double)] = [(0, 0, 0.02), (0.35, 0.05, 0.45), (0.85, 0.35, 0.2), (1, 0.95, 0.6)]
-            let x = t * Double(stops.count - 1), i = min(Int(x), stops.count - 2), f = x - Double(i)
-            let c = (stops[i].0 + f * (stops[i + 1].0 - stops[i].0), stops[i].1 + f * (stops[i + 1].1 - stops[i].1), stops[i].2 + f * (stops[i + 1].2 - stops[i].2))
-            return (UInt8(c.0 * 255), UInt8(c.1 * 255), UInt8(c.2 * 255))
-        }
+        func color(_ v: Float) -> (UInt8, UInt8, UInt8) { heat(v, peak: peak) }
         for (p, d) in [da, dbm].enumerated() {
             let y0 = 24 + p * (panel + gap)
             for f in 0..<frames {

@@ -14,6 +14,6 @@ struct TrainToolCommand: ParsableCommand {
           ddsp-piano render --weights my-piano.safetensors examples/arpeggios.mid out.wav
         """,
         version: PianoVersion.current,
-        subcommands: [DatasetCommand.self, TrainCommand.self, ExportCommand.self, EvaluateCommand.self, BenchCommand.self]
+        subcommands: [DatasetCommand.self, TrainCommand.self, ExportCommand.self, EvaluateCommand.self, SpectrogramCommand.self, BenchCommand.self]
     )
 }

@@ -111,6 +111,35 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertTrue(evaluated.out.contains("mean over all 1 renders"), evaluated.out)
     }
 
+    /// `spectrogram` as a model card is made: a recording and two renders of another rate, one
+    /// PNG; a file it cannot read gets one line naming it.
+    func testSpectrogramPictureOfSeveralFiles() throws {
+        _ = try TestKit.executable("ddsp-piano-train")
+        let a = dir.appendingPathComponent("a.wav"), b = dir.appendingPathComponent("b.flac")
+        try AudioFile.write((0..<96_000).map { 0.3 * Float(sin(2 * .pi * 440 * Double($0) / 24_000)) }, sampleRate: 24_000, format: .f32, to: a)
+        try AudioFile.write((0..<64_000).map { 0.3 * Float(sin(2 * .pi * 1000 * Double($0) / 16_000)) }, sampleRate: 16_000, format: .flac16, to: b)
+        let png = dir.appendingPathComponent("cmp.png")
+        let r = try run("ddsp-piano-train", ["spectrogram", "-o", png.path, "--seconds", "3", "--title", "test",
+                                             "--label", "recording", a.path, "--label", "model", b.path])
+        XCTAssertEqual(r.status, 0, r.err)
+        let bytes = [UInt8](try Data(contentsOf: png))
+        XCTAssertEqual(Array(bytes.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        func be32(_ at: Int) -> Int { bytes[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        // IHDR: 3 s at 16 kHz in hop-128 columns after the first 1024-sample frame; title + 2 panels.
+        XCTAssertEqual(be32(16), 1 + (48_000 - 1024) / 128)
+        XCTAssertEqual(be32(20), 22 + 2 * (22 + TrainingPlots.panelRows))
+        XCTAssertTrue(r.out.contains("2 panel(s)"), r.out)
+
+        let bad = dir.appendingPathComponent("bad.wav")
+        try Data("RIFF not really".utf8).write(to: bad)
+        let refused = try run("ddsp-piano-train", ["spectrogram", "-o", png.path, a.path, bad.path])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(refused.err.split(separator: "\n").count, 1, refused.err)
+        XCTAssertTrue(refused.err.contains(bad.path), refused.err)
+        let mismatched = try run("ddsp-piano-train", ["spectrogram", "-o", png.path, "--label", "x", a.path, b.path])
+        XCTAssertEqual(mismatched.status, 64)
+    }
+
     /// v2 as a user trains it: a v2 weight file as --init (the seeded StructuralV2, real layout)
     /// makes the run a v2 run on 24-kHz audio; a new piano is added; checkpoint, --resume,
     /// export as a v2 file, render it with `ddsp-piano`, evaluate it.

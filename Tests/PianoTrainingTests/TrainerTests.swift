@@ -230,6 +230,34 @@ final class TrainerTests: XCTestCase {
         XCTAssertNoThrow(try PianoWeights(safetensors: x.safetensors()))
     }
 
+    /// The comparison picture puts each signal's energy at its frequency, on one scale: a
+    /// 440-Hz and a 3-kHz sine show their brightest rows there, and the same 3 kHz 30 dB
+    /// quieter draws darker.
+    func testComparisonSpectrogramsShowEachSignalAtItsFrequency() throws {
+        let rate = 16_000.0
+        func sine(_ f: Double, _ a: Float) -> [Float] { (0..<16_000).map { a * Float(sin(2 * .pi * f * Double($0) / rate)) } }
+        let img = TrainingPlots.comparison([("a", sine(440, 0.5)), ("b", sine(3000, 0.5)), ("c", sine(3000, 0.5 * 0.0316))], title: "t")
+        let rows = TrainingPlots.panelRows, label = 22
+        XCTAssertEqual(img.height, label + 3 * (label + rows))
+        for (p, (f, _)) in [(440.0, 0), (3000.0, 1), (3000.0, 2)].enumerated() {
+            let y0 = label + p * (label + rows) + label
+            // Brightness of each row, summed over the columns.
+            let bright = (0..<rows).map { r -> Int in
+                let y = y0 + rows - 1 - r
+                return (0..<img.width).reduce(0) { $0 + Int(img.pixels[3 * (y * img.width + $1)]) + Int(img.pixels[3 * (y * img.width + $1) + 1]) }
+            }
+            let top = bright.indices.max { bright[$0] < bright[$1] }!
+            let hz = (Double(2 * top) + 0.5) * rate / 1024
+            print("panel \(p): brightest row \(top) ≈ \(Int(hz)) Hz (sine at \(Int(f)) Hz), brightness \(bright[top])")
+            XCTAssertEqual(hz, f, accuracy: 2 * rate / 1024, "panel \(p) shows its sine at its frequency (one row is two bins)")
+        }
+        func rowBrightness(_ panel: Int, _ hz: Double) -> Int {
+            let r = Int(hz * 1024 / rate) / 2, y = label + panel * (label + rows) + label + rows - 1 - r
+            return (0..<img.width).reduce(0) { $0 + Int(img.pixels[3 * (y * img.width + $1)]) }
+        }
+        XCTAssertLessThan(rowBrightness(2, 3000), rowBrightness(1, 3000), "30 dB quieter draws darker on the shared scale")
+    }
+
     func testPNGPicturesAreValid() throws {
         let img = TrainingPlots.lossCurve(train: (1...50).map { ($0, 10 / Double($0)) }, validation: [(10, 2), (50, 0.5)])
         let png = img.png()
