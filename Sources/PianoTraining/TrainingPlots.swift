@@ -189,30 +189,8 @@ public enum TrainingPlots {
         return img
     }
 
-    /// Log-magnitude spectrograms (1024-point frames, hop 128, 0–8 kHz upwards) of the target
-    /// (top) and the model (bottom) on one shared dB scale (80 dB range).
+    /// The run folder's picture: the target above the model on one dB scale (`comparison`).
     public static func spectrograms(target: [Float], model: [Float], label: String = "") -> RGBImage {
-        let stft = STFT(size: 1024, hop: 128)
-        let a = stft.magnitudes(target), b = stft.magnitudes(model)
-        let frames = stft.frameCount(samples: target.count), bins = stft.bins
-        let panel = bins / 2   // 513 bins drawn on 256 rows (pairs averaged)
-        let width = frames, gap = 24, height = 2 * panel + gap + 24
-        var img = RGBImage(width: max(width, 200), height: height)
-        let db: ([Float]) -> [Float] = { m in m.map { 20 * log10(max($0, 1e-7)) } }
-        let da = db(a), dbm = db(b)
-        let peak = max(da.max() ?? 0, dbm.max() ?? 0)
-        func color(_ v: Float) -> (UInt8, UInt8, UInt8) { heat(v, peak: peak) }
-        for (p, d) in [da, dbm].enumerated() {
-            let y0 = 24 + p * (panel + gap)
-            for f in 0..<frames {
-                for r in 0..<panel {
-                    let k = 2 * r
-                    let v = max(d[f * bins + k], d[f * bins + k + 1])
-                    img.set(f, y0 + panel - 1 - r, color(v))
-                }
-            }
-        }
-        img.text("target (top) / model (bottom) " + label, x: 4, y: 4)
-        return img
+        comparison([("target", target), ("model", model)], title: label)
     }
 }

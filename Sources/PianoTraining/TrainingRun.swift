@@ -322,7 +322,7 @@ public final class TrainingRun {
         folder.append(["step": step, "validation_loss": v, "time": Date().timeIntervalSince1970])
         try folder.writeLossPlot()
         if let ex = trainer.validationExample() {
-            try folder.writeSpectrogram(target: ex.target, model: ex.model, label: String(format: "step %d", step))
+            try folder.writeSpectrogram(target: ex.target, model: ex.model, label: String(format: "validation segment, step %d", step))
         }
     }
 
