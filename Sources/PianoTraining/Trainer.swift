@@ -122,10 +122,14 @@ public final class Trainer: @unchecked Sendable {
             throw TrainingDataError("the checkpoint lacks the run's configuration or position")
         }
         if let r = replicas { config.threads = r }
+        var adam = c.adam
         if let steps {
+            let before = p
             (config.phases, p, s) = try Self.replan(config.phases, phaseIndex: p, stepInPhase: s, steps: steps)
+            // A phase cut where it stood: the next starts at its own learning rate, as after a step.
+            if p != before, p < config.phases.count { adam.learningRate = config.phases[p].learningRate }
         }
-        try self.init(file: c.file, config: config, train: train, validation: validation, adam: c.adam, phaseIndex: p, stepInPhase: s,
+        try self.init(file: c.file, config: config, train: train, validation: validation, adam: adam, phaseIndex: p, stepInPhase: s,
                       ranks: ranks, table: table)
     }
 

@@ -201,6 +201,16 @@ final class TrainerTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("one per phase of the run (1,3)"), "\($0)")
         }
         XCTAssertThrowsError(try Trainer.replan(plan, phaseIndex: 0, stepInPhase: 0, steps: [90, 0]))
+
+        // Resumed with phase 1 cut after its 3 steps: phase 2 begins at its own learning rate.
+        let (t, v) = try sets()
+        let first = try Trainer(weights: PianoWeights.initial(instruments: t.instruments, seed: 3), config: config(), train: t, validation: v)
+        for _ in 0..<3 { _ = try first.step() }
+        let resumed = try Trainer(checkpoint: try TrainingCheckpoint(bytes: try first.checkpoint().serialized()), train: t, validation: v, steps: [3, 2])
+        XCTAssertEqual(resumed.phaseIndex, 1); XCTAssertEqual(resumed.completedSteps, 3); XCTAssertEqual(resumed.totalSteps, 5)
+        XCTAssertEqual(resumed.adam.learningRate, 1e-3)
+        let report = try resumed.step()
+        XCTAssertEqual(report.phase, 2); XCTAssertEqual(report.globalStep, 4)
     }
 
     func testNonFiniteLossStopsWithoutUpdating() throws {
